@@ -1,0 +1,1 @@
+"""Fixtures for a private tmux server per test (filled in with the tmux layer)."""
