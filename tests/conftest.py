@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.support.gitrepos", "tests.support.tmuxserver"]
+pytest_plugins = ["tests.support.gitrepos", "tests.support.tmuxserver", "tests.support.daemons"]

@@ -9,14 +9,15 @@ class CockpitError(Exception):
     code = "error"
     exit_code = 1
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.details = details or {}
         if code is not None:
             self.code = code
 
-    def to_json(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+    def to_json(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, **self.details}
 
 
 class UsageError(CockpitError):

@@ -1,0 +1,82 @@
+"""How a command reaches a repo: through its daemon's socket when one is up, else straight at its store.
+
+Both backends answer the same ops with the same results and errors, because the local one runs the very
+`Ops` table the daemon serves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from cockpit.core.client import DaemonClient
+from cockpit.core.errors import CockpitError, NotFoundError
+from cockpit.core.models import JSON
+from cockpit.core.ops import Ops, arg_int, arg_states
+from cockpit.core.paths import RepoPaths
+from cockpit.core.service import TaskService
+from cockpit.core.states import SETTLED
+from cockpit.core.store import Store
+from cockpit.core.storewatch import wait_for_state
+
+@dataclass
+class Backend:
+    paths: RepoPaths
+    client: DaemonClient | None = None
+    store: Store | None = None
+    ops: Ops | None = None
+
+    @property
+    def via(self) -> str:
+        return "daemon" if self.client is not None else "store"
+
+    async def call(self, op: str, args: dict[str, Any] | None = None, timeout: float | None = None) -> JSON:
+        args = args or {}
+        if self.client is not None:
+            return await self.client.call(op, args, timeout)
+        assert self.ops is not None and self.store is not None
+        if op == "wait_task":
+            states = set(arg_states(args, "states")) or set(SETTLED)
+            task, timed_out = await wait_for_state(self.store, self.paths.cockpit, arg_int(args, "id"), states,
+                                                   args.get("timeout_s"))
+            return {"task": await self.ops.task_json(task), "timed_out": timed_out}
+        return await self.ops.dispatch(op, args)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+        if self.store is not None:
+            await self.store.close()
+
+
+async def open_local(paths: RepoPaths) -> Backend:
+    if not paths.db.exists():
+        raise NotFoundError(f"{paths.root} has no cockpit store yet; run `cockpit init` there first",
+                            code="not_initialised")
+    store = await Store.open(paths.db)
+    try:
+        service = TaskService(paths, store)
+    except CockpitError:
+        await store.close()
+        raise
+    ops = Ops(service)
+    return Backend(paths, store=store, ops=ops)
+
+
+async def open_backend(paths: RepoPaths, *, prefer_daemon: bool = True) -> Backend:
+    if prefer_daemon:
+        client = await DaemonClient.for_repo(paths)
+        if client is not None:
+            return Backend(paths, client=client)
+    return await open_local(paths)
+
+
+@contextlib.asynccontextmanager
+async def backend_for(paths: RepoPaths, *, prefer_daemon: bool = True) -> AsyncIterator[Backend]:
+    backend = await open_backend(paths, prefer_daemon=prefer_daemon)
+    try:
+        yield backend
+    finally:
+        await backend.close()

@@ -1,0 +1,143 @@
+"""A client of a repo daemon's socket: request/reply by id, pushed events on a queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from cockpit.core import daemonfile
+from cockpit.core.errors import CockpitError, DaemonUnavailable, ProtocolError
+from cockpit.core.models import JSON, Event
+from cockpit.core.paths import RepoPaths
+from cockpit.core.protocol import PROTOCOL_VERSION, encode
+
+READ_LIMIT = 64 * 1024 * 1024
+
+
+def _event(data: JSON) -> Event:
+    return Event(seq=int(data["seq"]), ts=float(data["ts"]), task_id=data.get("task_id"), type=str(data["type"]),
+                 data=dict(data.get("data") or {}), key=data.get("key"))
+
+
+class DaemonClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hello: JSON) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.hello = hello
+        self.events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[JSON]] = {}
+        self._reader_task = asyncio.ensure_future(self._read_loop())
+        self.closed = asyncio.Event()
+
+    @classmethod
+    async def connect(cls, socket_path: Path | str, timeout: float = 5.0) -> DaemonClient:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(str(socket_path), limit=READ_LIMIT), timeout)
+            line = await asyncio.wait_for(reader.readline(), timeout)
+        except (OSError, TimeoutError) as exc:
+            raise DaemonUnavailable(f"cannot reach the daemon at {socket_path}: {exc}; "
+                                    "start it with `cockpit daemon start`") from None
+        try:
+            greeting = json.loads(line)
+        except ValueError:
+            greeting = None
+        if not isinstance(greeting, dict) or "hello" not in greeting:
+            writer.close()
+            message = "the daemon refused the connection"
+            if isinstance(greeting, dict) and isinstance(greeting.get("error"), dict):
+                message = str(greeting["error"].get("message", message))
+            raise DaemonUnavailable(message)
+        hello = greeting["hello"]
+        if hello.get("protocol") != PROTOCOL_VERSION:
+            writer.close()
+            raise ProtocolError(f"daemon speaks protocol {hello.get('protocol')}, this client {PROTOCOL_VERSION}; "
+                                "restart the daemon with `cockpit daemon stop && cockpit daemon start`")
+        return cls(reader, writer, hello)
+
+    @classmethod
+    async def for_repo(cls, paths: RepoPaths, timeout: float = 5.0) -> DaemonClient | None:
+        """A connection to the repo's live daemon, or None when none is running."""
+        info = daemonfile.read_live(paths.daemon_json)
+        if info is None:
+            return None
+        try:
+            return await cls.connect(info.socket, timeout)
+        except DaemonUnavailable:
+            return None
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                line = await self.reader.readline()
+                if not line:
+                    break
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if "event" in msg:
+                    self.events.put_nowait(_event(msg["event"]))
+                    continue
+                future = self._pending.pop(msg.get("id"), None) if isinstance(msg.get("id"), int) else None
+                if future is not None and not future.done():
+                    future.set_result(msg)
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            self.closed.set()
+            self.events.put_nowait(None)
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(DaemonUnavailable("the daemon closed the connection"))
+            self._pending.clear()
+
+    async def call(self, op: str, args: dict[str, Any] | None = None, timeout: float | None = None) -> JSON:
+        """Send one request; return its result or raise the daemon's error as a CockpitError."""
+        if self.closed.is_set():
+            raise DaemonUnavailable("the connection to the daemon is closed")
+        request_id = next(self._ids)
+        future: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        self.writer.write(encode({"id": request_id, "op": op, "args": args or {}}))
+        await self.writer.drain()
+        try:
+            reply = await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending.pop(request_id, None)
+        if reply.get("ok"):
+            result = reply.get("result")
+            return result if isinstance(result, dict) else {"result": result}
+        err = reply.get("error") or {}
+        details = {k: v for k, v in err.items() if k not in ("code", "message")}
+        raise CockpitError(str(err.get("message", "request failed")), code=str(err.get("code", "error")),
+                           details=details)
+
+    async def subscribe(self, since: int = 0) -> AsyncIterator[Event]:
+        """Every event after `since`, then each new one as it commits; ends when the connection closes."""
+        await self.call("subscribe", {"since": since})
+        while True:
+            event = await self.events.get()
+            if event is None:
+                return
+            yield event
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+        self._reader_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._reader_task
+
+    async def __aenter__(self) -> DaemonClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

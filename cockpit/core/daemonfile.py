@@ -1,0 +1,73 @@
+"""`.cockpit/daemon.json`: who serves this repo, where, and since when. A file naming a dead pid is stale."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cockpit.core.protocol import PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class DaemonInfo:
+    pid: int
+    socket: str
+    protocol: int
+    started_at: float
+    repo: str
+    root: str
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes: it answers kill 0 but serves nothing.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def read(path: Path) -> DaemonInfo | None:
+    try:
+        data = json.loads(path.read_text())
+        return DaemonInfo(
+            pid=int(data["pid"]), socket=str(data["socket"]), protocol=int(data["protocol"]),
+            started_at=float(data["started_at"]), repo=str(data["repo"]), root=str(data["root"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_live(path: Path) -> DaemonInfo | None:
+    """The daemon's info if its process is alive, else None."""
+    info = read(path)
+    if info is None or not pid_alive(info.pid):
+        return None
+    return info
+
+
+def write(path: Path, *, socket: Path, repo: str, root: Path) -> DaemonInfo:
+    info = DaemonInfo(pid=os.getpid(), socket=str(socket), protocol=PROTOCOL_VERSION, started_at=time.time(),
+                      repo=repo, root=str(root))
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info.to_json(), indent=2) + "\n")
+    os.replace(tmp, path)
+    return info
+
+
+def remove_if_mine(path: Path) -> None:
+    info = read(path)
+    if info is not None and info.pid == os.getpid():
+        path.unlink(missing_ok=True)

@@ -1,0 +1,186 @@
+"""The request operations of DESIGN section 6, as one dispatch table.
+
+The daemon serves these over its socket and the CLI runs them in-process when no daemon is up, so both paths
+share argument checking, errors and results. Streaming operations (`subscribe`, `wait_task`) are transport
+specific and live with each transport.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cockpit.core.errors import UsageError
+from cockpit.core.models import JSON, Task
+from cockpit.core.protocol import PROTOCOL_VERSION
+from cockpit.core.service import TaskService
+from cockpit.core.states import State, parse_state
+
+Handler = Callable[[dict[str, Any]], Awaitable[JSON]]
+
+# Core modules that add ops (each defines `install_ops(ops: Ops) -> None`): served by the daemon and run
+# in-process by the CLI alike.
+OP_MODULES = ("cockpit.core.execution_ops", "cockpit.core.merging", "cockpit.core.delegation")
+
+
+def arg_int(args: dict[str, Any], name: str) -> int:
+    value = args.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise UsageError(f"{name} must be a task id (a whole number)", code="bad_request")
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"{name} must be a task id (a whole number), not {value!r}", code="bad_request") from None
+
+
+def arg_str(args: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = args.get(name, default)
+    if not isinstance(value, str):
+        raise UsageError(f"{name} must be a string", code="bad_request")
+    return value
+
+
+def arg_opt_str(args: dict[str, Any], name: str) -> str | None:
+    value = args.get(name)
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"{name} must be a string", code="bad_request")
+    return value
+
+
+def arg_bool(args: dict[str, Any], name: str, default: bool = False) -> bool:
+    value = args.get(name, default)
+    if not isinstance(value, bool):
+        raise UsageError(f"{name} must be true or false", code="bad_request")
+    return value
+
+
+def arg_strs(args: dict[str, Any], name: str) -> list[str]:
+    value = args.get(name, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise UsageError(f"{name} must be a list of strings", code="bad_request")
+    return list(value)
+
+
+def arg_states(args: dict[str, Any], name: str) -> list[State]:
+    return [parse_state(s) for s in arg_strs(args, name)]
+
+
+class Ops:
+    """Dispatch a request to the service. Extended by later layers (execution, merge, delegation)."""
+
+    def __init__(self, service: TaskService) -> None:
+        self.service = service
+        self.handlers: dict[str, Handler] = {
+            "ping": self.ping,
+            "status": self.status,
+            "create_task": self.create_task,
+            "get_task": self.get_task,
+            "list_tasks": self.list_tasks,
+            "approve_task": self.approve_task,
+            "reject_task": self.reject_task,
+            "cancel_task": self.cancel_task,
+            "retry_task": self.retry_task,
+            "clarify_task": self.clarify_task,
+            "classify_task": self.classify_task,
+            "events": self.events,
+        }
+        # Hooks that decorate a task's JSON for display (e.g. live states of delegated children).
+        self.task_decorators: list[Callable[[Task, JSON], Awaitable[None]]] = []
+        for name in OP_MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name != name:
+                    raise
+                continue
+            module.install_ops(self)
+
+    async def dispatch(self, op: str, args: dict[str, Any]) -> JSON:
+        handler = self.handlers.get(op)
+        if handler is None:
+            known = ", ".join(sorted(self.handlers))
+            raise UsageError(f"unknown op {op!r}; ops are: {known}", code="unknown_op")
+        return await handler(args)
+
+    async def task_json(self, task: Task) -> JSON:
+        data = task.to_json()
+        for decorate in self.task_decorators:
+            await decorate(task, data)
+        return data
+
+    async def ping(self, args: dict[str, Any]) -> JSON:
+        return {"pong": True}
+
+    async def status(self, args: dict[str, Any]) -> JSON:
+        s = self.service
+        return {
+            "repo": s.repo_name, "root": str(s.paths.root), "pid": os.getpid(), "protocol": PROTOCOL_VERSION,
+            "counts": await s.store.counts(), "last_seq": await s.store.last_seq(), "peers": s.peers,
+        }
+
+    async def create_task(self, args: dict[str, Any]) -> JSON:
+        text = args.get("text", args.get("description"))
+        if not isinstance(text, str):
+            raise UsageError("create_task needs text: the task description", code="bad_request")
+        source_task = args.get("source_task_id")
+        task = await self.service.create_task(
+            text,
+            force=arg_bool(args, "force"),
+            script=arg_opt_str(args, "script"),
+            source_repo=arg_opt_str(args, "source_repo"),
+            source_task_id=arg_int(args, "source_task_id") if source_task is not None else None,
+            key=arg_opt_str(args, "key"),
+            classify=not arg_bool(args, "no_wait"),
+            by=arg_str(args, "by", "person"),
+        )
+        return await self.task_json(task)
+
+    async def get_task(self, args: dict[str, Any]) -> JSON:
+        return await self.task_json(await self.service.store.get_task(arg_int(args, "id")))
+
+    async def list_tasks(self, args: dict[str, Any]) -> JSON:
+        states = arg_states(args, "states")
+        if not states and not arg_bool(args, "all"):
+            states = [s for s in State if s not in (State.DONE, State.REJECTED, State.CANCELLED)]
+        tasks = await self.service.store.list_tasks(states or None)
+        return {"tasks": [await self.task_json(t) for t in tasks]}
+
+    async def approve_task(self, args: dict[str, Any]) -> JSON:
+        task_id = arg_int(args, "id")
+        remote = arg_opt_str(args, "from_repo")
+        if remote is not None:
+            return await self.task_json(await self.service.approve_remote(task_id, from_repo=remote))
+        return await self.task_json(await self.service.approve(task_id, by=arg_str(args, "by", "person")))
+
+    async def reject_task(self, args: dict[str, Any]) -> JSON:
+        return await self.task_json(await self.service.reject(
+            arg_int(args, "id"), reason=arg_str(args, "reason", ""), by=arg_str(args, "by", "person")))
+
+    async def cancel_task(self, args: dict[str, Any]) -> JSON:
+        return await self.task_json(await self.service.cancel(
+            arg_int(args, "id"), by=arg_str(args, "by", "person"), reason=arg_str(args, "reason", "")))
+
+    async def retry_task(self, args: dict[str, Any]) -> JSON:
+        return await self.task_json(await self.service.retry(
+            arg_int(args, "id"), fresh=arg_bool(args, "fresh"), by=arg_str(args, "by", "person")))
+
+    async def clarify_task(self, args: dict[str, Any]) -> JSON:
+        return await self.task_json(await self.service.clarify(
+            arg_int(args, "id"), arg_strs(args, "answers"), by=arg_str(args, "by", "person")))
+
+    async def classify_task(self, args: dict[str, Any]) -> JSON:
+        return await self.task_json(await self.service.classify_task(arg_int(args, "id")))
+
+    async def events(self, args: dict[str, Any]) -> JSON:
+        since = args.get("since", 0)
+        limit = args.get("limit")
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise UsageError("since must be a sequence number (0 or more)", code="bad_request")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise UsageError("limit must be a positive whole number", code="bad_request")
+        events = await self.service.store.events_since(since, limit)
+        return {"events": [e.to_json() for e in events]}

@@ -1,0 +1,112 @@
+"""Where a repository's cockpit files live (DESIGN section 3)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cockpit.core.errors import NotARepoError
+
+# sun_path holds 108 bytes on Linux including the NUL; keep a margin.
+MAX_SOCKET_PATH = 100
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    """The git working tree around `start` (default: the current directory)."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    raise NotARepoError(f"{here} is not inside a git repository; run `git init` there or pass --repo PATH")
+
+
+@dataclass(frozen=True)
+class RepoPaths:
+    root: Path
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> RepoPaths:
+        return cls(find_repo_root(start))
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def cockpit(self) -> Path:
+        return self.root / ".cockpit"
+
+    @property
+    def db(self) -> Path:
+        return self.cockpit / "index.db"
+
+    @property
+    def config(self) -> Path:
+        return self.cockpit / "config.toml"
+
+    @property
+    def daemon_json(self) -> Path:
+        return self.cockpit / "daemon.json"
+
+    @property
+    def plans(self) -> Path:
+        return self.cockpit / "plans"
+
+    @property
+    def worktrees(self) -> Path:
+        return self.cockpit / "worktrees"
+
+    @property
+    def logs(self) -> Path:
+        return self.cockpit / "logs"
+
+    @property
+    def signals(self) -> Path:
+        return self.cockpit / "signals"
+
+    @property
+    def scripts(self) -> Path:
+        return self.cockpit / "scripts"
+
+    @property
+    def prompts(self) -> Path:
+        return self.cockpit / "prompts"
+
+    @property
+    def scratch(self) -> Path:
+        return self.cockpit / "scratch"
+
+    def plan_file(self, task_id: int) -> Path:
+        return self.plans / f"task-{task_id}.md"
+
+    def task_log(self, task_id: int) -> Path:
+        return self.logs / f"task-{task_id}.log"
+
+    def gate_log(self, task_id: int) -> Path:
+        return self.logs / f"task-{task_id}-gates.log"
+
+    @property
+    def daemon_log(self) -> Path:
+        return self.logs / "daemon.log"
+
+    @property
+    def socket(self) -> Path:
+        """`.cockpit/daemon.sock`, or a short path under the runtime dir when that is too long for sun_path."""
+        preferred = self.cockpit / "daemon.sock"
+        if len(os.fsencode(preferred)) <= MAX_SOCKET_PATH:
+            return preferred
+        digest = hashlib.sha256(os.fsencode(self.root)).hexdigest()[:16]
+        return runtime_dir() / f"{digest}.sock"
+
+    def is_initialised(self) -> bool:
+        return self.db.exists() or self.config.exists()
+
+
+def runtime_dir() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    path = Path(base) / f"cockpit-{os.getuid()}"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,79 @@
+"""The task state machine (DESIGN section 4): every transition is validated here and nowhere else."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from cockpit.core.errors import TransitionError
+
+
+class State(StrEnum):
+    CREATED = "created"
+    PENDING = "pending"
+    PENDING_CLARIFICATION = "pending_clarification"
+    APPROVED = "approved"
+    EXECUTING = "executing"
+    GATING = "gating"
+    AWAITING_REVIEW = "awaiting_review"
+    MERGING = "merging"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    ROLLED_BACK = "rolled_back"
+
+
+S = State
+TRANSITIONS: dict[State, frozenset[State]] = {
+    S.CREATED: frozenset({S.PENDING, S.PENDING_CLARIFICATION, S.APPROVED, S.REJECTED}),
+    S.PENDING: frozenset({S.APPROVED, S.REJECTED, S.CANCELLED}),
+    S.PENDING_CLARIFICATION: frozenset({S.PENDING, S.APPROVED, S.REJECTED, S.CANCELLED}),
+    S.APPROVED: frozenset({S.EXECUTING, S.CANCELLED}),
+    S.EXECUTING: frozenset({S.GATING, S.FAILED, S.INTERRUPTED}),
+    # GATING -> EXECUTING is the fix cycle: a failed gate re-runs the agent without passing through failed,
+    # so a waiting sender never sees a transient failure.
+    S.GATING: frozenset({S.AWAITING_REVIEW, S.FAILED, S.EXECUTING}),
+    S.AWAITING_REVIEW: frozenset({S.MERGING, S.REJECTED, S.APPROVED}),
+    S.MERGING: frozenset({S.DONE, S.AWAITING_REVIEW}),
+    S.DONE: frozenset({S.ROLLED_BACK}),
+    S.FAILED: frozenset({S.APPROVED, S.CANCELLED}),
+    S.INTERRUPTED: frozenset({S.APPROVED, S.CANCELLED}),
+    S.REJECTED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.ROLLED_BACK: frozenset({S.APPROVED}),
+}
+
+# States in which a task still takes part in dedup and counts as work in progress.
+ACTIVE: frozenset[State] = frozenset(
+    {S.CREATED, S.PENDING, S.PENDING_CLARIFICATION, S.APPROVED, S.EXECUTING, S.GATING,
+     S.AWAITING_REVIEW, S.MERGING}
+)
+TERMINAL: frozenset[State] = frozenset({S.REJECTED, S.CANCELLED})
+# What a waiting sender treats as "finished" (remote wait's default).
+FINISHED: frozenset[State] = frozenset(
+    {S.DONE, S.FAILED, S.INTERRUPTED, S.REJECTED, S.CANCELLED, S.ROLLED_BACK}
+)
+# States where nothing happens until a person acts, or the task is finished: `task wait`'s default.
+SETTLED: frozenset[State] = FINISHED | frozenset({S.PENDING, S.PENDING_CLARIFICATION, S.AWAITING_REVIEW})
+# States that need a person to act.
+NEEDS_PERSON: frozenset[State] = frozenset({S.PENDING, S.PENDING_CLARIFICATION, S.AWAITING_REVIEW})
+
+
+def parse_state(value: str) -> State:
+    try:
+        return State(value)
+    except ValueError:
+        names = ", ".join(s.value for s in State)
+        raise TransitionError(f"unknown state {value!r}; states are: {names}", code="usage") from None
+
+
+def check_transition(task_id: int, current: State, target: State, action: str) -> None:
+    """Raise TransitionError naming the current state and the allowed next states."""
+    allowed = TRANSITIONS[current]
+    if target in allowed:
+        return
+    nxt = ", ".join(sorted(s.value for s in allowed)) or "none (terminal)"
+    raise TransitionError(
+        f"cannot {action} task {task_id}: it is {current.value}, which can only move to: {nxt}"
+    )

@@ -1,0 +1,364 @@
+"""The per-repo event store: an append-only `events` table and the projections folded from it (DESIGN 3, 5).
+
+Every change is one transaction: `BEGIN IMMEDIATE`, read the task, validate the transition, append the event,
+write the projection rows, commit. A daemon, a CLI and a peer writing at once are serialised by SQLite itself
+(WAL plus a busy timeout), so none of them loses a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from cockpit.core.errors import CockpitError, NotFoundError
+from cockpit.core.models import Event, Task
+from cockpit.core.projection import apply, target_state
+from cockpit.core.states import State, check_transition
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    task_id INTEGER,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    key TEXT UNIQUE
+);
+CREATE INDEX IF NOT EXISTS events_task ON events(task_id, seq);
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    title TEXT NOT NULL,
+    scope TEXT,
+    source_repo TEXT,
+    source_task_id INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state);
+CREATE TABLE IF NOT EXISTS steps (
+    task_id INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    verb TEXT NOT NULL,
+    description TEXT NOT NULL,
+    peer TEXT,
+    depends_on TEXT NOT NULL,
+    status TEXT NOT NULL,
+    peer_task_id INTEGER,
+    PRIMARY KEY (task_id, n)
+);
+CREATE TABLE IF NOT EXISTS gates (
+    task_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    exit_code INTEGER,
+    duration_s REAL NOT NULL,
+    log_tail TEXT NOT NULL,
+    PRIMARY KEY (task_id, name)
+);
+CREATE TABLE IF NOT EXISTS merges (
+    task_id INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    target TEXT NOT NULL,
+    merge_sha TEXT,
+    rollback_sha TEXT,
+    strategy TEXT NOT NULL,
+    rollback_method TEXT,
+    updated_at REAL NOT NULL
+);
+"""
+PROJECTION_TABLES: dict[str, str] = {
+    "tasks": "SELECT id, state, title, scope, source_repo, source_task_id, created_at, updated_at, doc "
+    "FROM tasks ORDER BY id",
+    "steps": "SELECT task_id, n, verb, description, peer, depends_on, status, peer_task_id "
+    "FROM steps ORDER BY task_id, n",
+    "gates": "SELECT task_id, name, status, exit_code, duration_s, log_tail FROM gates ORDER BY task_id, name",
+    "merges": "SELECT task_id, state, target, merge_sha, rollback_sha, strategy, rollback_method, updated_at "
+    "FROM merges ORDER BY task_id",
+}
+
+Listener = Callable[[Sequence[Event]], None]
+
+# The verb a refused transition is named by, for events whose type does not read as one.
+ACTIONS = {
+    "task.classified": "classify", "task.clarified": "clarify", "task.approved": "approve",
+    "task.rejected": "reject", "task.cancelled": "cancel", "task.executing": "start",
+    "task.interrupted": "interrupt", "task.failed": "fail", "task.gating": "run the gates of",
+    "task.awaiting_review": "send to review", "merge.started": "merge", "merge.finished": "finish the merge of",
+    "merge.refused": "refuse the merge of", "merge.rolled_back": "roll back", "task.done": "finish",
+    "task.clarification_requested": "ask for clarification on",
+}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _row_event(row: Sequence[Any]) -> Event:
+    return Event(seq=row[0], ts=row[1], task_id=row[2], type=row[3], data=json.loads(row[4]), key=row[5])
+
+
+def projection_rows(task: Task) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows one task contributes to each projection table."""
+    doc = task.to_json()
+    # Children carry live peer states only when shown; the stored projection keeps the links.
+    doc["children"] = [{"repo": c.repo, "id": c.id} for c in task.children]
+    rows: dict[str, list[tuple[Any, ...]]] = {
+        "tasks": [(task.id, task.state.value, task.title, task.scope, task.source_repo, task.source_task_id,
+                   task.created_at, task.updated_at, _dumps(doc))],
+        "steps": [(task.id, s.n, s.verb, s.description, s.peer, _dumps(s.depends_on), s.status, s.peer_task_id)
+                  for s in task.plan],
+        "gates": [(task.id, g.name, g.status, g.exit_code, g.duration_s, _dumps(g.log_tail)) for g in task.gates],
+        "merges": [],
+    }
+    if task.merge is not None:
+        m = task.merge
+        rows["merges"].append((task.id, m.state, m.target, m.merge_sha, m.rollback_sha, m.strategy,
+                               m.rollback_method, task.updated_at))
+    return rows
+
+
+class Tx:
+    """One open `BEGIN IMMEDIATE` transaction: reads see a stable store; appends are validated and projected."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+        self.events: list[Event] = []
+        self._tasks: dict[int, Task] = {}
+
+    async def get_task(self, task_id: int) -> Task:
+        if task_id in self._tasks:
+            return self._tasks[task_id]
+        async with self.db.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"no task {task_id} in this repo; `cockpit task list --all` shows the tasks")
+        task = Task.from_json(json.loads(row[0]))
+        self._tasks[task_id] = task
+        return task
+
+    async def next_task_id(self) -> int:
+        async with self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks") as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def event_for_key(self, key: str) -> Event | None:
+        async with self.db.execute(
+            "SELECT seq, ts, task_id, type, data, key FROM events WHERE key = ?", (key,)
+        ) as cur:
+            row = await cur.fetchone()
+        return _row_event(row) if row else None
+
+    async def events_since(self, seq: int) -> list[Event]:
+        async with self.db.execute(
+            "SELECT seq, ts, task_id, type, data, key FROM events WHERE seq > ? ORDER BY seq", (seq,)
+        ) as cur:
+            return [_row_event(r) for r in await cur.fetchall()]
+
+    async def append(
+        self, task_id: int | None, type_: str, data: dict[str, Any] | None = None, *,
+        key: str | None = None, action: str | None = None,
+    ) -> Event:
+        """Append one event; refuse an invalid transition (nothing written) and project the change."""
+        data = dict(data or {})
+        task: Task | None = None
+        if type_ != "task.created" and task_id is not None:
+            task = await self.get_task(task_id)
+            target = target_state(task, type_, data)
+            if target is not None and target is not task.state:
+                check_transition(task_id, task.state, target, action or ACTIONS.get(type_, type_))
+        ts = time.time()
+        cur = await self.db.execute(
+            "INSERT INTO events (ts, task_id, type, data, key) VALUES (?, ?, ?, ?, ?)",
+            (ts, task_id, type_, _dumps(data), key),
+        )
+        event = Event(seq=int(cur.lastrowid or 0), ts=ts, task_id=task_id, type=type_, data=data, key=key)
+        changed = apply(self._tasks, event)
+        if changed is not None:
+            await self._write(changed)
+        self.events.append(event)
+        return event
+
+    async def _write(self, task: Task) -> None:
+        rows = projection_rows(task)
+        await self.db.execute(
+            "INSERT OR REPLACE INTO tasks (id, state, title, scope, source_repo, source_task_id, created_at,"
+            " updated_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows["tasks"][0])
+        await self.db.execute("DELETE FROM steps WHERE task_id = ?", (task.id,))
+        await self.db.executemany("INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows["steps"])
+        await self.db.execute("DELETE FROM gates WHERE task_id = ?", (task.id,))
+        await self.db.executemany("INSERT INTO gates VALUES (?, ?, ?, ?, ?, ?)", rows["gates"])
+        await self.db.execute("DELETE FROM merges WHERE task_id = ?", (task.id,))
+        await self.db.executemany("INSERT INTO merges VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows["merges"])
+
+
+class Store:
+    """An open connection to one repo's `index.db`."""
+
+    def __init__(self, path: Path, db: aiosqlite.Connection) -> None:
+        self.path = path
+        self.db = db
+        self._lock = asyncio.Lock()
+        self._listeners: list[Listener] = []
+
+    @classmethod
+    async def open(cls, path: Path, *, create: bool = True) -> Store:
+        if not create and not path.exists():
+            raise NotFoundError(f"{path} does not exist; run `cockpit init` in that repo first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute("BEGIN IMMEDIATE")
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    await db.execute(statement)
+            await db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+            await db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise CockpitError(f"{path} is not a usable cockpit store ({exc}); run `cockpit doctor`",
+                               code="store") from None
+        return cls(path, db)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Called with the events of each transaction right after it commits."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[Tx]:
+        async with self._lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            tx = Tx(self.db)
+            try:
+                yield tx
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+        if tx.events:
+            for listener in list(self._listeners):
+                listener(tx.events)
+
+    async def append(
+        self, task_id: int | None, type_: str, data: dict[str, Any] | None = None, *,
+        key: str | None = None, action: str | None = None,
+    ) -> tuple[Event, Task | None]:
+        async with self.tx() as tx:
+            if key is not None:
+                existing = await tx.event_for_key(key)
+                if existing is not None:
+                    task = await tx.get_task(existing.task_id) if existing.task_id is not None else None
+                    return existing, task
+            event = await tx.append(task_id, type_, data, key=key, action=action)
+            task = await tx.get_task(task_id) if task_id is not None else None
+            return event, task
+
+    async def get_task(self, task_id: int) -> Task:
+        async with self.db.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"no task {task_id} in this repo; `cockpit task list --all` shows the tasks")
+        return Task.from_json(json.loads(row[0]))
+
+    async def list_tasks(self, states: Iterable[State] | None = None) -> list[Task]:
+        if states is None:
+            sql, args = "SELECT doc FROM tasks ORDER BY id", ()
+        else:
+            values = tuple(s.value for s in states)
+            marks = ",".join("?" * len(values))
+            sql, args = f"SELECT doc FROM tasks WHERE state IN ({marks}) ORDER BY id", values
+        async with self.db.execute(sql, args) as cur:
+            return [Task.from_json(json.loads(r[0])) for r in await cur.fetchall()]
+
+    async def counts(self) -> dict[str, int]:
+        async with self.db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state") as cur:
+            return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+
+    async def events_since(self, seq: int, limit: int | None = None) -> list[Event]:
+        sql = "SELECT seq, ts, task_id, type, data, key FROM events WHERE seq > ? ORDER BY seq"
+        args: tuple[Any, ...] = (seq,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            args = (seq, limit)
+        async with self.db.execute(sql, args) as cur:
+            return [_row_event(r) for r in await cur.fetchall()]
+
+    async def task_events(self, task_id: int) -> list[Event]:
+        async with self.db.execute(
+            "SELECT seq, ts, task_id, type, data, key FROM events WHERE task_id = ? ORDER BY seq", (task_id,)
+        ) as cur:
+            return [_row_event(r) for r in await cur.fetchall()]
+
+    async def last_seq(self) -> int:
+        async with self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def replay(self) -> dict[int, Task]:
+        """Fold every event from scratch."""
+        tasks: dict[int, Task] = {}
+        for event in await self.events_since(0):
+            apply(tasks, event)
+        return tasks
+
+    async def replay_differences(self) -> list[str]:
+        """Compare the stored projections with a replay of the events; [] when they agree exactly."""
+        expected: dict[str, list[tuple[Any, ...]]] = {name: [] for name in PROJECTION_TABLES}
+        for task in (await self.replay()).values():
+            for name, rows in projection_rows(task).items():
+                expected[name].extend(rows)
+        problems: list[str] = []
+        for name, sql in PROJECTION_TABLES.items():
+            async with self.db.execute(sql) as cur:
+                actual = sorted(tuple(r) for r in await cur.fetchall())
+            want = sorted(expected[name], key=lambda r: tuple(str(x) for x in r))
+            have = sorted(actual, key=lambda r: tuple(str(x) for x in r))
+            if want != have:
+                wanted = {r[0:2] for r in want}
+                had = {r[0:2] for r in have}
+                problems.append(
+                    f"projection {name} differs from the event replay ({len(have)} rows stored, {len(want)} "
+                    f"replayed; keys only stored: {sorted(had - wanted)[:5]}, only replayed: "
+                    f"{sorted(wanted - had)[:5]}, changed rows: {len([r for r in have if r not in want])})"
+                )
+        return problems
+
+    async def rebuild(self) -> int:
+        """Rewrite every projection from the events; returns the number of tasks."""
+        tasks = await self.replay()
+        async with self.tx() as tx:
+            for table in PROJECTION_TABLES:
+                await self.db.execute(f"DELETE FROM {table}")
+            for task in tasks.values():
+                await tx._write(task)
+        return len(tasks)

@@ -1,0 +1,1 @@
+"""Small fake executables the tests run as real subprocesses."""

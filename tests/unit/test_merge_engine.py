@@ -1,0 +1,533 @@
+"""cockpit.core.merge: preflight, plumbing merges, compare-and-set, rollback, reconcile (real git repos)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cockpit.core import git as cg
+from cockpit.core import merge as mg
+from cockpit.core.errors import GitError, RefusedError, UsageError
+from tests.support.gitrepos import git
+
+BRANCH = "cockpit/task-1-demo"
+BASE_FILES = {"README.md": "# demo\n", "app.txt": "line 1\nline 2\nline 3\n"}
+
+
+def commit_files(checkout: Path, files: dict[str, str], message: str = "change") -> str:
+    for name, content in files.items():
+        path = checkout / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    git(checkout, "add", "-A")
+    git(checkout, "commit", "-q", "-m", message)
+    return git(checkout, "rev-parse", "HEAD")
+
+
+def parents(repo: Path, sha: str) -> list[str]:
+    return git(repo, "rev-list", "--parents", "-n", "1", sha).split()[1:]
+
+
+def tree_of(repo: Path, rev: str) -> str:
+    return git(repo, "rev-parse", f"{rev}^{{tree}}")
+
+
+def worktree_count(repo: Path) -> int:
+    return len(cg.list_worktrees(repo))
+
+
+class Setup:
+    """A repo (main checked out in the main checkout) plus a task worktree on BRANCH."""
+
+    def __init__(self, repo: Path, tmp: Path) -> None:
+        self.repo = repo
+        self.tmp = tmp
+        self.wt = tmp / "wt" / "task-1"
+        self.base = cg.create_worktree(repo, self.wt, BRANCH, "main")
+
+    def work(self, files: dict[str, str], message: str = "task work") -> str:
+        return commit_files(self.wt, files, message)
+
+    def on_main(self, files: dict[str, str], message: str = "main moved") -> str:
+        return commit_files(self.repo, files, message)
+
+    def tip(self) -> str | None:
+        return cg.ref_sha(self.repo, "main")
+
+
+@pytest.fixture
+def setup(repo_factory: Callable[..., Path], short_tmp: Path) -> Setup:
+    return Setup(repo_factory("repo", files=BASE_FILES), short_tmp)
+
+
+def merged(s: Setup, strategy: str = "merge") -> mg.PlannedMerge:
+    planned = mg.build_merge_commit(s.repo, BRANCH, "main", strategy, f"Merge task 1 ({strategy})")
+    mg.move_target(s.repo, planned)
+    return planned
+
+
+# ------------------------------------------------------------------------------------------- preflight
+
+
+def test_preflight_ok(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    pf = mg.preflight(setup.repo, BRANCH, "main")
+    assert pf.ok, pf.summary()
+    assert [c.name for c in pf.checks] == [
+        "target_exists",
+        "branch_exists",
+        "target_checkouts_clean",
+        "no_conflicts",
+    ]
+    assert pf.target_sha == setup.base and pf.branch_sha == git(setup.wt, "rev-parse", "HEAD")
+    assert not pf.target_moved and pf.conflicts == []
+    assert [p.resolve() for p in pf.checkouts] == [setup.repo.resolve()]
+    data = json.loads(json.dumps(pf.to_json()))
+    assert data["ok"] is True and len(data["checks"]) == 4
+
+
+def test_preflight_target_missing(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    pf = mg.preflight(setup.repo, BRANCH, "release")
+    assert not pf.ok
+    failed = {c.name for c in pf.failed()}
+    assert "target_exists" in failed and "branch_exists" not in failed
+    assert pf.target_sha is None
+    assert pf.to_json()["ok"] is False
+
+
+def test_preflight_branch_missing(setup: Setup) -> None:
+    pf = mg.preflight(setup.repo, "cockpit/task-99", "main")
+    assert not pf.ok and "branch_exists" in {c.name for c in pf.failed()}
+
+
+def test_preflight_dirty_target_checkout(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    (setup.repo / "README.md").write_text("local edit\n")
+    pf = mg.preflight(setup.repo, BRANCH, "main")
+    assert not pf.ok
+    (bad,) = pf.failed()
+    assert bad.name == "target_checkouts_clean" and "README.md" in bad.detail
+    assert (setup.repo / "README.md").read_text() == "local edit\n"
+
+
+def test_preflight_conflict_names_files(setup: Setup) -> None:
+    setup.work({"app.txt": "line 1\ntask edit\nline 3\n", "feature.txt": "f\n"})
+    setup.on_main({"app.txt": "line 1\nmain edit\nline 3\n", "README.md": "# demo 2\n"})
+    pf = mg.preflight(setup.repo, BRANCH, "main")
+    assert not pf.ok
+    assert pf.conflicts == ["app.txt"]
+    assert pf.target_moved
+    (bad,) = pf.failed()
+    assert bad.name == "no_conflicts" and "app.txt" in bad.detail
+
+
+def test_preflight_target_moved_without_conflict(setup: Setup) -> None:
+    setup.work({"feature.txt": "f\n"})
+    setup.on_main({"other.txt": "o\n"})
+    pf = mg.preflight(setup.repo, BRANCH, "main")
+    assert pf.ok and pf.target_moved
+
+
+def test_merge_tree_parses_several_conflicts_with_odd_names(setup: Setup) -> None:
+    setup.work({"a b.txt": "task\n", "dir/x.txt": "task\n", "app.txt": "task\n"})
+    setup.on_main({"a b.txt": "main\n", "dir/x.txt": "main\n", "app.txt": "main\n"})
+    result = mg.merge_tree(setup.repo, "main", BRANCH)
+    assert not result.clean
+    assert sorted(result.conflicts) == ["a b.txt", "app.txt", "dir/x.txt"]
+
+
+# ----------------------------------------------------------------------------------------------- merge
+
+
+def test_merge_when_target_not_checked_out(setup: Setup) -> None:
+    work = setup.work({"feature.txt": "new\n"})
+    git(setup.repo, "checkout", "-q", "-b", "elsewhere")
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "Merge task 1")
+    assert setup.tip() == setup.base  # building moves no ref
+    assert planned.rollback_sha == setup.base
+    mg.move_target(setup.repo, planned)
+    assert setup.tip() == planned.merge_sha
+    assert parents(setup.repo, planned.merge_sha) == [setup.base, work]
+    assert git(setup.repo, "symbolic-ref", "HEAD") == "refs/heads/elsewhere"
+    assert not (setup.repo / "feature.txt").exists()  # the other checkout is untouched
+    assert cg.is_clean(setup.repo)
+    assert git(setup.repo, "log", "-1", "--format=%s", "main") == "Merge task 1"
+
+
+def test_merge_when_target_checked_out_updates_files(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n", "app.txt": "line 1\nline 2 changed\nline 3\n"})
+    planned = merged(setup)
+    assert git(setup.repo, "rev-parse", "HEAD") == planned.merge_sha
+    assert (setup.repo / "feature.txt").read_text() == "new\n"
+    assert (setup.repo / "app.txt").read_text() == "line 1\nline 2 changed\nline 3\n"
+    assert cg.is_clean(setup.repo)
+
+
+def test_merge_and_squash_strategies(setup: Setup) -> None:
+    work = setup.work({"feature.txt": "new\n"})
+    setup.on_main({"other.txt": "o\n"})  # a real three-way merge
+    as_merge = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    as_squash = mg.build_merge_commit(setup.repo, BRANCH, "main", "squash", "s")
+    tip = setup.tip()
+    assert parents(setup.repo, as_merge.merge_sha) == [tip, work]
+    assert parents(setup.repo, as_squash.merge_sha) == [tip]
+    assert as_merge.tree == as_squash.tree == tree_of(setup.repo, as_squash.merge_sha)
+    assert tree_of(setup.repo, as_merge.merge_sha) == as_merge.tree
+    files = git(setup.repo, "ls-tree", "--name-only", as_merge.tree).split()
+    assert {"feature.txt", "other.txt"} <= set(files)
+    assert (as_merge.strategy, as_squash.strategy) == ("merge", "squash")
+
+
+def test_build_refuses_conflicts_nothing_to_merge_and_bad_strategy(setup: Setup) -> None:
+    with pytest.raises(RefusedError, match="nothing to merge"):
+        mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    with pytest.raises(UsageError, match="strategy"):
+        mg.build_merge_commit(setup.repo, BRANCH, "main", "rebase", "m")
+    setup.work({"app.txt": "task\n"})
+    setup.on_main({"app.txt": "main\n"})
+    with pytest.raises(RefusedError, match=r"app\.txt") as info:
+        mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    assert info.value.details["conflicts"] == ["app.txt"]
+    with pytest.raises(RefusedError, match="does not exist"):
+        mg.build_merge_commit(setup.repo, BRANCH, "release", "merge", "m")
+
+
+@pytest.mark.parametrize("checked_out", [True, False])
+def test_cas_refuses_when_target_moved_and_loses_nothing(setup: Setup, checked_out: bool) -> None:
+    setup.work({"feature.txt": "new\n"})
+    if not checked_out:
+        git(setup.repo, "checkout", "-q", "-b", "elsewhere")
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    if checked_out:
+        interloper = setup.on_main({"hotfix.txt": "h\n"}, "hotfix")
+    else:
+        git(setup.repo, "checkout", "-q", "main")
+        interloper = setup.on_main({"hotfix.txt": "h\n"}, "hotfix")
+        git(setup.repo, "checkout", "-q", "elsewhere")
+    with pytest.raises(RefusedError, match=r"moved.*retry the merge") as info:
+        mg.move_target(setup.repo, planned)
+    assert info.value.details["reason"] == "target_moved" and info.value.details["actual"] == interloper
+    assert setup.tip() == interloper
+    assert parents(setup.repo, interloper) == [planned.rollback_sha]
+    git(setup.repo, "cat-file", "-e", f"{planned.merge_sha}^{{commit}}")  # the planned merge still exists
+    assert cg.ref_sha(setup.repo, BRANCH) == git(setup.wt, "rev-parse", "HEAD")
+    if checked_out:
+        assert (setup.repo / "hotfix.txt").exists() and not (setup.repo / "feature.txt").exists()
+        assert cg.is_clean(setup.repo)
+
+
+def test_cas_holds_when_ref_moves_after_the_precheck(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ref moves between move_target's own read and the write: update-ref old-value check refuses."""
+    setup.work({"feature.txt": "new\n"})
+    git(setup.repo, "checkout", "-q", "-b", "elsewhere")
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    interloper = git(setup.repo, "commit-tree", "-p", setup.base, "-m", "race", f"{setup.base}^{{tree}}")
+    real = cg.checkouts_of
+
+    def racing(repo: Path, branch: str) -> list[Path]:
+        git(repo, "update-ref", "refs/heads/main", interloper)
+        return real(repo, branch)
+
+    monkeypatch.setattr(mg, "checkouts_of", racing)
+    with pytest.raises(RefusedError, match=r"moved.*retry the merge"):
+        mg.move_target(setup.repo, planned)
+    assert setup.tip() == interloper
+
+
+def test_reset_rollback_cas_holds_when_ref_moves(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup.work({"feature.txt": "new\n"})
+    git(setup.repo, "checkout", "-q", "-b", "elsewhere")
+    planned = merged(setup)
+    later = git(setup.repo, "commit-tree", "-p", planned.merge_sha, "-m", "later", planned.tree)
+    real = cg.checkouts_of
+
+    def racing(repo: Path, branch: str) -> list[Path]:
+        git(repo, "update-ref", "refs/heads/main", later)
+        return real(repo, branch)
+
+    monkeypatch.setattr(mg, "checkouts_of", racing)
+    with pytest.raises(RefusedError, match=r"moved.*retry the rollback"):
+        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+    assert setup.tip() == later
+
+
+def test_move_target_refuses_dirty_checkout_and_keeps_the_change(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    (setup.repo / "notes.txt").write_text("mine\n")
+    with pytest.raises(RefusedError, match=r"uncommitted changes \(notes\.txt\)"):
+        mg.move_target(setup.repo, planned)
+    assert setup.tip() == planned.rollback_sha
+    assert (setup.repo / "notes.txt").read_text() == "mine\n"
+    assert not (setup.repo / "feature.txt").exists()
+
+
+# ---------------------------------------------------------------------------------------------- rebase
+
+
+def test_rebase_when_target_moved(setup: Setup) -> None:
+    setup.work({"feature.txt": "f\n"})
+    moved = setup.on_main({"other.txt": "o\n"})
+    assert mg.rebase_branch(setup.wt, "main") == []
+    head = git(setup.wt, "rev-parse", "HEAD")
+    assert parents(setup.repo, head) == [moved]
+    assert (setup.wt / "other.txt").exists() and (setup.wt / "feature.txt").exists()
+    pf = mg.preflight(setup.repo, BRANCH, "main")
+    assert pf.ok and not pf.target_moved
+
+
+def test_conflicting_rebase_is_aborted_and_names_files(setup: Setup) -> None:
+    work = setup.work({"app.txt": "task\n", "feature.txt": "f\n"})
+    setup.on_main({"app.txt": "main\n"})
+    assert mg.rebase_branch(setup.wt, "main") == ["app.txt"]
+    assert git(setup.wt, "rev-parse", "HEAD") == work
+    assert git(setup.wt, "symbolic-ref", "HEAD") == f"refs/heads/{BRANCH}"
+    assert cg.is_clean(setup.wt)
+    assert (setup.wt / "app.txt").read_text() == "task\n"
+    assert not Path(
+        git(setup.wt, "rev-parse", "--path-format=absolute", "--git-path", "rebase-merge")
+    ).exists()
+
+
+def test_rebase_refuses_dirty_worktree(setup: Setup) -> None:
+    work = setup.work({"feature.txt": "f\n"})
+    setup.on_main({"other.txt": "o\n"})
+    (setup.wt / "scratch.txt").write_text("wip\n")
+    with pytest.raises(RefusedError, match="uncommitted"):
+        mg.rebase_branch(setup.wt, "main")
+    assert git(setup.wt, "rev-parse", "HEAD") == work
+    assert (setup.wt / "scratch.txt").read_text() == "wip\n"
+
+
+# ------------------------------------------------------------------------------------- scratch verify
+
+
+def test_verify_in_scratch_runs_check_at_sha_and_cleans_up(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    scratch = setup.tmp / "scratch"
+    seen: list[str] = []
+
+    def check(path: Path) -> bool:
+        seen.append(git(path, "rev-parse", "HEAD"))
+        return (path / "feature.txt").read_text() == "new\n"
+
+    assert mg.verify_in_scratch(setup.repo, planned.merge_sha, scratch, check)
+    assert seen == [planned.merge_sha]
+    assert not scratch.exists() and worktree_count(setup.repo) == 2
+    assert not mg.verify_in_scratch(setup.repo, planned.merge_sha, scratch, lambda p: False)
+    assert not scratch.exists()
+
+
+def test_verify_in_scratch_removes_worktree_when_check_raises(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    scratch = setup.tmp / "scratch"
+
+    def boom(path: Path) -> bool:
+        (path / "junk.txt").write_text("gate output\n")  # leave the scratch dirty too
+        raise RuntimeError("gate crashed")
+
+    with pytest.raises(RuntimeError, match="gate crashed"):
+        mg.verify_in_scratch(setup.repo, planned.merge_sha, scratch, boom)
+    assert not scratch.exists()
+    assert worktree_count(setup.repo) == 2
+    assert setup.tip() == planned.rollback_sha
+
+
+# -------------------------------------------------------------------------------------------- rollback
+
+
+@pytest.mark.parametrize("checked_out", [True, False])
+def test_rollback_by_reset_restores_exact_sha_and_files(setup: Setup, checked_out: bool) -> None:
+    setup.work({"feature.txt": "new\n", "app.txt": "rewritten\n"})
+    if not checked_out:
+        git(setup.repo, "checkout", "-q", "-b", "elsewhere")
+    planned = merged(setup)
+    assert mg.rollback_method(setup.repo, "main", planned.merge_sha) == "reset"
+    result = mg.rollback(
+        setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "scratch", "Roll back"
+    )
+    assert result == mg.RollbackResult("reset", planned.merge_sha, planned.rollback_sha)
+    assert setup.tip() == planned.rollback_sha == setup.base
+    if checked_out:
+        assert git(setup.repo, "rev-parse", "HEAD") == setup.base
+        assert not (setup.repo / "feature.txt").exists()
+        assert (setup.repo / "app.txt").read_text() == BASE_FILES["app.txt"]
+        assert cg.is_clean(setup.repo)
+    assert mg.rollback_method(setup.repo, "main", planned.merge_sha) == "gone"
+
+
+@pytest.mark.parametrize("strategy", ["merge", "squash"])
+def test_rollback_after_later_commit_reverts(setup: Setup, strategy: str) -> None:
+    setup.work({"feature.txt": "new\n", "app.txt": "line 1\nline 2 by task\nline 3\n"})
+    planned = merged(setup, strategy)
+    later = setup.on_main({"later.txt": "later\n"}, "later work")
+    assert mg.rollback_method(setup.repo, "main", planned.merge_sha) == "revert"
+
+    scratch = setup.tmp / "scratch"
+    result = mg.rollback(
+        setup.repo, "main", planned.merge_sha, planned.rollback_sha, scratch, "Revert task 1"
+    )
+    assert result.method == "revert" and result.from_sha == later
+    assert setup.tip() == result.to_sha
+    assert parents(setup.repo, result.to_sha) == [later]
+    assert git(setup.repo, "log", "-1", "--format=%s", result.to_sha) == "Revert task 1"
+
+    # expected: the base plus only the later change
+    git(setup.repo, "branch", "expected", planned.rollback_sha)
+    exp_wt = setup.tmp / "expected"
+    git(setup.repo, "worktree", "add", "-q", str(exp_wt), "expected")
+    commit_files(exp_wt, {"later.txt": "later\n"})
+    assert tree_of(setup.repo, result.to_sha) == tree_of(setup.repo, "expected")
+
+    # the checkout followed, and the scratch worktree is gone
+    assert git(setup.repo, "rev-parse", "HEAD") == result.to_sha
+    assert not (setup.repo / "feature.txt").exists()
+    assert (setup.repo / "later.txt").read_text() == "later\n"
+    assert (setup.repo / "app.txt").read_text() == BASE_FILES["app.txt"]
+    assert cg.is_clean(setup.repo) and not scratch.exists()
+
+
+def test_revert_not_checked_out_moves_ref_only(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    planned = merged(setup)
+    later = setup.on_main({"later.txt": "later\n"})
+    git(setup.repo, "checkout", "-q", "-b", "elsewhere")
+    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "")
+    assert result.method == "revert" and parents(setup.repo, result.to_sha) == [later]
+    assert setup.tip() == result.to_sha
+    assert "This reverts commit " + planned.merge_sha in git(setup.repo, "log", "-1", "--format=%B", "main")
+    assert git(setup.repo, "symbolic-ref", "HEAD") == "refs/heads/elsewhere"
+
+
+def test_revert_conflict_is_refused_with_nothing_changed(setup: Setup) -> None:
+    setup.work({"app.txt": "line 1\nline 2 by task\nline 3\n"})
+    planned = merged(setup)
+    later = setup.on_main({"app.txt": "line 1\nline 2 by task, then edited\nline 3\n"})
+    scratch = setup.tmp / "scratch"
+    with pytest.raises(RefusedError, match=r"conflicts.*app\.txt") as info:
+        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, scratch, "r")
+    assert info.value.details["conflicts"] == ["app.txt"]
+    assert setup.tip() == later
+    assert (setup.repo / "app.txt").read_text() == "line 1\nline 2 by task, then edited\nline 3\n"
+    assert cg.is_clean(setup.repo)
+    assert not scratch.exists() and worktree_count(setup.repo) == 2
+
+
+def test_reset_rollback_keeps_unrelated_local_changes(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    planned = merged(setup)
+    (setup.repo / "README.md").write_text("my local edit\n")
+    (setup.repo / "untracked.txt").write_text("mine\n")
+    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+    assert result.method == "reset" and setup.tip() == setup.base
+    assert not (setup.repo / "feature.txt").exists()
+    assert (setup.repo / "README.md").read_text() == "my local edit\n"
+    assert (setup.repo / "untracked.txt").read_text() == "mine\n"
+
+
+def test_reset_rollback_refuses_local_changes_to_merged_files(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    planned = merged(setup)
+    (setup.repo / "feature.txt").write_text("edited after the merge\n")
+    with pytest.raises(RefusedError, match="local changes"):
+        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+    assert setup.tip() == planned.merge_sha
+    assert git(setup.repo, "rev-parse", "HEAD") == planned.merge_sha
+    assert (setup.repo / "feature.txt").read_text() == "edited after the merge\n"
+
+
+def test_revert_rollback_in_dirty_checkout_never_loses_changes(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    planned = merged(setup)
+    later = setup.on_main({"later.txt": "later\n"})
+    # an unrelated edit is carried along
+    (setup.repo / "README.md").write_text("my local edit\n")
+    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+    assert result.method == "revert" and result.from_sha == later
+    assert not (setup.repo / "feature.txt").exists()
+    assert (setup.repo / "README.md").read_text() == "my local edit\n"
+
+
+def test_revert_rollback_refuses_when_local_change_touches_reverted_file(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    planned = merged(setup)
+    later = setup.on_main({"later.txt": "later\n"})
+    (setup.repo / "feature.txt").write_text("local edit of merged file\n")
+    with pytest.raises(RefusedError, match="nothing was changed"):
+        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+    assert setup.tip() == later
+    assert (setup.repo / "feature.txt").read_text() == "local edit of merged file\n"
+    assert worktree_count(setup.repo) == 2
+
+
+def test_rollback_refuses_when_merge_is_gone(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")  # never published
+    assert mg.rollback_method(setup.repo, "main", planned.merge_sha) == "gone"
+    with pytest.raises(RefusedError, match="not in main's history"):
+        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+    assert setup.tip() == setup.base
+
+
+def test_reset_rollback_refuses_unrelated_rollback_point(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    planned = merged(setup)
+    git(setup.repo, "checkout", "-q", "--orphan", "island")
+    git(setup.repo, "rm", "-rfq", ".")
+    island = commit_files(setup.repo, {"x.txt": "x\n"})
+    with pytest.raises(RefusedError, match="not an ancestor"):
+        mg.rollback(setup.repo, "main", planned.merge_sha, island, setup.tmp / "s", "r")
+    assert setup.tip() == planned.merge_sha
+
+
+# ------------------------------------------------------------------------------------------- reconcile
+
+
+def test_reconcile_outcomes(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    # crash before the ref moved
+    assert mg.reconcile(setup.repo, "main", planned.merge_sha, planned.rollback_sha) == "not_merged"
+    mg.move_target(setup.repo, planned)
+    assert mg.reconcile(setup.repo, "main", planned.merge_sha, planned.rollback_sha) == "merged"
+    setup.on_main({"later.txt": "l\n"})
+    assert mg.reconcile(setup.repo, "main", planned.merge_sha, planned.rollback_sha) == "merged"
+    # someone moved main elsewhere: neither the merge nor the rollback point is the tip or in it
+    git(setup.repo, "checkout", "-q", "-b", "elsewhere")
+    other = git(
+        setup.repo, "commit-tree", "-p", planned.rollback_sha, "-m", "other", f"{setup.base}^{{tree}}"
+    )
+    git(setup.repo, "update-ref", "refs/heads/main", other)
+    assert mg.reconcile(setup.repo, "main", planned.merge_sha, planned.rollback_sha) == "diverged"
+    assert setup.tip() == other  # reconcile touched nothing
+    assert mg.reconcile(setup.repo, "nope", planned.merge_sha, planned.rollback_sha) == "diverged"
+
+
+# -------------------------------------------------------------------------------------------- identity
+
+
+def test_merge_and_revert_work_without_a_configured_identity(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup.work({"feature.txt": "new\n"})
+    for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(key, raising=False)
+    git(setup.repo, "config", "--unset", "user.name")
+    git(setup.repo, "config", "--unset", "user.email")
+    git(setup.repo, "config", "user.useConfigOnly", "true")
+    planned = merged(setup)
+    assert git(setup.repo, "log", "-1", "--format=%cn", planned.merge_sha) == "agent-cockpit"
+    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+    assert result.method == "reset"
+
+
+def test_errors_are_one_line(setup: Setup) -> None:
+    with pytest.raises(GitError) as info:
+        cg.run_git(setup.repo, "rev-parse", "--verify", "no-such-thing")
+    assert "\n" not in info.value.message
