@@ -21,12 +21,15 @@ Two classifiers share one result type, `Classification`:
   depends on it: the scope must be one of `SCOPES`, every verb one of `VERBS`, every step needs a
   description, step numbers are unique, ``depends_on`` names only earlier steps, a ``delegate`` step names a
   peer of the workspace (and only delegate steps name one), a small task may not delegate, a small or large
-  task has at least one step and an ambiguous one at least one question.
+  task has at least one step and an ambiguous one at least one question. A valid answer is returned with
+  ``classifier="command:<argv[0]'s base name>"`` (``command:claude``).
 
   On **any** failure (bad command syntax, executable missing, non-zero exit, timeout, output over 1 MiB, no
   JSON, invalid JSON, schema violation) the result is the heuristic's, with ``classifier="heuristic"`` and
   ``fallback_reason`` saying exactly what went wrong. On timeout (or when the caller is cancelled) the whole
-  process group is killed with SIGKILL and the command is reaped, so nothing is left behind.
+  process group is killed with SIGKILL and the command is reaped, so nothing is left behind. A command that
+  answers and exits but leaves a child holding its stdout is not a hang: after a short grace the rest of its
+  group is killed and what it printed is the answer.
 
 * **The built-in heuristic** (`classify_heuristic`): deterministic, offline, no model. The text it reads is
   the description plus any answers from a clarification round (one per line), so an answered ambiguous task
@@ -70,8 +73,10 @@ Two classifiers share one result type, `Classification`:
   Step verbs come from the clause's leading verb: fix/update/change/rename/bump/refactor/... -> ``modify``;
   add/create/write/implement/document/... -> ``add`` (``test`` when its object is tests); remove/delete/
   drop/... -> ``delete``; test -> ``test``; verify/check/confirm -> ``verify``. A clause without a leading
-  verb that names a problem ("typo in README") becomes "Fix ..." (``modify``); otherwise it takes the
-  previous clause's verb, or ``modify``.
+  verb that names a problem ("typo in README") becomes "Fix ..." (``modify``); a short one takes the
+  previous clause's verb ("improve things" answered with "README" -> "Improve README") or, with none before
+  it, becomes the context of the next step ("README" answered with "fix the install link" -> "Fix the
+  install link (README)"); anything else is ``modify``.
 
   Large plans are numbered in this order: local work steps; one ``test`` step depending on them (the text's
   own test clause when there is one); one ``delegate`` step per peer, depending on the local work steps
@@ -1048,22 +1053,18 @@ def _validate(obj: Any, peers: Sequence[str], *, description: str, classifier: s
 
 def _kill_group(pid: int) -> None:
     # SIGKILL at once: a classifier holds no state worth a graceful exit. The group is killed before its
-    # leader is reaped, or while a member still holds the output open, so the id cannot have been reused.
+    # leader is reaped, or while a member of it still holds the output open, so the id is still the group's.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
 
 
-async def _read_capped(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
+async def _read_capped(stream: asyncio.StreamReader, buffer: bytearray, limit: int) -> None:
+    """Read into `buffer` until EOF, or until it holds more than `limit` bytes."""
+    while len(buffer) <= limit:
         chunk = await stream.read(65536)
         if not chunk:
-            return b"".join(chunks), False
-        size += len(chunk)
-        if size > limit:
-            return b"".join(chunks), True
-        chunks.append(chunk)
+            return
+        buffer += chunk
 
 
 async def _read_tail(stream: asyncio.StreamReader) -> bytes:
@@ -1086,23 +1087,53 @@ async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
             stdin.close()
 
 
-def _last_line(data: bytes) -> str:
+def _last_line(data: bytes | bytearray) -> str:
     lines = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
     return lines[-1][:200] if lines else ""
+
+
+class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """The stream protocol plus a future set when the process exits.
+
+    `Process.wait()` also waits for the pipes to close, so a child the command left holding its output would
+    look like a hang; this tells the two apart.
+    """
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self.transport = transport
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def _spawn(argv: list[str], cwd: Path | None) -> tuple[asyncio.subprocess.Process, _ExitAwareProtocol]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _ExitAwareProtocol(limit=2**16, loop=loop),
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        start_new_session=True,  # its own process group: a timeout kills it and everything it started
+    )
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol
 
 
 async def _run(argv: list[str], prompt: str, timeout_s: float, cwd: Path | None) -> str:
     """Run the command with `prompt` on stdin; return its stdout, or raise _Failure saying what went wrong."""
     name = argv[0]
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=cwd,
-            start_new_session=True,
-        )
+        proc, protocol = await _spawn(argv, cwd)
     except FileNotFoundError:
         if cwd is not None and not await asyncio.to_thread(os.path.isdir, cwd):
             raise _Failure(f"classifier command cannot run: working directory {cwd} does not exist") from None
@@ -1113,46 +1144,54 @@ async def _run(argv: list[str], prompt: str, timeout_s: float, cwd: Path | None)
         raise _Failure(f"classifier command could not start: {name}: {exc.strerror or exc}") from None
 
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    out = bytearray()
     feeder = asyncio.create_task(_feed(proc.stdin, prompt.encode("utf-8")))
-    out_task = asyncio.create_task(_read_capped(proc.stdout, MAX_OUTPUT_BYTES))
+    out_task = asyncio.create_task(_read_capped(proc.stdout, out, MAX_OUTPUT_BYTES))
     err_task = asyncio.create_task(_read_tail(proc.stderr))
-    exit_task = asyncio.create_task(proc.wait())
     too_much = f"classifier command printed more than {MAX_OUTPUT_BYTES // 1024} KiB"
     try:
         async with asyncio.timeout(timeout_s):
             # Whichever comes first: the command exits, or its output closes (or overflows: then stop).
-            await asyncio.wait({exit_task, out_task}, return_when=asyncio.FIRST_COMPLETED)
-            if out_task.done() and out_task.result()[1]:
+            first: set[asyncio.Future[Any]] = {protocol.exited, out_task}
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+            if len(out) > MAX_OUTPUT_BYTES:
                 raise _Failure(too_much)
-            code = await exit_task
+            await protocol.exited
             if not (out_task.done() and err_task.done()):
                 # The command exited but something it started still holds its output open: a moment's
-                # grace, then the rest of its process group goes.
+                # grace, then the rest of its process group goes; if even that does not close the output
+                # (a process that left the group), what was printed so far is the answer.
                 await asyncio.wait({out_task, err_task}, timeout=_STRAGGLER_GRACE_S)
                 if not (out_task.done() and err_task.done()):
                     _kill_group(proc.pid)
-            out, overflow = await out_task
-            if overflow:
+                    await asyncio.wait({out_task, err_task}, timeout=_STRAGGLER_GRACE_S)
+            if len(out) > MAX_OUTPUT_BYTES:
                 raise _Failure(too_much)
-            err = await err_task
+            err = err_task.result() if err_task.done() else b""
     except TimeoutError:
         raise _Failure(f"classifier command timed out after {float(timeout_s)}s") from None
     finally:
-        if proc.returncode is None:
-            _kill_group(proc.pid)
-            await proc.wait()
-        elif not (out_task.done() and err_task.done()):
-            _kill_group(proc.pid)
-        for task in (feeder, out_task, err_task, exit_task):
+        if not protocol.exited.done() or not (out_task.done() and err_task.done()):
+            _kill_group(proc.pid)  # timed out, cancelled, or a straggler still holds the output
+        for task in (feeder, out_task, err_task):
             task.cancel()
-        await asyncio.gather(feeder, out_task, err_task, exit_task, return_exceptions=True)
+        await asyncio.gather(feeder, out_task, err_task, return_exceptions=True)
+        if not protocol.exited.done():
+            # The child watcher reaps the killed command (no zombie); not `proc.wait()`, which would also
+            # wait for pipes that a process outside the group may still hold.
+            await asyncio.wait({protocol.exited}, timeout=5.0)
+        if protocol.transport is not None:
+            protocol.transport.close()
+
+    code = proc.returncode
+    assert code is not None
 
     if code < 0:
         raise _Failure(f"classifier command was killed by signal {-code}")
     if code != 0:
         detail = _last_line(err) or _last_line(out)
         raise _Failure(f"classifier command exited with status {code}" + (f": {detail}" if detail else ""))
-    return out.decode("utf-8", "replace")
+    return bytes(out).decode("utf-8", "replace")
 
 
 async def classify(

@@ -27,10 +27,12 @@ import functools
 import os
 import re
 import signal
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from cockpit.core.models import GateResult, GateSpec
 
@@ -39,7 +41,6 @@ TAIL_LINES = 50
 MAX_TAIL_LINE = 1000
 TAIL_BYTES = 256 * 1024
 KILL_GRACE_S = 2.0
-DRAIN_S = 2.0
 
 DEFAULT_SOURCE_PATTERNS: tuple[str, ...] = (
     "*.py", "*.pyi",
@@ -101,21 +102,6 @@ def _matches_any(path: str, patterns: Sequence[str]) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------- plumbing
-
-
-class _Tail:
-    """The last bytes of a stream, for the last lines of a gate's output."""
-
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def add(self, chunk: bytes) -> None:
-        self.buf += chunk
-        if len(self.buf) > TAIL_BYTES * 2:
-            del self.buf[: len(self.buf) - TAIL_BYTES]
-
-    def lines(self) -> list[str]:
-        return tail_lines(self.buf.decode("utf-8", errors="replace"))
 
 
 def tail_lines(text: str, n: int = TAIL_LINES) -> list[str]:
@@ -264,57 +250,68 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _open_output(log: _Log) -> tuple[BinaryIO, int, bool]:
+    """Where a command writes: the log (appending, from an offset), or a scratch file if the log is broken."""
+    if log.error is None:
+        try:
+            fh: BinaryIO = open(log.path, "ab")  # noqa: SIM115 - closed by the caller
+            return fh, fh.seek(0, os.SEEK_END), True
+        except OSError as exc:
+            log.error = str(exc)
+    return tempfile.TemporaryFile("w+b"), 0, False
+
+
+def _read_output_tail(fh: BinaryIO, path: Path, start: int, in_log: bool) -> str:
+    """The last TAIL_BYTES of what the command wrote from `start` on."""
+    if in_log:
+        with open(path, "rb") as reader:
+            end = reader.seek(0, os.SEEK_END)
+            reader.seek(max(start, end - TAIL_BYTES))
+            return reader.read().decode("utf-8", "replace")
+    end = fh.seek(0, os.SEEK_END)
+    fh.seek(max(start, end - TAIL_BYTES))
+    return fh.read().decode("utf-8", "replace")
+
+
 async def _run_command(worktree: Path, spec: GateSpec, log: _Log) -> GateResult:
     started = time.monotonic()
-    tail = _Tail()
     if not spec.command.strip():
         msg = "no command configured"
         log.write(msg + "\n")
         return _result(spec.name, False, started, [msg], msg)
-    proc = await asyncio.create_subprocess_exec(
-        "bash", "-c", spec.command, cwd=worktree, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-    )
-    pgid = proc.pid  # start_new_session: the child leads its own process group
-    stdout = proc.stdout
-    assert stdout is not None
-
-    async def pump() -> None:
-        while True:
-            chunk = await stdout.read(65536)
-            if not chunk:
-                return
-            tail.add(chunk)
-            log.write(chunk)
-
-    reader = asyncio.create_task(pump())
-    timed_out = False
+    # The command writes straight into the log (O_APPEND): live output for `tail -f`, and no pipe that a
+    # background job could hold open after the command itself has exited.
+    out, offset, in_log = await asyncio.to_thread(_open_output, log)
     try:
+        proc = await asyncio.create_subprocess_exec(
+            "bash", "-c", spec.command, cwd=worktree, stdin=asyncio.subprocess.DEVNULL,
+            stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+        )
+        pgid = proc.pid  # start_new_session: the child leads its own process group
+        timed_out = False
         try:
-            await asyncio.wait_for(proc.wait(), timeout=spec.timeout_s)
-        except TimeoutError:
-            timed_out = True
-            _kill_group(pgid, signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), timeout=KILL_GRACE_S)
+                await asyncio.wait_for(proc.wait(), timeout=spec.timeout_s)
             except TimeoutError:
-                _kill_group(pgid, signal.SIGKILL)
+                timed_out = True
+                _kill_group(pgid, signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), timeout=KILL_GRACE_S)
+                except TimeoutError:
+                    _kill_group(pgid, signal.SIGKILL)
+                    await proc.wait()
+        finally:
+            # Leftovers of the gate (background jobs) die with it, whatever happened.
+            _kill_group(pgid, signal.SIGKILL)
+            if proc.returncode is None:
                 await proc.wait()
+        output = await asyncio.to_thread(_read_output_tail, out, log.path, offset, in_log)
     finally:
-        # Leftovers of the gate (background jobs) die with it; they would hold the pipe open otherwise.
-        _kill_group(pgid, signal.SIGKILL)
-        if proc.returncode is None:
-            await proc.wait()
-        try:
-            await asyncio.wait_for(asyncio.shield(reader), timeout=DRAIN_S)
-        except TimeoutError:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-
+        out.close()
     code = proc.returncode
-    lines = tail.lines()
-    output = tail.buf.decode("utf-8", "replace")
+    lines = tail_lines(output)
+    if output and not output.endswith("\n"):
+        log.write("\n")  # keep the footer on a line of its own
     if timed_out:
         reason = f"timed out after {spec.timeout_s:g}s"
         log.write(f"\n[{reason}: process group killed]\n")

@@ -8,6 +8,9 @@ written in, unique per process (the time is forced to increase within a process)
 A writer creates `.<name>.tmp` first and renames it into place, so a reader never sees half a file; readers
 ignore dot files and `*.tmp`.
 
+The daemon watches the directory with `watchfiles.awatch(signals_dir, watch_filter=watch_filter)` and calls
+`read_signals` on each wake-up (and once at start, for signals written while it was down).
+
 From a shell (a pane wrapper reporting that the agent exited, for instance)::
 
     python -m cockpit.core.signals --dir .cockpit/signals --task 7 --kind exited --data '{"code": 0}'
@@ -150,6 +153,19 @@ def read_signals(signals_dir: Path, *, consume: bool = True) -> list[Signal]:
         if signal is not None:
             signals.append(signal)
     return signals
+
+
+def is_signal_path(path: str | Path) -> bool:
+    """True for a complete signal file's path (not a temporary file, not garbage)."""
+    return _NAME.match(Path(path).name) is not None
+
+
+def watch_filter(change: Any, path: str) -> bool:
+    """A `watch_filter` for `watchfiles.awatch(signals_dir, ...)`: signal files that appeared or changed.
+
+    Temporary files and deletions (consuming a signal deletes it) do not wake the watcher.
+    """
+    return getattr(change, "name", "") != "deleted" and is_signal_path(path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -590,7 +590,7 @@ async def test_a_hung_command_is_killed_at_the_timeout_with_its_children(tmp_pat
     assert c.classifier == "heuristic"
     assert c.fallback_reason == "classifier command timed out after 2.0s"
     assert c.scope == "large"  # the heuristic's answer
-    assert 2.0 <= elapsed < 3.5
+    assert 2.0 <= elapsed < 4.5  # the timeout plus a margin for a loaded machine
     assert pid_file.exists(), "the fake never started"
     leader, child = (int(x) for x in pid_file.read_text().split())
     assert pid_gone(leader), "the command itself is still alive"  # reaped by classify: no zombie
@@ -608,6 +608,20 @@ async def test_a_child_left_holding_the_output_does_not_hold_up_the_answer(tmp_p
     leader, child = (int(x) for x in pid_file.read_text().split())
     assert pid_gone(leader)
     assert wait_until(lambda: pid_gone(child)), "the straggler is still alive"
+
+
+async def test_a_child_outside_the_group_holding_the_output_does_not_hold_it_up(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    started = time.monotonic()
+    command = fake_command("escaped", "--pid-file", str(pid_file))
+    try:
+        c = await classify(DESCRIPTION, PEERS, command=command, timeout_s=10.0)
+        assert time.monotonic() - started < 5.0
+        assert c.fallback_reason is None
+        assert [s.verb for s in c.plan] == ["add", "test", "delegate", "verify"]
+    finally:
+        if pid_file.exists():  # it left our process group, so it is the test's to clean up
+            os.kill(int(pid_file.read_text().split()[1]), 9)
 
 
 async def test_cancelling_classify_kills_the_command(tmp_path: Path) -> None:

@@ -349,3 +349,21 @@ async def test_signal_death_is_reported(worktree: tuple[Path, str], short_tmp: P
     )
     assert results["seg"].status == "failed"
     assert results["seg"].reason == "killed by SIGSEGV"
+
+
+async def test_an_unwritable_log_does_not_fail_the_gates(worktree: tuple[Path, str], short_tmp: Path) -> None:
+    path, base = worktree
+    blocker = short_tmp / "not-a-dir"
+    blocker.write_text("a file where the log directory should be\n")
+    specs = [GateSpec("tests", "echo still captured; exit 4"), GateSpec("ok", "true")]
+    results = by_name(await run_gates(path, base, specs, tdd=OFF, log_path=blocker / "gates.log"))
+    assert results["tests"].log_tail == ["still captured"]
+    assert results["tests"].reason == "exited with code 4"
+    assert results["ok"].status == "passed"
+
+
+async def test_footer_starts_on_its_own_line(worktree: tuple[Path, str], short_tmp: Path) -> None:
+    path, base = worktree
+    log = short_tmp / "g.log"
+    await run_gates(path, base, [GateSpec("nonl", "printf 'no newline at the end'")], tdd=OFF, log_path=log)
+    assert "no newline at the end\n===== gate nonl: passed" in log.read_text()

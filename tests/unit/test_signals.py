@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cockpit.core.errors import UsageError
-from cockpit.core.signals import KINDS, STALE_TMP_S, read_signals, write_signal
+from cockpit.core.signals import KINDS, STALE_TMP_S, is_signal_path, read_signals, watch_filter, write_signal
 
 
 def test_round_trip_in_order_and_consumed(tmp_path: Path) -> None:
@@ -163,3 +164,40 @@ def test_command_line_writer_from_other_processes(tmp_path: Path) -> None:
 
 def test_kinds_are_the_documented_ones() -> None:
     assert KINDS == ("needs_input", "resolved", "progress", "exited")
+
+
+def test_watch_filter_accepts_only_complete_signal_files(tmp_path: Path) -> None:
+    from watchfiles import Change
+
+    final = write_signal(tmp_path, 1, "progress")
+    assert is_signal_path(final) and watch_filter(Change.added, str(final))
+    assert not watch_filter(Change.deleted, str(final))
+    assert not watch_filter(Change.added, str(tmp_path / f".{final.name}.tmp"))
+    assert not watch_filter(Change.added, str(tmp_path / "notes.txt"))
+
+
+async def test_a_watcher_is_woken_by_a_signal(tmp_path: Path) -> None:
+    from watchfiles import awatch
+
+    signals_dir = tmp_path / "signals"
+    signals_dir.mkdir()
+    stop = asyncio.Event()
+    seen: list[str] = []
+
+    async def watch() -> None:
+        async for changes in awatch(signals_dir, watch_filter=watch_filter, stop_event=stop, step=20):
+            seen.extend(Path(p).name for _change, p in changes)
+            if seen:
+                return
+
+    watcher = asyncio.create_task(watch())
+    deadline = time.monotonic() + 20
+    written: list[str] = []
+    # The watcher may not be armed yet when the first signal lands: keep writing until it reports one.
+    while not watcher.done() and time.monotonic() < deadline:
+        written.append(write_signal(signals_dir, 5, "needs_input", {"n": len(written)}).name)
+        await asyncio.wait({watcher}, timeout=0.2)
+    stop.set()
+    await asyncio.wait_for(watcher, timeout=10)
+    assert seen and set(seen) <= set(written), "only final signal names are reported, never .tmp files"
+    assert [s.data["n"] for s in read_signals(signals_dir)] == list(range(len(written)))

@@ -4,9 +4,10 @@
 Usage: fake_classifier.py MODE [--pid-file PATH] [PROMPT]
 
 Modes: good, prose, fence, wrapped, argv, garbage, invalid-json, bad-scope, bad-verb, unknown-peer,
-bad-depends, small-delegates, fail, hang, straggler, flood. `hang` writes its own pid and a child's pid (one
-per line) to the pid file, then sleeps; the tests check both are gone after the timeout. `straggler` answers
-and exits but leaves a child holding stdout open.
+bad-depends, small-delegates, fail, hang, straggler, escaped, flood. `hang` writes its own pid and a child's
+pid (one per line) to the pid file, then sleeps; the tests check both are gone after the timeout.
+`straggler` answers and exits but leaves a child holding stdout open; `escaped` does too, from a child in
+its own session.
 """
 
 from __future__ import annotations
@@ -106,10 +107,11 @@ def main(argv: list[str]) -> int:
         sys.stdout.write("thinking...\n")
         sys.stdout.flush()
         time.sleep(300)
-    elif mode == "straggler":
-        # Answer, leave a child holding stdout open, and exit.
+    elif mode in ("straggler", "escaped"):
+        # Answer, leave a child holding stdout open (in its own session when "escaped"), and exit.
         print(json.dumps(_plan(peer)), flush=True)
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        sleeper = [sys.executable, "-c", "import time; time.sleep(300)"]
+        child = subprocess.Popen(sleeper, start_new_session=mode == "escaped")
         if pid_file:
             with open(pid_file + ".tmp", "w", encoding="utf-8") as fh:
                 fh.write(f"{os.getpid()}\n{child.pid}\n")
