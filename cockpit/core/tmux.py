@@ -36,6 +36,19 @@ SESSION_SIZE = (200, 50)
 # The window first runs this, so remain-on-exit, the log pipe and the hook are in place before the real
 # command starts (a command that exits at once would otherwise close its window and lose its output).
 _PLACEHOLDER = ("sleep", "2147483647")
+# The task's command runs under this wrapper (as "$1"). tmux up to 3.4 can lose a SIGCHLD (libutempter
+# swaps the handler while the pane's pty closes): the pane then reads dead with no status and pane-died
+# never fires. Once the command is done, a detached child sends SIGCHLD to the server twice (at 0.2 s and
+# 2 s): tmux's waitpid loop then reaps the wrapper, records its status and runs the hook. A spare SIGCHLD
+# is harmless. The child ignores SIGHUP from the start (set before the fork: the wrapper's exit hangs up its
+# process group at once). INT and QUIT get a handler (not SIG_IGN, which the command would inherit) so
+# Ctrl-C in the pane reaches the command without killing the wrapper first.
+_WRAPPER = (
+    'trap : INT QUIT; /bin/sh -c "$1"; rc=$?; '
+    "p=${TMUX%,*}; p=${p##*,}; trap '' HUP; "
+    '(sleep 0.2; kill -CHLD "$p"; sleep 2; kill -CHLD "$p") </dev/null >/dev/null 2>&1 & '
+    'exit "$rc"'
+)
 # 128 + N for a pane killed by signal N, like a POSIX shell reports it.
 EXIT_FORMAT = "#{?pane_dead_signal,#{e|+|:128,#{pane_dead_signal}},#{pane_dead_status}}"
 _FIELDS = (
@@ -49,9 +62,14 @@ _FIELDS = (
     "pane_dead_signal",
 )
 _FORMAT = "\t".join(f"#{{{field}}}" for field in _FIELDS)
-_MISSING = ("no server running", "error connecting to", "can't find", "server exited unexpectedly")
+# stderr that means "not there" (no server yet, session/window/pane gone) rather than a failure.
+_MISSING = re.compile(
+    r"no server running|error connecting to .*No such file or directory|can't find|server exited unexpectedly"
+)
 _DEAD_MESSAGE = re.compile(r"^Pane is dead \((status|signal) .*\)$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# ':' and '.' separate the parts of a tmux target; blanks and control characters get escaped in listings.
+_WINDOW_NAME = re.compile(r"^[^\x00-\x20\x7f:.]+$")
 _checked_versions: set[str] = set()
 
 
@@ -136,7 +154,7 @@ def read_died_signal(path: Path) -> int | None:
     """The exit status a pane-died hook wrote (128+N for signal N); None if absent or unreadable."""
     try:
         first = path.read_text().strip().splitlines()
-    except (FileNotFoundError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError):
         return None
     try:
         return int(first[0]) if first else None
@@ -176,7 +194,7 @@ class TmuxPanes:
             raise TmuxError(f"tmux {args[0]} could not run ({error}); check that tmux works") from error
         if result.returncode != 0:
             stderr = " ".join(result.stderr).strip() or f"exit status {result.returncode}"
-            if any(marker in stderr for marker in _MISSING):
+            if _MISSING.search(stderr):
                 raise _Missing(stderr)
             raise TmuxError(f"tmux {args[0]} failed on server {self._server_label()}: {stderr}")
         return list(result.stdout)
@@ -216,12 +234,14 @@ class TmuxPanes:
             if len(parts) != len(_FIELDS):
                 continue
             pane_id, active, session, window_id, window, dead, status, signal = parts
-            is_dead = dead == "1"
             code: int | None = None
-            if is_dead and status.isdigit():
+            if status.isdigit():
                 code = int(status)
-            elif is_dead and signal.isdigit():
+            elif signal.isdigit():
                 code = 128 + int(signal)
+            # Dead once tmux has both closed the pty and reaped the process: in between, tmux (3.3a, 3.4)
+            # says pane_dead=1 with no status, and pane-died has not run yet.
+            is_dead = dead == "1" and code is not None
             panes.append(_Pane(pane_id, active == "1", session, window_id, window, is_dead, code))
         return panes
 
@@ -323,13 +343,14 @@ class TmuxPanes:
         one still running is a TmuxError.
         """
         self._require_version()
+        self._check_window_name(window_name)
         cwd = Path(cwd).absolute()
         if not cwd.is_dir():
             raise TmuxError(
                 f"cannot start tmux window {window_name}: {cwd} is not a directory; create it first"
             )
         env_args = self._env_args(env or {})
-        self._clear_window(window_name)
+        replaced = self._dead_windows(window_name)
         log_path = Path(log_path).absolute()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         if died_signal is not None:
@@ -348,7 +369,7 @@ class TmuxPanes:
                 self._tmux("set-hook", "-p", "-t", pane_id, "pane-died", died_hook_command(died_signal))
             self._tmux(
                 "respawn-pane", "-k", "-t", pane_id, "-c", _arg(str(cwd)), *env_args,
-                "/bin/sh", "-c", _arg(command),
+                "/bin/sh", "-c", _WRAPPER, "cockpit-task", _arg(command),
             )  # fmt: skip
         except (TmuxError, _Missing) as error:
             self._tmux_or_none("kill-pane", "-t", pane_id)
@@ -357,19 +378,23 @@ class TmuxPanes:
             raise TmuxError(
                 f"tmux window {window_name} vanished while starting ({error}); check the tmux server"
             ) from None
+        self._kill_windows(replaced)
         return PaneRef(self.session_name, window_name, pane_id)
 
     def open_shell(self, window_name: str, cwd: Path) -> PaneRef:
         """An interactive shell (tmux's default-shell) in `cwd`; an open one of that name is reused."""
         self._require_version()
+        self._check_window_name(window_name)
         cwd = Path(cwd).absolute()
         if not cwd.is_dir():
             raise TmuxError(f"cannot open a shell in {cwd}: not a directory; create it first")
         existing = self.find_pane(window_name)
         if existing is not None and self.pane_alive(existing):
             return existing
-        self._clear_window(window_name)
-        return PaneRef(self.session_name, window_name, self._new_window(window_name, cwd, []))
+        replaced = self._dead_windows(window_name)
+        pane_id = self._new_window(window_name, cwd, [])
+        self._kill_windows(replaced)
+        return PaneRef(self.session_name, window_name, pane_id)
 
     def send_text(self, pane: PaneRef | str, text: str, *, enter: bool = True) -> None:
         """Type `text` literally into the pane (no key names, no shell), then Enter unless enter=False."""
@@ -387,9 +412,11 @@ class TmuxPanes:
             ) from None
 
     def kill_window(self, window_name: str) -> None:
-        """Close every window of that name in this session (its processes get SIGHUP); absent is fine."""
-        for window_id in dict.fromkeys(p.window_id for p in self._window_panes(window_name)):
-            self._tmux_or_none("kill-window", "-t", window_id)
+        """Close every window of that name in this session; absent is fine.
+
+        Its processes get SIGHUP, and no died signal is written: a window closed here was closed on purpose.
+        """
+        self._kill_windows([p.window_id for p in self._window_panes(window_name)])
 
     def kill_server(self) -> None:
         """Stop the whole tmux server: for tests and demos on a private socket only."""
@@ -414,6 +441,12 @@ class TmuxPanes:
     def _same_socket(self, path: str) -> bool:
         return os.path.realpath(path) == os.path.realpath(self.socket_path)
 
+    def _check_window_name(self, window_name: str) -> None:
+        if not _WINDOW_NAME.match(window_name):
+            raise TmuxError(
+                f"tmux window name {window_name!r} is not usable; use a name without blanks, ':' or '.'"
+            )
+
     def _env_args(self, env: dict[str, str]) -> list[str]:
         args: list[str] = []
         for name, value in env.items():
@@ -422,8 +455,12 @@ class TmuxPanes:
             args += ["-e", _arg(f"{name}={value}")]
         return args
 
-    def _clear_window(self, window_name: str) -> None:
-        """Make room for a new window of that name: dead ones go, a live one is an error."""
+    def _dead_windows(self, window_name: str) -> list[str]:
+        """The ids of windows of that name a new one will replace; a live one is an error.
+
+        They are killed only after the new window exists: killing a session's last window first would
+        end the session (and an otherwise empty server).
+        """
         panes = self._window_panes(window_name)
         live = [p for p in panes if not p.dead]
         if live:
@@ -431,7 +468,10 @@ class TmuxPanes:
                 f"tmux window {window_name} in session {self.session_name} is still running "
                 f"(pane {live[0].pane_id}); stop it before starting it again"
             )
-        for window_id in dict.fromkeys(p.window_id for p in panes):
+        return [p.window_id for p in panes]
+
+    def _kill_windows(self, window_ids: list[str]) -> None:
+        for window_id in dict.fromkeys(window_ids):
             self._tmux_or_none("kill-window", "-t", window_id)
 
     def _new_window(self, window_name: str, cwd: Path, argv: list[str]) -> str:

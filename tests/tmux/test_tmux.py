@@ -34,8 +34,18 @@ def log_text(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def start(panes: TmuxPanes, worktree: Path, log_path: Path, command: str, **kwargs: object) -> PaneRef:
-    return panes.start_window("task-1", worktree, command, log_path=log_path, **kwargs)  # type: ignore[arg-type]
+def start(
+    panes: TmuxPanes,
+    worktree: Path,
+    log_path: Path,
+    command: str,
+    *,
+    env: dict[str, str] | None = None,
+    died_signal: Path | None = None,
+) -> PaneRef:
+    return panes.start_window(
+        "task-1", worktree, command, env=env, log_path=log_path, died_signal=died_signal
+    )
 
 
 def wait_dead(panes: TmuxPanes, pane: PaneRef) -> None:
@@ -49,8 +59,8 @@ def test_command_runs_in_cwd_and_its_output_reaches_the_log(
 
     assert pane == PaneRef("cockpit-test", "task-1", pane.pane_id)
     assert pane.pane_id.startswith("%")
-    text = wait_until(lambda: "hello-log" in log_text(log_path) and log_text(log_path), message="log output")
-    assert str(worktree.resolve()) in text
+    wait_until(lambda: "hello-log" in log_text(log_path), message="log output")
+    assert str(worktree.resolve()) in log_text(log_path)
     assert tmux_panes.list_windows() == ["task-1"]
 
 
@@ -85,7 +95,7 @@ def test_exit_status_is_none_while_running(tmux_panes: TmuxPanes, worktree: Path
     assert tmux_panes.exit_status(pane) is None
 
 
-@pytest.mark.parametrize("signal_name", ["task-1.died", "it's a #$HOME; \"sig\""])
+@pytest.mark.parametrize("signal_name", ["task-1.died", 'it\'s a #$HOME; "sig"'])
 def test_pane_died_hook_writes_the_signal_on_exit_and_not_before(
     tmux_panes: TmuxPanes, worktree: Path, log_path: Path, tmp_path: Path, signal_name: str
 ) -> None:
@@ -103,6 +113,29 @@ def test_pane_died_hook_writes_the_signal_on_exit_and_not_before(
     assert read_died_signal(signal) == 5
     assert tmux_panes.exit_status(pane) == 5
     assert sorted(p.name for p in signals.iterdir()) == [signal_name], "no temporary file is left"
+
+
+def test_every_exit_is_signalled_even_when_tmux_misses_a_sigchld(
+    tmux_panes: TmuxPanes, worktree: Path, tmp_path: Path
+) -> None:
+    # tmux 3.3a/3.4 lose a pane's SIGCHLD now and then (6-12% of exits measured); without the wrapper's
+    # nudge this test failed about one run in four.
+    signals = tmp_path / "signals"
+    refs = {
+        n: tmux_panes.start_window(
+            f"task-{n}", worktree, f"read x; exit {n}", log_path=tmp_path / f"{n}.log",
+            died_signal=signals / f"task-{n}",
+        )
+        for n in range(1, 25)
+    }  # fmt: skip
+    for ref in refs.values():
+        tmux_panes.send_text(ref, "")
+
+    for n, ref in refs.items():
+        signal = signals / f"task-{n}"
+        wait_until(signal.exists, message=f"signal of task-{n}")
+        assert read_died_signal(signal) == n
+        assert tmux_panes.exit_status(ref) == n
 
 
 def test_died_signal_reports_a_killing_signal_as_128_plus_n(
@@ -148,7 +181,13 @@ def test_capture_shows_printed_text_without_trailing_blanks(
 
 @pytest.mark.parametrize(
     "text",
-    ["hello world", "it's \"quoted\" and $HOME `x` \\n", "ends with a semicolon;", "-starts-with-dash", "Enter"],
+    [
+        "hello world",
+        'it\'s "quoted" and $HOME `x` \\n',
+        "ends with a semicolon;",
+        "-starts-with-dash",
+        "Enter",
+    ],
 )
 def test_send_text_delivers_a_literal_line_to_stdin(
     tmux_panes: TmuxPanes, worktree: Path, log_path: Path, text: str
@@ -163,7 +202,7 @@ def test_send_text_delivers_a_literal_line_to_stdin(
 def test_send_text_without_enter_waits_for_the_rest_of_the_line(
     tmux_panes: TmuxPanes, worktree: Path, log_path: Path
 ) -> None:
-    pane = start(tmux_panes, worktree, log_path, "read -r x; echo \"got:$x\"; read -r y")
+    pane = start(tmux_panes, worktree, log_path, 'read -r x; echo "got:$x"; read -r y')
 
     tmux_panes.send_text(pane, "part one ", enter=False)
     tmux_panes.send_text(pane, "part two")
@@ -171,7 +210,9 @@ def test_send_text_without_enter_waits_for_the_rest_of_the_line(
     wait_until(lambda: "got:part one part two" in tmux_panes.capture(pane), message="one joined line")
 
 
-def test_send_text_to_an_exited_pane_is_an_error(tmux_panes: TmuxPanes, worktree: Path, log_path: Path) -> None:
+def test_send_text_to_an_exited_pane_is_an_error(
+    tmux_panes: TmuxPanes, worktree: Path, log_path: Path
+) -> None:
     pane = start(tmux_panes, worktree, log_path, "true")
     wait_dead(tmux_panes, pane)
 
@@ -216,7 +257,9 @@ def test_a_pane_ref_from_another_window_is_not_trusted(
     assert tmux_panes.pane_alive(pane.target)
 
 
-def test_starting_over_a_dead_window_replaces_it(tmux_panes: TmuxPanes, worktree: Path, log_path: Path) -> None:
+def test_starting_over_a_dead_window_replaces_it(
+    tmux_panes: TmuxPanes, worktree: Path, log_path: Path
+) -> None:
     first = start(tmux_panes, worktree, log_path, "exit 1")
     wait_dead(tmux_panes, first)
 
@@ -229,7 +272,9 @@ def test_starting_over_a_dead_window_replaces_it(tmux_panes: TmuxPanes, worktree
     assert not tmux_panes.pane_alive(first)
 
 
-def test_starting_over_a_live_window_is_an_error(tmux_panes: TmuxPanes, worktree: Path, log_path: Path) -> None:
+def test_starting_over_a_live_window_is_an_error(
+    tmux_panes: TmuxPanes, worktree: Path, log_path: Path
+) -> None:
     first = start(tmux_panes, worktree, log_path, "read x")
 
     with pytest.raises(TmuxError, match="still running"):
@@ -253,7 +298,7 @@ def test_kill_window(tmux_panes: TmuxPanes, worktree: Path, log_path: Path) -> N
 
 
 def test_env_vars_reach_the_command(tmux_panes: TmuxPanes, worktree: Path, log_path: Path) -> None:
-    env = {"CK_GREETING": "hello world", "CK_QUOTED": "it's \"x\";"}
+    env = {"CK_GREETING": "hello world", "CK_QUOTED": 'it\'s "x";'}
 
     start(tmux_panes, worktree, log_path, 'printf "%s|%s\\n" "$CK_GREETING" "$CK_QUOTED"', env=env)
 
@@ -279,7 +324,29 @@ def test_commands_with_quotes_and_a_trailing_semicolon(
     assert "it's #{pane_id} ##" in log_text(log_path)
 
 
-def test_a_missing_working_directory_is_an_error(tmux_panes: TmuxPanes, tmp_path: Path, log_path: Path) -> None:
+@pytest.mark.parametrize("name", ["", "task 1", "task:1", "task.1", "tab\tname"])
+def test_unusable_window_names_are_refused(
+    tmux_panes: TmuxPanes, worktree: Path, log_path: Path, name: str
+) -> None:
+    with pytest.raises(TmuxError, match="not usable"):
+        tmux_panes.start_window(name, worktree, "true", log_path=log_path)
+    with pytest.raises(TmuxError, match="not usable"):
+        tmux_panes.open_shell(name, worktree)
+
+
+def test_read_died_signal_tolerates_missing_and_garbage(tmp_path: Path) -> None:
+    assert read_died_signal(tmp_path / "absent") is None
+    (tmp_path / "empty").write_text("")
+    assert read_died_signal(tmp_path / "empty") is None
+    (tmp_path / "junk").write_text("not a number\n")
+    assert read_died_signal(tmp_path / "junk") is None
+    (tmp_path / "ok").write_text("7\n")
+    assert read_died_signal(tmp_path / "ok") == 7
+
+
+def test_a_missing_working_directory_is_an_error(
+    tmux_panes: TmuxPanes, tmp_path: Path, log_path: Path
+) -> None:
     with pytest.raises(TmuxError, match="not a directory"):
         tmux_panes.start_window("task-1", tmp_path / "absent", "true", log_path=log_path)
 
@@ -344,11 +411,20 @@ def test_attach_argv_outside_tmux(tmux_panes: TmuxPanes, tmux_socket: str) -> No
     assert TmuxPanes(None, "cockpit-test").attach_argv(pane)[:2] == ["tmux", "select-window"]
 
 
-def test_attach_argv_inside_tmux(monkeypatch: pytest.MonkeyPatch, tmux_panes: TmuxPanes, tmux_socket: str) -> None:
+def test_attach_argv_inside_tmux(
+    monkeypatch: pytest.MonkeyPatch, tmux_panes: TmuxPanes, tmux_socket: str
+) -> None:
     pane = PaneRef("cockpit-test", "task-4", "%3")
 
     monkeypatch.setenv("TMUX", f"{tmux_panes.socket_path},4242,0")
-    assert tmux_panes.attach_argv(pane) == ["tmux", "-L", tmux_socket, "switch-client", "-t", "=cockpit-test:=task-4"]
+    assert tmux_panes.attach_argv(pane) == [
+        "tmux",
+        "-L",
+        tmux_socket,
+        "switch-client",
+        "-t",
+        "=cockpit-test:=task-4",
+    ]
 
     # Inside some other server: switching cannot cross servers, so attach with $TMUX unset.
     monkeypatch.setenv("TMUX", f"{tmux_panes.socket_path.parent / 'elsewhere'},4242,0")
@@ -373,7 +449,11 @@ def client_views(socket_name: str) -> list[str]:
 
 
 def test_attach_argv_really_attaches_and_switches(
-    monkeypatch: pytest.MonkeyPatch, tmux_panes: TmuxPanes, tmux_socket: str, outer_socket: str, worktree: Path
+    monkeypatch: pytest.MonkeyPatch,
+    tmux_panes: TmuxPanes,
+    tmux_socket: str,
+    outer_socket: str,
+    worktree: Path,
 ) -> None:
     shell = tmux_panes.open_shell("shell", worktree)
     task = tmux_panes.start_window("task-2", worktree, "read x", log_path=worktree / "task.log")
