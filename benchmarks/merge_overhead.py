@@ -1,0 +1,170 @@
+"""Benchmark: the tool's merge (without the verify gates) against the bare git commands that do the same.
+
+Run from the repo root: `.venv/bin/python benchmarks/merge_overhead.py [--files N] [--rounds R]`. Prints one
+JSON object; `value` is the median over rounds of tool time / bare time (goal: at most 1.5).
+
+Both sides merge a one-commit task branch into `main`, which is checked out in the repo's main checkout, and
+remove the task's worktree afterwards (the branch is kept). The tool side is
+`cockpit.core.merging.merge_task` in-process, on a real store (preflight, merge.preflight / merge.started /
+merge.finished events, compare-and-set move, worktree removal). The bare side is the shortest sequence of
+git commands with the same checks:
+
+    git rev-parse refs/heads/main                  # the rollback point
+    git status --porcelain                         # the target's checkout is clean
+    git merge-tree --write-tree main <branch>      # no conflicts, and the merged tree
+    git commit-tree <tree> -p <tip> -p <branch> -m ...
+    git merge --ff-only <commit>                   # move main (and its checkout) to the merge
+    git worktree remove <worktree>
+
+Each round creates a fresh task on both sides (untimed) and then times the two merges back to back, in
+alternating order, so both see the same machine load; the ratio of each round is taken, then the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cockpit.core import merging
+from cockpit.core.config import Settings
+from cockpit.core.store import Store
+from tests.support.gitrepos import GIT_ENV, make_repo
+from tests.support.tasks import commit_files, init_cockpit, reviewable_task
+
+BARE_COMMANDS = [
+    "git rev-parse refs/heads/main",
+    "git status --porcelain",
+    "git merge-tree --write-tree main BRANCH",
+    "git commit-tree TREE -p TIP -p BRANCH -m MSG",
+    "git merge --ff-only COMMIT",
+    "git worktree remove WORKTREE",
+]
+
+
+def bare_git(cwd: Path, *args: str) -> str:
+    """One bare git command, as a shell would run it."""
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def isolated_env(tmp: Path) -> Iterator[None]:
+    """No user or system git config (hooks, signing ...) and a fixed identity, for both sides alike."""
+    saved = dict(os.environ)
+    home = tmp / "home"
+    home.mkdir()
+    os.environ.update({"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", **GIT_ENV})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def make_big_repo(path: Path, files: int, history: int = 20) -> Path:
+    """A repo of `files` files in 40 directories with `history` commits, `main` checked out."""
+    make_repo(path, {f"src/d{i % 40}/f{i}.txt": f"file {i}\n" * 10 for i in range(files)})
+    for n in range(history):
+        commit_files(path, {f"src/d{n % 40}/f{n}.txt": f"file {n} edited {n}\n"}, f"history {n}")
+    return path
+
+
+def bare_merge(root: Path, branch: str, worktree: Path) -> None:
+    tip = bare_git(root, "rev-parse", "refs/heads/main")
+    if bare_git(root, "status", "--porcelain"):
+        raise RuntimeError("the main checkout is dirty")
+    tree = bare_git(root, "merge-tree", "--write-tree", "main", branch).split()[0]
+    commit = bare_git(root, "commit-tree", tree, "-p", tip, "-p", branch, "-m", f"Merge {branch}")
+    bare_git(root, "merge", "--ff-only", "-q", commit)
+    bare_git(root, "worktree", "remove", str(worktree))
+
+
+async def measure(files: int, rounds: int, tmp: Path) -> dict[str, Any]:
+    root = make_big_repo(tmp / "repo", files)
+    paths = init_cockpit(root)
+    store = await Store.open(paths.db)
+    settings = Settings()
+    settings.values["merge.verify"] = False
+    ctx = merging.MergeContext(store, paths, settings)
+    tool_s: list[float] = []
+    bare_s: list[float] = []
+    ratios: list[float] = []
+    try:
+        for i in range(rounds + 1):  # round 0 warms caches and is not counted
+            change: dict[str, str | None] = {f"src/d1/tool{i}.txt": f"tool {i}\n"}
+            task = await reviewable_task(store, paths, change, title=f"tool {i}")
+            worktree = tmp / f"bare-{i}"
+            branch = f"bare/{i}"
+            bare_git(root, "worktree", "add", "-q", "-b", branch, str(worktree), "main")
+            commit_files(worktree, {f"src/d2/bare{i}.txt": f"bare {i}\n"}, f"bare {i}")
+
+            async def tool(task_id: int = task.id) -> float:
+                started = time.perf_counter()
+                outcome = await merging.merge_task(ctx, task_id)
+                elapsed = time.perf_counter() - started
+                assert outcome.task.state.value == "done"
+                return elapsed
+
+            def bare(branch: str = branch, worktree: Path = worktree) -> float:
+                started = time.perf_counter()
+                bare_merge(root, branch, worktree)
+                return time.perf_counter() - started
+
+            if i % 2 == 0:
+                t, b = await tool(), bare()
+            else:
+                b, t = bare(), await tool()
+            if i == 0:
+                continue
+            tool_s.append(t)
+            bare_s.append(b)
+            ratios.append(t / b)
+    finally:
+        await store.close()
+    return {
+        "value": round(statistics.median(ratios), 3),
+        "tool_ms": round(statistics.median(tool_s) * 1000, 1),
+        "bare_ms": round(statistics.median(bare_s) * 1000, 1),
+        "ratio_of_medians": round(statistics.median(tool_s) / statistics.median(bare_s), 3),
+        "ratio_p90": round(sorted(ratios)[int(0.9 * (len(ratios) - 1))], 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--files", type=int, default=2000, help="files in the benchmark repo (default 2000)")
+    parser.add_argument("--rounds", type=int, default=15, help="timed merges per side (default 15)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ck-bench-") as tmp, isolated_env(Path(tmp)):
+        result = asyncio.run(measure(args.files, args.rounds, Path(tmp)))
+    print(json.dumps({
+        "name": "merge_overhead",
+        **{"value": result.pop("value")},
+        "unit": "ratio (tool / bare git, median of paired rounds)",
+        "goal": 1.5,
+        "files": args.files,
+        "rounds": args.rounds,
+        "verify": False,
+        "target_checked_out": True,
+        **result,
+        "bare_commands": BARE_COMMANDS,
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "git": subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip(),
+    }))
+
+
+if __name__ == "__main__":
+    main()

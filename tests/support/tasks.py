@@ -1,0 +1,104 @@
+"""Build tasks in a given state for tests, without the classifier or the execution engine.
+
+`reviewable_task` makes a task in awaiting_review the way the execution layer would leave it: a worktree on
+its own branch (`cockpit.core.git.create_worktree`), a commit in it, and the events task.created ->
+task.classified -> task.approved -> task.executing -> agent.exited -> task.gating -> task.awaiting_review
+appended straight to the store. `make_reviewable_task` does the same from synchronous code (daemon and CLI
+tests), opening the store itself; a running daemon picks the events up like any other writer's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from cockpit.cli import ensure_excluded
+from cockpit.core import git as cg
+from cockpit.core.config import write_default
+from cockpit.core.models import Task
+from cockpit.core.paths import RepoPaths
+from cockpit.core.store import Store
+from tests.support.gitrepos import git
+
+
+def init_cockpit(root: Path, *, config: str | None = None) -> RepoPaths:
+    """What `cockpit init` does, callable from async tests: `.cockpit/` (excluded from git) and its config.
+
+    `config`, when given, replaces the default config.toml.
+    """
+    paths = RepoPaths(root)
+    for d in (paths.cockpit, paths.plans, paths.worktrees, paths.logs, paths.signals):
+        d.mkdir(parents=True, exist_ok=True)
+    ensure_excluded(root)
+    if config is not None:
+        paths.config.write_text(config)
+    else:
+        write_default(paths.config)
+    return paths
+
+
+def slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:30] or "task"
+
+
+def commit_files(checkout: Path, files: dict[str, str | None], message: str = "change") -> str:
+    """Write (or, for None, delete) files in `checkout` and commit them; return the new HEAD."""
+    for name, content in files.items():
+        path = checkout / name
+        if content is None:
+            path.unlink()
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    git(checkout, "add", "-A")
+    git(checkout, "commit", "-q", "-m", message)
+    return git(checkout, "rev-parse", "HEAD")
+
+
+async def reviewable_task(
+    store: Store, paths: RepoPaths, files: dict[str, str | None] | list[dict[str, str | None]], *,
+    title: str = "demo change", base: str = "main",
+) -> Task:
+    """A task in awaiting_review whose worktree branch has one commit per dict in `files`."""
+    async with store.tx() as tx:
+        task_id = await tx.next_task_id()
+        await tx.append(task_id, "task.created", {"description": title, "title": title, "by": "test"})
+    name = f"task-{task_id}-{slug(title)}"
+    branch = f"cockpit/{name}"
+    worktree = paths.worktrees / name
+    base_sha = await asyncio.to_thread(cg.create_worktree, paths.root, worktree, branch, base)
+    commits = files if isinstance(files, list) else [files]
+    for i, change in enumerate(commits, 1):
+        await asyncio.to_thread(commit_files, worktree, change, f"task {task_id}: {title} ({i})")
+    events: list[tuple[str, dict[str, object]]] = [
+        ("task.classified", {"state": "pending", "scope": "small", "reason": "test task", "title": title,
+                             "plan": [{"n": 1, "verb": "modify", "description": title}],
+                             "classifier": "test"}),
+        ("task.approved", {"by": "test"}),
+        ("task.executing", {"branch": branch, "worktree": str(worktree), "base_sha": base_sha, "attempt": 1}),
+        ("agent.exited", {}),
+        ("task.gating", {}),
+        ("task.awaiting_review", {}),
+    ]
+    async with store.tx() as tx:
+        for type_, data in events:
+            await tx.append(task_id, type_, data)
+    return await store.get_task(task_id)
+
+
+def make_reviewable_task(
+    root: Path, files: dict[str, str | None] | list[dict[str, str | None]], *, title: str = "demo change",
+    base: str = "main",
+) -> Task:
+    """`reviewable_task` from synchronous code: opens (and closes) the repo's store."""
+
+    async def run() -> Task:
+        paths = RepoPaths(root)
+        store = await Store.open(paths.db)
+        try:
+            return await reviewable_task(store, paths, files, title=title, base=base)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
