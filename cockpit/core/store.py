@@ -138,54 +138,64 @@ class Tx:
         self.db = db
         self.events: list[Event] = []
         self._tasks: dict[int, Task] = {}
+        # The projection rows each task has in the tables now, so a write touches only the tables that change.
+        self._rows: dict[int, dict[str, list[tuple[Any, ...]]]] = {}
 
     async def get_task(self, task_id: int) -> Task:
         if task_id in self._tasks:
             return self._tasks[task_id]
-        async with self.db.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)) as cur:
-            row = await cur.fetchone()
-        if row is None:
+        rows = list(await self.db.execute_fetchall("SELECT doc FROM tasks WHERE id = ?", (task_id,)))
+        if not rows:
             raise NotFoundError(f"no task {task_id} in this repo; `cockpit task list --all` shows the tasks")
-        task = Task.from_json(json.loads(row[0]))
+        task = Task.from_json(json.loads(rows[0][0]))
         self._tasks[task_id] = task
+        self._rows[task_id] = projection_rows(task)
         return task
 
+    async def _exists(self, task_id: int) -> bool:
+        if task_id in self._tasks:
+            return True
+        return bool(list(await self.db.execute_fetchall("SELECT 1 FROM tasks WHERE id = ?", (task_id,))))
+
     async def next_task_id(self) -> int:
-        async with self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks") as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        return int(row[0])
+        rows = list(await self.db.execute_fetchall("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks"))
+        return int(rows[0][0])
 
     async def event_for_key(self, key: str) -> Event | None:
-        async with self.db.execute(
-            "SELECT seq, ts, task_id, type, data, key FROM events WHERE key = ?", (key,)
-        ) as cur:
-            row = await cur.fetchone()
-        return _row_event(row) if row else None
+        rows = list(await self.db.execute_fetchall(
+            "SELECT seq, ts, task_id, type, data, key FROM events WHERE key = ?", (key,)))
+        return _row_event(rows[0]) if rows else None
 
     async def events_since(self, seq: int) -> list[Event]:
-        async with self.db.execute(
-            "SELECT seq, ts, task_id, type, data, key FROM events WHERE seq > ? ORDER BY seq", (seq,)
-        ) as cur:
-            return [_row_event(r) for r in await cur.fetchall()]
+        return [_row_event(r) for r in await self.db.execute_fetchall(
+            "SELECT seq, ts, task_id, type, data, key FROM events WHERE seq > ? ORDER BY seq", (seq,))]
 
     async def append(
         self, task_id: int | None, type_: str, data: dict[str, Any] | None = None, *,
         key: str | None = None, action: str | None = None,
     ) -> Event:
         """Append one event; refuse an invalid transition (nothing written) and project the change."""
-        data = dict(data or {})
+        # Fold exactly what a replay will read back from the row, so the two can never disagree.
+        data = json.loads(_dumps(dict(data or {})))
         task: Task | None = None
-        if type_ != "task.created" and task_id is not None:
+        if type_ == "task.created" and task_id is not None:
+            if await self._exists(task_id):
+                raise CockpitError(f"task {task_id} already exists; a task is created once", code="exists")
+            self._rows[task_id] = {}
+        elif task_id is not None:
             task = await self.get_task(task_id)
             target = target_state(task, type_, data)
-            if target is not None and target is not task.state:
+            if target is not None:
                 check_transition(task_id, task.state, target, action or ACTIONS.get(type_, type_))
         ts = time.time()
-        cur = await self.db.execute(
-            "INSERT INTO events (ts, task_id, type, data, key) VALUES (?, ?, ?, ?, ?)",
-            (ts, task_id, type_, _dumps(data), key),
-        )
+        try:
+            cur = await self.db.execute(
+                "INSERT INTO events (ts, task_id, type, data, key) VALUES (?, ?, ?, ?, ?)",
+                (ts, task_id, type_, _dumps(data), key),
+            )
+        except sqlite3.IntegrityError:
+            raise CockpitError(f"an event with idempotency key {key!r} is already recorded",
+                               code="duplicate_key") from None
         event = Event(seq=int(cur.lastrowid or 0), ts=ts, task_id=task_id, type=type_, data=data, key=key)
         changed = apply(self._tasks, event)
         if changed is not None:
@@ -194,25 +204,34 @@ class Tx:
         return event
 
     async def _write(self, task: Task) -> None:
+        """Rewrite the task's projection rows: its tasks row always, the other tables where they changed."""
         rows = projection_rows(task)
+        before = self._rows.get(task.id, {})
         await self.db.execute(
             "INSERT OR REPLACE INTO tasks (id, state, title, scope, source_repo, source_task_id, created_at,"
             " updated_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows["tasks"][0])
-        await self.db.execute("DELETE FROM steps WHERE task_id = ?", (task.id,))
-        await self.db.executemany("INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows["steps"])
-        await self.db.execute("DELETE FROM gates WHERE task_id = ?", (task.id,))
-        await self.db.executemany("INSERT INTO gates VALUES (?, ?, ?, ?, ?, ?)", rows["gates"])
-        await self.db.execute("DELETE FROM merges WHERE task_id = ?", (task.id,))
-        await self.db.executemany("INSERT INTO merges VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows["merges"])
+        for table, width in (("steps", 8), ("gates", 6), ("merges", 8)):
+            if rows[table] == before.get(table, []):
+                continue
+            if before.get(table):
+                await self.db.execute(f"DELETE FROM {table} WHERE task_id = ?", (task.id,))
+            if rows[table]:
+                marks = ", ".join("?" * width)
+                await self.db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows[table])
+        self._rows[task.id] = rows
 
 
 class Store:
     """An open connection to one repo's `index.db`."""
 
-    def __init__(self, path: Path, db: aiosqlite.Connection) -> None:
+    def __init__(self, path: Path, db: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self.path = path
+        # Writes go through `db` inside `tx()`; plain reads use `reader`, a second connection, so they only
+        # ever see committed data, never a half-written transaction of another coroutine on `db`.
         self.db = db
+        self.reader = reader
         self._lock = asyncio.Lock()
+        self._read_lock = asyncio.Lock()
         self._listeners: list[Listener] = []
 
     @classmethod
@@ -232,14 +251,22 @@ class Store:
             await db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                              (str(SCHEMA_VERSION),))
             await db.execute("COMMIT")
+            reader = await aiosqlite.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         except sqlite3.DatabaseError as exc:
             await db.close()
             raise CockpitError(f"{path} is not a usable cockpit store ({exc}); run `cockpit doctor`",
                                code="store") from None
-        return cls(path, db)
+        return cls(path, db, reader)
 
     async def close(self) -> None:
+        await self.reader.close()
         await self.db.close()
+
+    async def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only statement against committed data."""
+        async with self._read_lock:
+            return [tuple(r) for r in await self.reader.execute_fetchall(sql, args)]
 
     def add_listener(self, listener: Listener) -> None:
         """Called with the events of each transaction right after it commits."""
@@ -279,11 +306,10 @@ class Store:
             return event, task
 
     async def get_task(self, task_id: int) -> Task:
-        async with self.db.execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)) as cur:
-            row = await cur.fetchone()
-        if row is None:
+        rows = await self.query("SELECT doc FROM tasks WHERE id = ?", (task_id,))
+        if not rows:
             raise NotFoundError(f"no task {task_id} in this repo; `cockpit task list --all` shows the tasks")
-        return Task.from_json(json.loads(row[0]))
+        return Task.from_json(json.loads(rows[0][0]))
 
     async def list_tasks(self, states: Iterable[State] | None = None) -> list[Task]:
         if states is None:
@@ -292,12 +318,11 @@ class Store:
             values = tuple(s.value for s in states)
             marks = ",".join("?" * len(values))
             sql, args = f"SELECT doc FROM tasks WHERE state IN ({marks}) ORDER BY id", values
-        async with self.db.execute(sql, args) as cur:
-            return [Task.from_json(json.loads(r[0])) for r in await cur.fetchall()]
+        return [Task.from_json(json.loads(r[0])) for r in await self.query(sql, args)]
 
     async def counts(self) -> dict[str, int]:
-        async with self.db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state") as cur:
-            return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+        rows = await self.query("SELECT state, COUNT(*) FROM tasks GROUP BY state")
+        return {str(r[0]): int(r[1]) for r in rows}
 
     async def events_since(self, seq: int, limit: int | None = None) -> list[Event]:
         sql = "SELECT seq, ts, task_id, type, data, key FROM events WHERE seq > ? ORDER BY seq"
@@ -305,42 +330,51 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             args = (seq, limit)
-        async with self.db.execute(sql, args) as cur:
-            return [_row_event(r) for r in await cur.fetchall()]
+        return [_row_event(r) for r in await self.query(sql, args)]
 
     async def task_events(self, task_id: int) -> list[Event]:
-        async with self.db.execute(
-            "SELECT seq, ts, task_id, type, data, key FROM events WHERE task_id = ? ORDER BY seq", (task_id,)
-        ) as cur:
-            return [_row_event(r) for r in await cur.fetchall()]
+        return [_row_event(r) for r in await self.query(
+            "SELECT seq, ts, task_id, type, data, key FROM events WHERE task_id = ? ORDER BY seq", (task_id,))]
 
     async def last_seq(self) -> int:
-        async with self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self.query("SELECT COALESCE(MAX(seq), 0) FROM events")
+        return int(rows[0][0]) if rows else 0
 
     async def schema_version(self) -> int:
-        async with self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self.query("SELECT value FROM meta WHERE key = 'schema_version'")
+        return int(rows[0][0]) if rows else 0
 
     async def replay(self) -> dict[int, Task]:
         """Fold every event from scratch."""
+        async with self._read_lock:
+            return await self._replay()
+
+    async def _replay(self) -> dict[int, Task]:
         tasks: dict[int, Task] = {}
-        for event in await self.events_since(0):
-            apply(tasks, event)
+        rows = await self.reader.execute_fetchall(
+            "SELECT seq, ts, task_id, type, data, key FROM events ORDER BY seq")
+        for row in rows:
+            apply(tasks, _row_event(row))
         return tasks
 
     async def replay_differences(self) -> list[str]:
         """Compare the stored projections with a replay of the events; [] when they agree exactly."""
+        # One read transaction: events and projections come from the same snapshot even while others write.
+        async with self._read_lock:
+            await self.reader.execute("BEGIN")
+            try:
+                return await self._replay_differences()
+            finally:
+                await self.reader.execute("COMMIT")
+
+    async def _replay_differences(self) -> list[str]:
         expected: dict[str, list[tuple[Any, ...]]] = {name: [] for name in PROJECTION_TABLES}
-        for task in (await self.replay()).values():
+        for task in (await self._replay()).values():
             for name, rows in projection_rows(task).items():
                 expected[name].extend(rows)
         problems: list[str] = []
         for name, sql in PROJECTION_TABLES.items():
-            async with self.db.execute(sql) as cur:
-                actual = sorted(tuple(r) for r in await cur.fetchall())
+            actual = [tuple(r) for r in await self.reader.execute_fetchall(sql)]
             want = sorted(expected[name], key=lambda r: tuple(str(x) for x in r))
             have = sorted(actual, key=lambda r: tuple(str(x) for x in r))
             if want != have:
@@ -355,10 +389,13 @@ class Store:
 
     async def rebuild(self) -> int:
         """Rewrite every projection from the events; returns the number of tasks."""
-        tasks = await self.replay()
         async with self.tx() as tx:
+            tasks: dict[int, Task] = {}
+            for event in await tx.events_since(0):
+                apply(tasks, event)
             for table in PROJECTION_TABLES:
                 await self.db.execute(f"DELETE FROM {table}")
             for task in tasks.values():
+                tx._rows[task.id] = {}
                 await tx._write(task)
         return len(tasks)

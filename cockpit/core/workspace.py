@@ -1,14 +1,36 @@
-"""A workspace: the `cockpit-workspace.toml` that names a set of repos which delegate work to each other."""
+"""A workspace: the `cockpit-workspace.toml` that names a set of repos which delegate work to each other.
+
+The file (DESIGN section 3) is found by walking up from the current directory::
+
+    [repos.backend]
+    path = "backend"          # relative to the workspace file, or absolute
+
+Repo names are the keys, so they are unique by construction. Writes go through tomlkit, so a person's comments
+and layout survive `cockpit workspace add`.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cockpit.core.errors import ConfigError, NotFoundError
+import tomlkit
+import tomlkit.exceptions
+from tomlkit.items import Table
+
+from cockpit.core.errors import ConfigError, NotFoundError, RefusedError, UsageError
 
 WORKSPACE_FILE = "cockpit-workspace.toml"
+# A bare TOML key that also reads well in `frontend#4`: letters, digits, dot, dash, underscore.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+WORKSPACE_HEADER = """\
+# agent-cockpit workspace: the repos that delegate work to each other.
+# Add one with `cockpit workspace add NAME PATH`; a path is relative to this file, or absolute.
+"""
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,69 @@ class Workspace:
                 return cls.load(file)
         return None
 
+    @classmethod
+    def locate(cls, where: Path | None = None) -> Workspace:
+        """The workspace at `where` (its file or its directory), else the one found walking up from it.
+
+        Raises a NotFoundError that says how to make one when there is none.
+        """
+        if where is not None and where.is_file():
+            return cls.load(where)
+        if where is not None and (where / WORKSPACE_FILE).is_file():
+            return cls.load(where / WORKSPACE_FILE)
+        found = cls.find(where)
+        if found is None:
+            here = (where or Path.cwd()).resolve()
+            raise NotFoundError(
+                f"no {WORKSPACE_FILE} in {here} or any directory above it; create one with "
+                "`cockpit workspace init [DIR]`", code="no_workspace")
+        return found
+
+    @classmethod
+    def init(cls, directory: Path) -> tuple[Workspace, bool]:
+        """Create `DIRECTORY/cockpit-workspace.toml` unless it exists; returns (workspace, created)."""
+        directory = directory.expanduser().resolve()
+        if not directory.is_dir():
+            raise UsageError(f"{directory} is not a directory; create it first")
+        file = directory / WORKSPACE_FILE
+        if file.exists():
+            return cls.load(file), False
+        _write_atomic(file, WORKSPACE_HEADER)
+        return cls.load(file), True
+
+    def add(self, name: str, path: Path) -> Workspace:
+        """Add repo `name` at `path`, a git repository (maybe without .cockpit/ yet); returns the result."""
+        if not NAME_RE.match(name):
+            raise UsageError(f"repo name {name!r} must start with a letter or digit and hold only letters, "
+                             "digits, '.', '-' and '_' (64 at most)")
+        if name in self.repos:
+            raise RefusedError(f"{self.file} already has a repo named {name!r} (at {self.repos[name]}); "
+                               "repo names are unique: pick another name", code="duplicate_name")
+        target = path.expanduser().resolve()
+        if not target.is_dir():
+            raise UsageError(f"{target} is not a directory")
+        if not (target / ".git").exists():
+            raise UsageError(f"{target} is not the root of a git repository; run `git init` there first")
+        for other, other_path in self.repos.items():
+            if other_path == target:
+                raise RefusedError(f"{target} is already in the workspace as {other!r}",
+                                   code="duplicate_path")
+        stored = os.path.relpath(target, self.root) if target.is_relative_to(self.root) else str(target)
+        text = self.file.read_text()
+        try:
+            doc = tomlkit.parse(text)
+        except tomlkit.exceptions.TOMLKitError as exc:
+            raise ConfigError(f"{self.file}: {exc}; fix the file") from None
+        repos = doc.get("repos")
+        if not isinstance(repos, Table):
+            repos = tomlkit.table(is_super_table=True)
+            doc["repos"] = repos
+        entry = tomlkit.table()
+        entry["path"] = stored
+        repos[name] = entry
+        _write_atomic(self.file, tomlkit.dumps(doc))
+        return Workspace.load(self.file)
+
     def name_of(self, root: Path) -> str | None:
         root = root.resolve()
         return next((name for name, path in self.repos.items() if path == root), None)
@@ -59,12 +144,19 @@ class Workspace:
         except KeyError:
             known = ", ".join(sorted(self.repos)) or "none"
             raise NotFoundError(
-                f"no repo named {name!r} in {self.file}; repos are: {known} (`cockpit workspace add` adds one)"
+                f"no repo named {name!r} in {self.file}; repos are: {known} "
+                "(`cockpit workspace add` adds one)"
             ) from None
 
     def peers_of(self, root: Path) -> list[str]:
         me = self.name_of(root)
         return [name for name in self.repos if name != me]
+
+
+def _write_atomic(file: Path, text: str) -> None:
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, file)
 
 
 def repo_identity(root: Path) -> tuple[str, list[str], Workspace | None]:

@@ -1,1 +1,1 @@
-"""mcp"""
+"""The cockpit MCP server: cross-repo delegation tools over stdio (`cockpit mcp`, `cockpit.mcp.server`)."""

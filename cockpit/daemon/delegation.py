@@ -1,0 +1,449 @@
+"""The daemon's part in cross-repo delegation: intake of peers' requests, and the step executor.
+
+Intake: a peer's request lands in this repo at `created` (through `create_task` with `no_wait`, or written
+straight into the store while this daemon was down); the daemon classifies it in the background, so the
+sender's connection never holds a classification, and a fallback write made while the daemon starts is not
+missed.
+
+The step executor: when a task whose plan has `delegate` steps starts executing, the daemon performs those
+steps itself. Each becomes a task in the peer repo (the step's description, linked to this task), sent as soon
+as the delegate steps it depends on are done, and followed until it finishes (over the peer's socket, or its
+store while its daemon is down). Every change of the peer task is recorded on the step (`step.updated`), shown
+as the task's progress and written to its log ("peer task frontend#4 pending, awaiting approval").
+
+The agent's first run gets only the local steps that need no delegated work; local steps that depend on a
+delegate step are held back (`deferred`). When the agent exits, the executor's `before_gates` hook waits for
+the delegated children: a failed, rejected, cancelled or rolled-back child fails the task with the child's
+reason (at once, even while the agent still runs); once all are done, the held-back steps get a continuation
+run of the agent in the same worktree, and only then do the gates run. A review guard makes sure no task
+reaches awaiting_review before its children are done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from cockpit.core.delegation import Delegation, PeerRef, Sender, describe, wait_peer_task
+from cockpit.core.errors import CockpitError
+from cockpit.core.models import JSON, Event, PlanStep, Task
+from cockpit.core.paths import RepoPaths
+from cockpit.core.prompts import render_prompt
+from cockpit.core.states import State
+from cockpit.core.workspace import repo_identity
+from cockpit.daemon.server import Daemon, register_extension
+
+log = logging.getLogger("cockpit.delegation")
+
+RUNNING = frozenset({State.EXECUTING, State.GATING})
+DEFERRED = "deferred"
+
+
+class RemoteIntake:
+    """Classify tasks that peers record here at `created`; keep the repo's name and peers current."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._classifying: set[int] = set()
+
+    async def start(self) -> None:
+        self.daemon.bus.waiters.add(self._on_event)
+        # A fallback write that committed after the daemon's recovery pass, but before its file watch ran.
+        for task in await self.daemon.store.list_tasks([State.CREATED]):
+            self._classify_soon(task.id)
+
+    async def stop(self) -> None:
+        self.daemon.bus.waiters.discard(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.type != "task.created" or event.task_id is None:
+            return
+        self._refresh_identity()
+        if str(event.data.get("by", "")).startswith("remote:"):
+            self._classify_soon(event.task_id)
+
+    def _refresh_identity(self) -> None:
+        """The workspace may have changed since the daemon started: classify against its peers of now."""
+        service = self.daemon.service
+        try:
+            name, peers, workspace = repo_identity(service.paths.root)
+        except CockpitError as exc:
+            log.warning("workspace not re-read: %s", exc.message)
+            return
+        if workspace is not None and workspace.name_of(service.paths.root) is not None:
+            service.repo_name, service.peers = name, peers
+
+    def _classify_soon(self, task_id: int) -> None:
+        if task_id in self._classifying:
+            return
+        self._classifying.add(task_id)
+
+        async def classify() -> None:
+            try:
+                await self.daemon.service.classify_task(task_id)
+            except CockpitError as exc:
+                log.warning("could not classify task %d from a peer: %s", task_id, exc.message)
+            finally:
+                self._classifying.discard(task_id)
+
+        self.daemon.spawn(classify(), f"classify-{task_id}")
+
+
+# -- the plan's shape --------------------------------------------------------------------------------------
+
+def delegate_steps(task: Task) -> list[PlanStep]:
+    return [s for s in task.plan if s.verb == "delegate" and s.peer]
+
+
+def waits_on_delegates(task: Task) -> list[PlanStep]:
+    """Local steps that depend, directly or through other steps, on a delegate step that is not done yet."""
+    by_n = {s.n: s for s in task.plan}
+    memo: dict[int, bool] = {}
+
+    def blocked(n: int, seen: frozenset[int]) -> bool:
+        if n in memo:
+            return memo[n]
+        step = by_n.get(n)
+        if step is None or n in seen:
+            return False
+        if step.verb == "delegate":
+            result = step.status != "done"
+        else:
+            result = any(blocked(d, seen | {n}) for d in step.depends_on)
+        memo[n] = result
+        return result
+
+    local = [s for s in task.plan if s.verb != "delegate"]
+    return [s for s in local
+            if s.status != "done" and any(blocked(d, frozenset({s.n})) for d in s.depends_on)]
+
+
+def ready_delegates(task: Task) -> list[PlanStep]:
+    """Delegate steps to send or follow now: every delegate step they depend on (transitively) is done.
+
+    Local dependencies do not hold a delegate step back: the peer gets the contract in the step's text, never
+    this repo's diff, so it can start while the agent works here.
+    """
+    by_n = {s.n: s for s in task.plan}
+
+    def delegate_deps(step: PlanStep, seen: frozenset[int]) -> Iterable[PlanStep]:
+        for d in step.depends_on:
+            dep = by_n.get(d)
+            if dep is None or d in seen:
+                continue
+            if dep.verb == "delegate":
+                yield dep
+            else:
+                yield from delegate_deps(dep, seen | {d})
+
+    return [s for s in delegate_steps(task) if s.status in ("pending", "waiting")
+            and all(d.status == "done" for d in delegate_deps(s, frozenset({s.n})))]
+
+
+def continuation_prompt(task: Task, held: list[PlanStep], base_prompt: str) -> str:
+    """The prompt of the run that does the steps held back for delegated work, now that it is done."""
+    lines = [f"# Continue task {task.id}: {task.title}", "",
+             "The delegated work these steps waited for is finished:", ""]
+    for s in delegate_steps(task):
+        where = f"{s.peer}#{s.peer_task_id}" if s.peer_task_id is not None else str(s.peer)
+        state = s.peer_state or s.status
+        lines.append(f"- step {s.n} [delegate to {s.peer}] {s.description}: {where} {state}")
+    lines += ["", "Now do these remaining steps, in this same worktree (your earlier commits are here):", ""]
+    for s in held:
+        after = f" (after step {', '.join(map(str, s.depends_on))})" if s.depends_on else ""
+        lines.append(f"{s.n}. [{s.verb}] {s.description}{after}")
+    lines += ["", "The whole task, for reference, follows.", "", "---", "", base_prompt]
+    return "\n".join(lines)
+
+
+# -- the step executor -------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(eq=False)
+class Runner:
+    """The delegate steps of one task in flight: one coroutine per step, and the outcome all of them make."""
+
+    task_id: int
+    steps: dict[int, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
+    main: asyncio.Task[None] | None = None
+    finished: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    failure: str | None = None
+
+
+class StepExecutor:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.store = daemon.store
+        self.service = daemon.service
+        self.runners: dict[int, Runner] = {}
+        # Local steps the first run of a task leaves out, decided when its prompt is shaped.
+        self._held: dict[int, list[int]] = {}
+        self._stopped = False
+
+    # -- lifecycle and events -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.daemon.bus.waiters.add(self._on_event)
+        # Tasks that were executing or gating when the daemon stopped pick up their delegate steps again.
+        for task in await self.store.list_tasks(list(RUNNING)):
+            if delegate_steps(task):
+                self.ensure_runner(task.id)
+
+    async def stop(self) -> None:
+        self._stopped = True
+        self.daemon.bus.waiters.discard(self._on_event)
+        for runner in list(self.runners.values()):
+            self._cancel(runner)
+
+    def _on_event(self, event: Event) -> None:
+        task_id = event.task_id
+        if task_id is None or self._stopped:
+            return
+        if event.type == "task.executing":
+            held = self._held.pop(task_id, None)
+            data = event.data
+            first_run = not (data.get("fix") or data.get("continuation") or data.get("gates_only"))
+            if first_run:
+                self.daemon.spawn(self._first_run(task_id, held or []), f"delegate-{task_id}")
+            return
+        if event.type in ("task.failed", "task.interrupted", "task.cancelled", "task.rejected",
+                          "task.awaiting_review"):
+            runner = self.runners.get(task_id)
+            if runner is not None and event.type != "task.awaiting_review":
+                self._cancel(runner)
+
+    def _cancel(self, runner: Runner) -> None:
+        for step in runner.steps.values():
+            step.cancel()
+        if runner.main is not None:
+            runner.main.cancel()
+        runner.finished.set()
+        if self.runners.get(runner.task_id) is runner:
+            del self.runners[runner.task_id]
+
+    # -- hooks into the executor ----------------------------------------------------------------------------
+
+    def shape_first_prompt(self, task: Task) -> Task:
+        """The first run's prompt lists only the local steps that need no delegated work (prompt hook)."""
+        held = waits_on_delegates(task)
+        self._held[task.id] = [s.n for s in held]
+        if not held:
+            return task
+        numbers = ", ".join(str(s.n) for s in held)
+        note = (f"\n\nSteps {numbers} of the plan wait for work delegated to other repositories; they are "
+                "left out here. Do only the steps listed below now; cockpit runs you again in this worktree "
+                "for the rest once the delegated work is done.")
+        skip = {s.n for s in held}
+        return dataclasses.replace(task, description=task.description + note,
+                                   plan=[s for s in task.plan if s.n not in skip])
+
+    async def before_gates(self, task_id: int) -> str | None:
+        """Hold an agent's successful exit until the delegated children are done (the executor's hook).
+
+        Returns the prompt of a continuation run when held-back steps remain, else None (the gates run, or
+        the task has already failed because a child did).
+        """
+        task = await self.store.get_task(task_id)
+        if not delegate_steps(task):
+            return None
+        if any(s.status != "done" for s in delegate_steps(task)):
+            runner = self.ensure_runner(task_id)
+            await self._note(task_id, "the agent is done; waiting for the delegated work before the gates")
+            await runner.finished.wait()
+            task = await self.store.get_task(task_id)
+            if task.state is not State.EXECUTING or any(s.status != "done" for s in delegate_steps(task)):
+                return None
+        held = [s for s in task.plan if s.status == DEFERRED]
+        if not held:
+            return None
+        async with self.store.tx() as tx:
+            for s in held:
+                await tx.append(task_id, "step.updated", {"n": s.n, "status": "pending", "detail": None})
+        await self._note(task_id, f"delegated work done; running the agent again for step"
+                                  f"{'s' if len(held) > 1 else ''} {', '.join(str(s.n) for s in held)}")
+        settings = self.service.settings
+        worktree = Path(task.worktree or self.service.paths.root)
+        base = render_prompt(task, settings.gates, repo_name=self.service.repo_name, worktree=worktree,
+                             target_branch=settings.target_branch)
+        return continuation_prompt(task, held, base)
+
+    async def review_guard(self, task_id: int) -> str | None:
+        """No task reaches awaiting_review before its delegated children are done."""
+        task = await self.store.get_task(task_id)
+        open_steps = [s for s in delegate_steps(task) if s.status != "done"]
+        if not open_steps:
+            return None
+        s = open_steps[0]
+        child = (f"{s.peer}#{s.peer_task_id} is {s.peer_state or 'not finished'}" if s.peer_task_id
+                 else "not sent yet")
+        return f"delegated step {s.n} (to {s.peer}) is not done: {child}"
+
+    # -- the runner -----------------------------------------------------------------------------------------
+
+    async def _first_run(self, task_id: int, held: list[int]) -> None:
+        task = await self.store.get_task(task_id)
+        if not delegate_steps(task):
+            return
+        async with self.store.tx() as tx:
+            current = await tx.get_task(task_id)
+            for step in current.plan:
+                if step.n in held and step.status not in ("done", DEFERRED):
+                    await tx.append(task_id, "step.updated", {
+                        "n": step.n, "status": DEFERRED, "detail": "waits for delegated work"})
+                elif step.n not in held and step.status == DEFERRED:
+                    # Held back in an earlier attempt, in this run's prompt now.
+                    await tx.append(task_id, "step.updated",
+                                    {"n": step.n, "status": "pending", "detail": None})
+        self.ensure_runner(task_id)
+
+    def ensure_runner(self, task_id: int) -> Runner:
+        runner = self.runners.get(task_id)
+        if runner is None or runner.finished.is_set():
+            runner = Runner(task_id)
+            self.runners[task_id] = runner
+            runner.main = self.daemon.spawn(self._run(runner), f"delegate-steps-{task_id}")
+        return runner
+
+    async def _run(self, runner: Runner) -> None:
+        task_id = runner.task_id
+        try:
+            while True:
+                task = await self.store.get_task(task_id)
+                if task.state not in RUNNING:
+                    return
+                failed = [s for s in delegate_steps(task) if s.status == "failed"]
+                if failed:
+                    await self._fail_parent(task_id, failed[0])
+                    return
+                if all(s.status == "done" for s in delegate_steps(task)):
+                    return
+                for step in ready_delegates(task):
+                    if step.n not in runner.steps:
+                        runner.steps[step.n] = asyncio.ensure_future(self._step(task_id, step))
+                live = [t for t in runner.steps.values() if not t.done()]
+                if not live:
+                    # Nothing can move: delegate steps wait on each other in a cycle, or on a failed one.
+                    stuck = [s for s in delegate_steps(task) if s.status != "done"]
+                    await self._fail_parent(task_id, stuck[0], "its delegate steps depend on each other")
+                    return
+                await asyncio.wait(live, return_when=asyncio.FIRST_COMPLETED)
+                for n, t in list(runner.steps.items()):
+                    if t.done():
+                        if not t.cancelled() and t.exception() is not None:
+                            exc = t.exception()
+                            await self._step_failed(task_id, n, f"cockpit could not delegate it: {exc}")
+                        del runner.steps[n]
+        finally:
+            for t in runner.steps.values():
+                t.cancel()
+            runner.finished.set()
+            if self.runners.get(task_id) is runner:
+                del self.runners[task_id]
+
+    async def _step(self, task_id: int, step: PlanStep) -> None:
+        """Send one delegate step to its peer (unless it was sent already) and follow the peer task."""
+        delegation = Delegation(self.service)
+        sender = Sender.of(self.service.paths.root)
+        repo = str(step.peer)
+        peer_id = step.peer_task_id
+        if peer_id is None or step.status == "pending":
+            sent_before = await self._times_sent(task_id, step.n)
+            result = await delegation.create(
+                repo, step.description, source_task_id=task_id, step=step.n,
+                key=f"delegation:{sender.name}#{task_id}:step-{step.n}:{sent_before + 1}",
+                force=sent_before > 0, wait_classified_s=0)
+            peer_id = int(result["id"])
+            line = f"step {step.n}: delegated to {repo} as {repo}#{peer_id}"
+            if result.get("fallback"):
+                line += f" ({repo}'s daemon is down: it is classified when that daemon starts)"
+            await self._note(task_id, line)
+        ref = PeerRef(repo, RepoPaths(sender.workspace.path_of(repo)))
+
+        async def changed(peer_task: JSON) -> None:
+            await self._peer_changed(task_id, step.n, repo, peer_task)
+
+        outcome = await wait_peer_task(ref, peer_id, on_change=changed)
+        child = outcome.task
+        await delegation.record_finished(sender.name, repo, child, step=step.n)
+        if child.get("state") == State.DONE.value:
+            await self._note(task_id, f"step {step.n}: {describe(repo, child)}")
+
+    async def _times_sent(self, task_id: int, n: int) -> int:
+        events = await self.store.task_events(task_id)
+        return sum(1 for e in events if e.type == "delegation.sent" and e.data.get("step") == n)
+
+    async def _peer_changed(self, task_id: int, n: int, repo: str, peer_task: JSON) -> None:
+        line = describe(repo, peer_task)
+        async with self.store.tx() as tx:
+            task = await tx.get_task(task_id)
+            step = next((s for s in task.plan if s.n == n), None)
+            if step is None or step.status in ("done", "failed"):
+                return
+            await tx.append(task_id, "step.updated", {
+                "n": n, "status": "waiting", "peer_task_id": peer_task.get("id"),
+                "peer_state": peer_task.get("state"), "detail": line})
+        await self._note(task_id, line)
+
+    async def _step_failed(self, task_id: int, n: int, reason: str) -> None:
+        with contextlib.suppress(CockpitError):
+            await self.store.append(task_id, "step.updated", {"n": n, "status": "failed", "detail": reason})
+
+    async def _fail_parent(self, task_id: int, step: PlanStep, why: str | None = None) -> None:
+        reason = why or step.detail or "the delegated task did not finish"
+        message = f"step {step.n} (delegate to {step.peer}) failed: {reason}"
+        async with self.store.tx() as tx:
+            task = await tx.get_task(task_id)
+            if task.state not in RUNNING:
+                return
+            await tx.append(task_id, "task.failed",
+                            {"reason": message, "stage": "delegation", "step": step.n})
+        await self._note(task_id, message, progress=False)
+
+    async def _note(self, task_id: int, line: str, *, progress: bool = True) -> None:
+        """Tell the person: the task's log (what its pane shows), the daemon log, and its progress line."""
+        log.info("task %d: %s", task_id, line)
+        stamp = time.strftime("%H:%M:%S")
+        path = self.service.paths.task_log(task_id)
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(f"[cockpit {stamp}] {line}\n")
+
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(write)
+        if progress:
+            async with self.store.tx() as tx:
+                task = await tx.get_task(task_id)
+                if task.state is State.EXECUTING:
+                    await tx.append(task_id, "agent.progress", {"text": line[:200], "source": "delegation"})
+
+
+def _executor_hooks(daemon: Daemon, steps: StepExecutor) -> None:
+    executor = getattr(daemon, "executor", None)
+    if executor is None:
+        log.warning("no executor: delegate steps are not performed by this daemon")
+        return
+    executor.review_guards.append(steps.review_guard)
+    for name, hook in (("prompt_shapers", steps.shape_first_prompt), ("before_gates", steps.before_gates)):
+        hooks = getattr(executor, name, None)
+        if isinstance(hooks, list):
+            hooks.append(hook)
+        else:
+            log.warning("the executor has no %s hook: delegate steps are followed but not held for", name)
+
+
+@register_extension
+def install(daemon: Daemon) -> None:
+    daemon.components.append(RemoteIntake(daemon))
+    steps = StepExecutor(daemon)
+    daemon.components.append(steps)
+    _executor_hooks(daemon, steps)
+    daemon.delegation = steps  # type: ignore[attr-defined]
+
+
+__all__ = ["RemoteIntake", "StepExecutor", "continuation_prompt", "ready_delegates", "waits_on_delegates"]
