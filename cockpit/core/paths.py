@@ -15,10 +15,20 @@ MAX_SOCKET_PATH = 100
 
 
 def find_repo_root(start: Path | None = None) -> Path:
-    """The git working tree around `start` (default: the current directory)."""
+    """The git working tree around `start` (default: the current directory).
+
+    Inside a task's worktree (`<repo>/.cockpit/worktrees/<name>/...`) this is the repo that owns the worktree,
+    so an agent running cockpit commands in its pane reaches its own repo's store and daemon.
+    """
     here = (start or Path.cwd()).resolve()
+    if not here.is_dir():
+        raise NotARepoError(f"{here} is not a directory; pass --repo the path of a git repository")
     for candidate in (here, *here.parents):
         if (candidate / ".git").exists():
+            owner = candidate.parent.parent.parent
+            if (candidate.parent.name == "worktrees" and candidate.parent.parent.name == ".cockpit"
+                    and (owner / ".git").exists()):
+                return owner
             return candidate
     raise NotARepoError(f"{here} is not inside a git repository; run `git init` there or pass --repo PATH")
 

@@ -108,11 +108,15 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
             if d.get(name) is not None:
                 setattr(task, name, d[name])
         task.attempt = int(d.get("attempt", task.attempt + 1))
-        task.agent_status = "running"
+        if not d.get("gates_only"):  # a re-run of the gates alone starts no agent
+            task.agent_status = "running"
         task.needs_input = False
         task.progress = None
     elif t == "task.pane":
         task.pane = d.get("pane")
+    elif t == "worktree.removed":
+        task.worktree = None
+        task.pane = None
     elif t == "agent.progress":
         task.progress = str(d.get("text", ""))
     elif t == "agent.needs_input":
@@ -140,8 +144,12 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
     elif t == "merge.finished":
         task.merge = MergeInfo(state="merged", target=d["target"], merge_sha=d.get("merge_sha"),
                                rollback_sha=d.get("rollback_sha"), strategy=d.get("strategy", "merge"))
-        task.worktree = None
+        # The worktree is removed after a merge unless it held uncommitted work (then its path is kept).
+        task.worktree = d.get("worktree_kept")
         task.pane = None
+    elif t == "merge.rebased":
+        # The task branch was rebased onto the target's new tip before merging: that tip is its new base.
+        task.base_sha = d.get("base_sha") or task.base_sha
     elif t == "merge.refused":
         if task.merge is not None and task.merge.state != "merged":
             task.merge.state = "refused"

@@ -14,8 +14,8 @@ from pathlib import Path
 import watchfiles
 
 from cockpit.core.models import Task
+from cockpit.core.states import State, check_reachable
 from cockpit.core.store import Store
-from cockpit.core.states import State
 
 STORE_FILES = ("index.db", "index.db-wal")
 
@@ -26,7 +26,7 @@ def _is_store_file(change: watchfiles.Change, path: str) -> bool:
 
 async def store_changes(cockpit_dir: Path, stop: asyncio.Event | None = None) -> AsyncIterator[None]:
     """Yield once per batch of writes to the store. Starts watching before the first yield returns."""
-    async for _ in watchfiles.awatch(cockpit_dir, watch_filter=_is_store_file, stop_event=stop,
+    async for _ in watchfiles.awatch(cockpit_dir, watch_filter=_is_store_file, stop_event=stop, recursive=False,
                                      debounce=5, step=5, rust_timeout=0, yield_on_timeout=False):
         yield
 
@@ -39,26 +39,28 @@ async def wait_for_state(store: Store, cockpit_dir: Path, task_id: int, states: 
     task = await store.get_task(task_id)
     if task.state in wanted:
         return task, False
+    check_reachable(task_id, task.state, wanted)
     stop = asyncio.Event()
     changes = store_changes(cockpit_dir, stop)
+    # Re-read once the watch is armed so a write between the first read and the watch is not missed.
+    first: asyncio.Future[None] = asyncio.ensure_future(changes.__anext__())
     try:
-        # Re-read once the watch is armed so a write between the first read and the watch is not missed.
-        first = asyncio.ensure_future(changes.__anext__())
         await asyncio.sleep(0)  # let awatch construct its watcher, which starts watching at once
         while True:
             task = await store.get_task(task_id)
             if task.state in wanted:
-                first.cancel()
                 return task, False
+            check_reachable(task_id, task.state, wanted)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                first.cancel()
                 return task, True
             done, _ = await asyncio.wait({first}, timeout=remaining)
             if not done:
-                first.cancel()
                 return await store.get_task(task_id), True
             first = asyncio.ensure_future(changes.__anext__())
     finally:
         stop.set()
+        # The generator cannot be closed while a step of it still runs: end that step first.
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
         await changes.aclose()

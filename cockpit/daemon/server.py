@@ -21,14 +21,14 @@ from typing import Any, Protocol
 import watchfiles
 
 from cockpit.core import daemonfile
-from cockpit.core.config import load_settings
+from cockpit.core.config import Settings, load_settings
 from cockpit.core.errors import CockpitError, ConfigError, UsageError
 from cockpit.core.models import JSON, Event
 from cockpit.core.ops import Ops, arg_int, arg_states
 from cockpit.core.paths import RepoPaths
 from cockpit.core.protocol import BadRequest, LineFramer, Oversized, encode, error, hello, ok, parse_request
 from cockpit.core.service import TaskService
-from cockpit.core.states import SETTLED, State
+from cockpit.core.states import SETTLED, State, check_reachable
 from cockpit.core.store import Store
 from cockpit.daemon.bus import EventBus
 
@@ -139,8 +139,9 @@ class Daemon:
         def interesting(change: watchfiles.Change, path: str) -> bool:
             return Path(path).name in ("index.db-wal", "index.db", "config.toml")
 
+        # Not recursive: only files directly in .cockpit/ matter; task worktrees (whole checkouts) live below.
         async for changes in watchfiles.awatch(self.paths.cockpit, watch_filter=interesting,
-                                               stop_event=self.stopping, debounce=5, step=5):
+                                               stop_event=self.stopping, debounce=5, step=5, recursive=False):
             names = {Path(p).name for _, p in changes}
             if "config.toml" in names:
                 try:
@@ -284,6 +285,7 @@ class Connection:
                 task = await store.get_task(task_id)
                 if task.state in states:
                     return {"task": await self.daemon.ops.task_json(task), "timed_out": False}
+                check_reachable(task_id, task.state, states)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return {"task": await self.daemon.ops.task_json(task), "timed_out": True}
@@ -322,12 +324,25 @@ async def run(paths: RepoPaths, *, ready: Callable[[], None] | None = None, fore
     from cockpit.daemon import extensions  # noqa: F401  (registers the execution, merge and delegation parts)
 
     settings = load_settings(paths.config)  # a broken config stops the start with a clear error
-    live = daemonfile.read_live(paths.daemon_json)
-    if live is not None and live.pid != os.getpid():
-        raise CockpitError(f"a daemon for this repo is already running (pid {live.pid})", code="already_running")
+    lock = daemonfile.acquire_lock(paths.daemon_json)
+    if lock is None:
+        holder = daemonfile.lock_holder(paths.daemon_json)
+        raise CockpitError(f"a daemon for this repo is already running (pid {holder})", code="already_running")
+    try:
+        await _serve(paths, settings, ready=ready, foreground=foreground)
+    finally:
+        daemonfile.release_lock(lock)
+
+
+async def _serve(paths: RepoPaths, settings: Settings, *, ready: Callable[[], None] | None,
+                 foreground: bool) -> None:
     setup_logging(paths, foreground=foreground)
     store = await Store.open(paths.db)
-    service = TaskService(paths, store, settings)
+    try:
+        service = TaskService(paths, store, settings)
+    except BaseException:
+        await store.close()
+        raise
     daemon = Daemon(paths, store, service)
     for extension in EXTENSIONS:
         extension(daemon)

@@ -1,0 +1,334 @@
+"""Execution verbs: `task attach|send|tail|gates`, `gc`, and the agents' `hook needs-input|resolved`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from cockpit.core.backend import Backend
+from cockpit.core.errors import CockpitError, UsageError
+from cockpit.core.models import JSON
+from cockpit.core.states import State
+
+# States in which a task's agent may still write to its log.
+LIVE_STATES = frozenset({State.APPROVED.value, State.EXECUTING.value, State.GATING.value})
+
+
+def _cli() -> Any:
+    import cockpit.cli as cli  # late: cockpit.cli imports this module while building its parser
+
+    return cli
+
+
+# -- attach ------------------------------------------------------------------------------------------------
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    cli = _cli()
+
+    async def body(b: Backend) -> JSON:
+        info: JSON = await b.call("attach_info", {"id": args.id})
+        return info
+
+    info = cli.run_async(_with_result(args, body))
+    from cockpit.core.tmux import PaneRef, TmuxPanes
+
+    # The argv depends on this terminal ($TMUX): build it here, not in the daemon.
+    panes = TmuxPanes(info.get("socket_name"), str(info["session"]))
+    argv = panes.attach_argv(PaneRef(str(info["session"]), str(info["window"]), str(info["pane_id"])))
+    if args.json or args.print:
+        cli.out(args, {**info, "argv": argv}, lambda: print(" ".join(argv)))
+        return 0
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+    return 0  # not reached
+
+
+async def _with_result(args: argparse.Namespace, body: Any) -> Any:
+    cli = _cli()
+    result: list[Any] = []
+
+    async def run(b: Backend) -> int:
+        result.append(await body(b))
+        return 0
+
+    await cli.with_backend(args, run)
+    return result[0]
+
+
+# -- send ----------------------------------------------------------------------------------------------------
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    cli = _cli()
+    text = cli.read_text_arg(args.text)
+
+    async def body(b: Backend) -> int:
+        result = await b.call("send_input", {"id": args.id, "text": text, "enter": not args.no_enter})
+        cli.out(args, result, lambda: cli.say(args, f"sent to task {args.id} ({result['pane']})"))
+        return 0
+
+    return int(cli.run_async(cli.with_backend(args, body)))
+
+
+# -- tail ----------------------------------------------------------------------------------------------------
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    cli = _cli()
+
+    async def body(b: Backend) -> int:
+        result = await b.call("tail", {"id": args.id, "lines": args.lines})
+        if args.json and not args.follow:
+            cli.out(args, result)
+            return 0
+        lines = list(result["lines"])
+        if args.follow and result.get("partial"):
+            lines = lines[:-1]  # printed whole once the follower reads the rest of it
+        for line in lines:
+            _emit(args, args.id, line)
+        sys.stdout.flush()
+        if not args.follow:
+            if not result["exists"]:
+                print(f"cockpit: task {args.id} has no log yet ({result['path']})", file=sys.stderr)
+            return 0
+        await _follow(args, b, Path(result["path"]), int(result.get("complete_size", 0)))
+        return 0
+
+    try:
+        return int(cli.run_async(cli.with_backend(args, body)))
+    except KeyboardInterrupt:
+        return 0
+
+
+def _emit(args: argparse.Namespace, task_id: int, line: str) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps({"id": task_id, "line": line}) + "\n")
+    else:
+        sys.stdout.write(line + "\n")
+
+
+async def _follow(args: argparse.Namespace, b: Backend, log: Path, offset: int) -> None:
+    """Print what the agent adds to its log until the task stops running (or Ctrl-C)."""
+    import watchfiles
+
+    from cockpit.core.execution_ops import clean_output
+
+    await asyncio.to_thread(log.parent.mkdir, parents=True, exist_ok=True)
+    pending = ""
+    names = {log.name, "index.db", "index.db-wal"}
+
+    def interesting(change: watchfiles.Change, path: str) -> bool:
+        return Path(path).name in names
+
+    def read_new() -> str:
+        nonlocal offset
+        try:
+            with open(log, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return ""
+        offset += len(data)
+        return data.decode("utf-8", errors="replace")
+
+    def flush(text: str, final: bool = False) -> None:
+        nonlocal pending
+        pending += text
+        *complete, pending = pending.split("\n")
+        if final and pending:
+            complete.append(pending)
+            pending = ""
+        for line in clean_output("\n".join(complete)) if complete else []:
+            _emit(args, args.id, line)
+        sys.stdout.flush()
+
+    async def running() -> bool:
+        task = await b.call("get_task", {"id": args.id})
+        return str(task["state"]) in LIVE_STATES
+
+    stop = asyncio.Event()
+    watcher = watchfiles.awatch(
+        log.parent,
+        b.paths.cockpit,
+        watch_filter=interesting,
+        stop_event=stop,
+        debounce=20,
+        step=20,
+        recursive=False,
+    )
+    nxt = asyncio.ensure_future(watcher.__anext__())
+    await asyncio.sleep(0)
+    try:
+        flush(await asyncio.to_thread(read_new))
+        while await running():
+            await nxt
+            nxt = asyncio.ensure_future(watcher.__anext__())
+            flush(await asyncio.to_thread(read_new))
+        flush(await asyncio.to_thread(read_new), final=True)
+    finally:
+        stop.set()
+        nxt.cancel()
+        with contextlib.suppress(BaseException):
+            await watcher.aclose()
+
+
+# -- gates ---------------------------------------------------------------------------------------------------
+
+
+def cmd_gates(args: argparse.Namespace) -> int:
+    cli = _cli()
+
+    async def body(b: Backend) -> int:
+        if b.via != "daemon":
+            raise CockpitError(
+                "`cockpit task gates` needs the repo's daemon (the gates run in the background and move the "
+                "task): start it with `cockpit daemon start`, then run this again",
+                code="daemon_required",
+            )
+        task = await b.call("run_gates", {"id": args.id})
+        if args.no_wait:
+            cli.out(args, task, lambda: cli.say(args, f"task {args.id}: gates queued"))
+            return 0
+        states = [State.AWAITING_REVIEW.value, State.FAILED.value, State.INTERRUPTED.value]
+        result = await b.call("wait_task", {"id": args.id, "states": states, "timeout_s": args.timeout})
+        task = result["task"]
+        cli.out(args, task, lambda: _print_gates(task))
+        if result.get("timed_out"):
+            print(f"cockpit: timed out: task {args.id} is still {task['state']}", file=sys.stderr)
+            return 1
+        return 0 if task["state"] == State.AWAITING_REVIEW.value else 1
+
+    return int(cli.run_async(cli.with_backend(args, body)))
+
+
+def _print_gates(task: JSON) -> None:
+    for gate in task.get("gates", []):
+        code = "" if gate.get("exit_code") is None else f", exit {gate['exit_code']}"
+        reason = f": {gate['reason']}" if gate.get("reason") else ""
+        print(f"{gate['status']:>6}  {gate['name']} ({gate['duration_s']:.2f}s{code}){reason}")
+        if gate["status"] != "passed":
+            for line in gate.get("log_tail", [])[-10:]:
+                print(f"        {line}")
+    print(f"task {task['id']} is {task['state']}")
+
+
+# -- gc ------------------------------------------------------------------------------------------------------
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    cli = _cli()
+
+    async def body(b: Backend) -> int:
+        report = await b.call("gc", {"dry_run": args.dry_run})
+
+        def human() -> None:
+            verb = "would remove" if report["dry_run"] else "removed"
+            for item in report["removed"]:
+                print(f"{verb} {item['path']} ({item['why']})")
+            for item in report["dirty"]:
+                print(
+                    f"kept {item['path']} ({item['why']}): {item['count']} uncommitted file(s), e.g. "
+                    + ", ".join(item["files"][:3])
+                )
+            for item in report["skipped"]:
+                print(f"left {item['path']}: {item['reason']}")
+            for name in report.get("windows_closed", []):
+                print(f"{'would close' if report['dry_run'] else 'closed'} tmux window {name}")
+            if not (
+                report["removed"] or report["dirty"] or report["skipped"] or report.get("windows_closed")
+            ):
+                print(f"nothing to collect ({report['kept']} worktree(s) in use)")
+
+        cli.out(args, report, human)
+        return 0
+
+    return int(cli.run_async(cli.with_backend(args, body)))
+
+
+# -- hooks ---------------------------------------------------------------------------------------------------
+
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    from cockpit.hook import HookError, message_from_stdin, record
+
+    message = args.message
+    if args.stdin and message is None:
+        message = message_from_stdin(sys.stdin)
+    try:
+        path, task_id = record(args.kind, repo=args.repo, task=args.task, message=message, event=args.event)
+    except HookError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise CockpitError(f"cannot write the signal: {exc}") from None
+    if path is None:
+        print(
+            "cockpit hook: not running as a cockpit task (no --task, no $COCKPIT_TASK_ID); nothing recorded",
+            file=sys.stderr,
+        )
+        return 0
+    if args.json:
+        sys.stdout.write(json.dumps({"signal": str(path), "task": task_id, "kind": args.kind}) + "\n")
+    return 0
+
+
+# -- registration --------------------------------------------------------------------------------------------
+
+
+def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
+    cli = _cli()
+    task_id = cli.task_id
+
+    p = tsub.add_parser("attach", parents=[common], help="show the task's agent pane (tmux)")
+    p.add_argument("id", type=task_id)
+    p.add_argument("--print", action="store_true", help="print the tmux command instead of running it")
+    p.set_defaults(func=cmd_attach)
+
+    p = tsub.add_parser("send", parents=[common], help="type TEXT (then Enter) into the task's agent pane")
+    p.add_argument("id", type=task_id)
+    p.add_argument("text", help="what to type; - reads it from stdin")
+    p.add_argument("--no-enter", action="store_true", help="do not press Enter after the text")
+    p.set_defaults(func=cmd_send)
+
+    p = tsub.add_parser("tail", parents=[common], help="print the task's agent log")
+    p.add_argument("id", type=task_id)
+    p.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="how many lines (default 50)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing while the task runs")
+    p.set_defaults(func=cmd_tail)
+
+    p = tsub.add_parser("gates", parents=[common], help="run the task's gates again (needs the daemon)")
+    p.add_argument("id", type=task_id)
+    p.add_argument("--no-wait", action="store_true", help="return once the re-run is queued")
+    p.add_argument("--timeout", type=float, metavar="S", help="give up waiting after S seconds")
+    p.set_defaults(func=cmd_gates)
+
+    p = sub.add_parser(
+        "gc",
+        parents=[common],
+        help="remove worktrees of rejected/cancelled tasks and orphans (never uncommitted work)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.set_defaults(func=cmd_gc)
+
+    hook = sub.add_parser("hook", help="for agents' hooks: report waiting for a person, or not")
+    hsub = hook.add_subparsers(dest="hook_command", metavar="KIND", required=True, parser_class=cli.ArgParser)
+    for kind, text in (
+        ("needs-input", "the agent waits for a person"),
+        ("resolved", "the agent no longer waits"),
+    ):
+        p = hsub.add_parser(kind, parents=[common], help=text)
+        p.add_argument("--task", type=task_id, help="the task id (default: $COCKPIT_TASK_ID)")
+        p.add_argument("--message", help="what the agent waits for")
+        p.add_argument("--event", help="the agent's hook event name, for the record")
+        p.add_argument(
+            "--stdin",
+            action="store_true",
+            help="read the hook's JSON payload on stdin and take its message (Claude Code hooks)",
+        )
+        p.set_defaults(func=cmd_hook, kind=kind)

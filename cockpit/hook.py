@@ -1,0 +1,171 @@
+"""`cockpit hook needs-input|resolved`: an agent's own hook tells cockpit it waits for a person, or not.
+
+It only writes a signal file into the repo's `.cockpit/signals/` (the daemon watches that folder), so it works
+while the daemon is down or restarting. Three ways in, one behaviour: `cockpit hook ...` (the full command
+line); `python -m cockpit.hook ...` (this module, which imports next to nothing); and, inside an agent's pane,
+`$COCKPIT_HOOK ...`, which is `sh cockpit/hook.sh`: plain sh, a few milliseconds, falling back to this module
+for anything beyond the plain verb.
+
+Where the signal goes, first match wins: `--repo PATH`; `$COCKPIT_SIGNALS` and `$COCKPIT_REPO` (set in every
+agent pane); the repo around the current directory (a task worktree `.cockpit/worktrees/task-<id>-...` counts
+as its repo). The task is `--task ID`, else `$COCKPIT_TASK_ID`, else the id in the worktree's name. With no
+task to speak of (an agent running outside cockpit) it says so on stderr and exits 0: a hook must never break
+the agent it runs in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+KINDS = {"needs-input": "needs_input", "resolved": "resolved"}
+_WORKTREE = re.compile(r"^task-(\d+)(?:-|$)")
+MAX_MESSAGE = 500
+
+
+class HookError(Exception):
+    """The hook could not work out where to write (a usage problem, exit 2)."""
+
+
+def _repo_around(start: Path) -> tuple[Path | None, int | None]:
+    """(repo root, task id of the worktree we are in) walking up from `start`."""
+    here = start.resolve()
+    parts = here.parts
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i] == "worktrees" and parts[i - 1] == ".cockpit" and i + 1 < len(parts):
+            match = _WORKTREE.match(parts[i + 1])
+            return Path(*parts[: i - 1]), int(match.group(1)) if match else None
+    for candidate in (here, *here.parents):
+        if (candidate / ".git").exists():
+            return candidate, None
+    return None, None
+
+
+def locate(
+    repo: str | None, task: int | None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[Path, int | None]:
+    """The signals folder and the task id a hook reports for."""
+    env = dict(os.environ) if env is None else env
+    worktree_task: int | None = None
+    if repo:
+        root, worktree_task = _repo_around(Path(repo))
+        if root is None:
+            raise HookError(f"{repo} is not inside a git repository")
+        signals = root / ".cockpit" / "signals"
+    elif env.get("COCKPIT_SIGNALS"):
+        signals = Path(env["COCKPIT_SIGNALS"])
+    elif env.get("COCKPIT_REPO"):
+        signals = Path(env["COCKPIT_REPO"]) / ".cockpit" / "signals"
+    else:
+        root, worktree_task = _repo_around(cwd or Path.cwd())
+        if root is None:
+            raise HookError("not inside a git repository: pass --repo PATH")
+        signals = root / ".cockpit" / "signals"
+    if task is None:
+        raw = env.get("COCKPIT_TASK_ID", "").strip()
+        task = int(raw) if raw.isdigit() else worktree_task
+    return signals, task
+
+
+def message_from_stdin(stream: Any) -> str | None:
+    """The `message` (or `reason`) of the JSON object on stdin (Claude Code's hook payload), else None."""
+    try:
+        data = json.loads(stream.read() or "null")
+    except (ValueError, OSError):
+        return None
+    if isinstance(data, dict):
+        for key in ("message", "reason", "hook_event_name"):
+            value = data.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:MAX_MESSAGE]
+    return None
+
+
+def record(
+    kind: str,
+    *,
+    repo: str | None = None,
+    task: int | None = None,
+    message: str | None = None,
+    event: str | None = None,
+) -> tuple[Path | None, int | None]:
+    """Write one needs_input / resolved signal; returns (signal file, task id), (None, None) with no task."""
+    if kind not in KINDS:
+        raise HookError(f"unknown hook {kind!r}: use needs-input or resolved")
+    signals, task_id = locate(repo, task)
+    if task_id is None:
+        return None, None
+    if task_id < 1:
+        raise HookError(f"task ids start at 1, not {task_id}")
+    from cockpit.core.signals import write_signal
+
+    data: dict[str, Any] = {"source": "hook"}
+    if message:
+        data["message"] = message[:MAX_MESSAGE]
+    if event:
+        data["event"] = event
+    return write_signal(signals, task_id, KINDS[kind], data), task_id
+
+
+def pane_closed(signals: str, task_id: int, attempt: int) -> None:
+    """The agent pane's HUP trap: report that the pane was closed under a running agent.
+
+    Only into a signals folder that still exists: a repo deleted with its tmux server still running (a test's
+    temporary repo, say) must not be re-created by the hang-up that follows.
+    """
+    folder = Path(signals)
+    if not folder.is_dir():
+        return
+    from cockpit.core.signals import write_signal
+
+    data = {
+        "code": 129,
+        "closed": True,
+        "attempt": attempt,
+        "reason": "the agent's pane was closed while it ran",
+    }
+    write_signal(folder, task_id, "exited", data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="cockpit hook", description="Report that an agent waits for a person."
+    )
+    parser.add_argument("kind", choices=sorted(KINDS))
+    parser.add_argument("--task", type=int, help="the task id (default: $COCKPIT_TASK_ID)")
+    parser.add_argument("--repo", help="the repository (default: $COCKPIT_REPO, else the current one)")
+    parser.add_argument("--message", help="what the agent waits for, shown with the flag")
+    parser.add_argument("--event", help="the agent's hook event name, for the record")
+    parser.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read the hook's JSON payload on stdin and take its message (Claude Code hooks)",
+    )
+    args = parser.parse_args(argv)
+    message = args.message
+    if args.stdin and message is None:
+        message = message_from_stdin(sys.stdin)
+    try:
+        path, _task = record(args.kind, repo=args.repo, task=args.task, message=message, event=args.event)
+    except HookError as exc:
+        print(f"cockpit hook: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"cockpit hook: cannot write the signal: {exc}", file=sys.stderr)
+        return 1
+    if path is None:
+        print(
+            "cockpit hook: not running as a cockpit task (no --task, no $COCKPIT_TASK_ID); nothing recorded",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
