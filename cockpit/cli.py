@@ -26,7 +26,8 @@ from cockpit.core.states import State, parse_state
 from cockpit.core.store import Store
 
 # Modules that add verbs (each has `register(sub, common)`); missing ones are skipped.
-VERB_MODULES = ("cockpit.cli_exec", "cockpit.cli_merge", "cockpit.cli_remote", "cockpit.cli_app")
+VERB_MODULES = ("cockpit.cli_exec", "cockpit.cli_merge", "cockpit.cli_remote", "cockpit.cli_app",
+                "cockpit.cli_demo")
 
 Runner = Callable[[argparse.Namespace], Awaitable[int] | int]
 
@@ -69,7 +70,7 @@ async def with_backend(args: argparse.Namespace, body: Callable[[Backend], Await
         return await body(backend)
 
 
-# -- init, doctor ----------------------------------------------------------------------------------------------
+# -- init, doctor --------------------------------------------------------------------------------------------
 
 def ensure_excluded(root: Path) -> bool:
     """List `.cockpit/` in `.git/info/exclude` (never in a tracked file). True when added."""
@@ -129,9 +130,8 @@ async def doctor_report(paths: RepoPaths) -> JSON:
         problems.append(exc.message)
     store = await Store.open(paths.db)
     try:
-        async with store.db.execute("PRAGMA integrity_check") as cur:
-            row = await cur.fetchone()
-        checks["integrity"] = row[0] if row else "unknown"
+        rows = await store.query("PRAGMA integrity_check")
+        checks["integrity"] = rows[0][0] if rows else "unknown"
         if checks["integrity"] != "ok":
             problems.append(f"SQLite integrity check failed: {checks['integrity']}")
         version = await store.schema_version()
@@ -141,7 +141,7 @@ async def doctor_report(paths: RepoPaths) -> JSON:
         if version != SCHEMA_VERSION:
             problems.append(f"schema version {version}, this cockpit expects {SCHEMA_VERSION}")
         differences = await store.replay_differences()
-        checks["replay"] = "ok" if not differences else differences
+        checks["replay"] = differences or "ok"
         problems.extend(differences)
         if differences:
             problems.append("run `cockpit doctor --repair` to rebuild the projections from the events")
@@ -194,7 +194,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_async(body())
 
 
-# -- daemon ----------------------------------------------------------------------------------------------------
+# -- daemon --------------------------------------------------------------------------------------------------
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     paths = repo_paths(args)
@@ -206,14 +206,16 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             init_repo(paths)
         result = daemonctl.start(paths)
         data = {**result.info.to_json(), "already_running": result.already_running}
-        msg = (f"a daemon is already running for {paths.root} (pid {result.info.pid})" if result.already_running
+        msg = (f"a daemon is already running for {paths.root} (pid {result.info.pid})"
+               if result.already_running
                else f"daemon started (pid {result.info.pid}, socket {result.info.socket})")
         out(args, data, lambda: say(args, msg))
         return 0
     if action == "stop":
         info = daemonctl.stop(paths)
         data = {"stopped": info is not None, "pid": info.pid if info else None}
-        out(args, data, lambda: say(args, f"daemon stopped (pid {info.pid})" if info else "no daemon was running"))
+        out(args, data, lambda: say(args, f"daemon stopped (pid {info.pid})" if info
+                                    else "no daemon was running"))
         return 0
     info = daemonctl.status(paths)
     data = {"running": info is not None, **(info.to_json() if info else {})}
@@ -244,7 +246,7 @@ def daemon_run(paths: RepoPaths, ready_fd: int | None) -> int:
     return 0
 
 
-# -- tasks -----------------------------------------------------------------------------------------------------
+# -- tasks ---------------------------------------------------------------------------------------------------
 
 def read_text_arg(value: str) -> str:
     return sys.stdin.read() if value == "-" else value
@@ -325,8 +327,8 @@ def cmd_task_wait(args: argparse.Namespace) -> int:
         task = result["task"]
         if result.get("timed_out"):
             if args.json:
-                out(args, {"error": {"code": "timeout", "message": f"task {args.id} is still {task['state']}"},
-                           "task": task})
+                message = f"task {args.id} is still {task['state']}"
+                out(args, {"error": {"code": "timeout", "message": message}, "task": task})
             else:
                 print(f"cockpit: timed out: task {args.id} is still {task['state']}", file=sys.stderr)
             return 1
@@ -366,15 +368,19 @@ def cmd_events(args: argparse.Namespace) -> int:
         return 0
 
 
-# -- config ----------------------------------------------------------------------------------------------------
+# -- config --------------------------------------------------------------------------------------------------
 
 def cmd_config(args: argparse.Namespace) -> int:
     paths = repo_paths(args)
     if args.action == "list":
         settings = cfg.load_settings(paths.config)
         data: JSON = {**settings.values, "gates": [g.__dict__ for g in settings.gates]}
-        out(args, data, lambda: [say(args, f"{k} = {json.dumps(v)}") for k in settings.values
-                                 for v in [settings.values[k]]] and None)
+
+        def human() -> None:
+            for key, value in settings.values.items():
+                say(args, f"{key} = {json.dumps(value)}")
+
+        out(args, data, human)
         return 0
     if not args.key:
         raise UsageError(f"config {args.action} needs a KEY such as task.auto_approve_small")
@@ -391,12 +397,13 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- parser ----------------------------------------------------------------------------------------------------
+# -- parser --------------------------------------------------------------------------------------------------
 
-def common_parser() -> argparse.ArgumentParser:
+def common_parser() -> ArgParser:
     common = ArgParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    common.add_argument("--repo", metavar="PATH", help="the repository (default: the one around the current dir)")
+    common.add_argument("--repo", metavar="PATH",
+                        help="the repository (default: the one around the current dir)")
     return common
 
 
@@ -412,7 +419,8 @@ def task_id(value: str) -> int:
 
 def state_arg(value: str) -> str:
     if value not in {s.value for s in State}:
-        raise argparse.ArgumentTypeError(f"unknown state {value!r}; states: {', '.join(s.value for s in State)}")
+        names = ", ".join(s.value for s in State)
+        raise argparse.ArgumentTypeError(f"unknown state {value!r}; states: {names}")
     return value
 
 
@@ -475,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = tsub.add_parser("clarify", parents=[common], help="answer an ambiguous task's questions")
     p.add_argument("id", type=task_id)
     p.add_argument("--answer", action="append", required=True, metavar="TEXT", nargs="+")
-    p.set_defaults(func=task_op("clarify_task", lambda a: {"answers": [x for group in a.answer for x in group]},
+    p.set_defaults(func=task_op("clarify_task",
+                                lambda a: {"answers": [x for group in a.answer for x in group]},
                                 "task {id} is {state}"))
 
     p = tsub.add_parser("wait", parents=[common], help="block until a task reaches a state")

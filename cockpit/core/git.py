@@ -7,7 +7,9 @@ it would touch someone's work), each with one line saying what is wrong and what
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ __all__ = [
     "WorktreeInfo",
     "branch_ref",
     "changed_files",
+    "checkout_infos",
     "checkouts_of",
     "commit_env",
     "commits_beyond",
@@ -35,6 +38,7 @@ __all__ = [
     "ref_sha",
     "remove_worktree",
     "run_git",
+    "run_git_with_identity",
     "short_branch",
 ]
 
@@ -87,6 +91,18 @@ class WorktreeInfo:
     prunable: bool = False  # its directory is gone; `git worktree prune` would drop it
 
 
+_admin_locks: dict[Path, threading.Lock] = {}
+_admin_locks_guard = threading.Lock()
+
+
+def _worktree_admin_lock(cwd: Path) -> threading.Lock:
+    """One lock per repo for `git worktree` commands: two `worktree add`/`prune` running at once in one repo
+    read each other's half-written admin dirs and fail."""
+    key = Path(cwd).resolve()
+    with _admin_locks_guard:
+        return _admin_locks.setdefault(key, threading.Lock())
+
+
 def run_git(
     cwd: Path,
     *args: str,
@@ -100,15 +116,17 @@ def run_git(
     With `check`, an exit status outside `ok_codes` raises GitError naming the command and git's message.
     """
     command = ["git", *args]
+    lock = _worktree_admin_lock(cwd) if "worktree" in args[:4] else contextlib.nullcontext()
     try:
-        status, out, err = gitpython.Git(str(cwd)).execute(
+        with lock:
+            status, out, err = gitpython.Git(str(cwd)).execute(
             command,
-            with_extended_output=True,
-            with_exceptions=False,
-            stdout_as_string=True,
-            strip_newline_in_stdout=False,
-            env={**_BASE_ENV, **(env or {})},
-        )
+                with_extended_output=True,
+                with_exceptions=False,
+                stdout_as_string=True,
+                strip_newline_in_stdout=False,
+                env={**_BASE_ENV, **(env or {})},
+            )
     except gitpython.GitCommandNotFound as exc:
         raise GitError("git is not installed or not on PATH; install git 2.38 or newer") from exc
     except OSError as exc:  # e.g. cwd does not exist
@@ -193,6 +211,23 @@ def commit_env(repo: Path) -> dict[str, str]:
     return env
 
 
+def run_git_with_identity(cwd: Path, *args: str) -> GitResult:
+    """Run a git command that makes a commit object and nothing else (`commit-tree`), with an identity.
+
+    It runs as it is first; only when it fails and git has no identity here (`commit_env` is not empty, two
+    `git var` checks that run on that path alone) does it run again with the fallback identity. Only for
+    commands that change nothing when they fail, so the second run is safe. Raises GitError on failure.
+    """
+    result = run_git(cwd, *args, check=False)
+    if not result.ok:
+        env = commit_env(cwd)
+        if env:
+            result = run_git(cwd, *args, check=False, env=env)
+    if not result.ok:
+        raise GitError(f"`git {' '.join(args[:3])}` failed in {cwd}: {result.first_error_line()}")
+    return result
+
+
 # --------------------------------------------------------------------------------------------- worktrees
 
 
@@ -245,10 +280,15 @@ def _find_worktree(repo: Path, path: Path) -> WorktreeInfo | None:
     return None
 
 
+def checkout_infos(repo: Path, branch: str) -> list[WorktreeInfo]:
+    """Every live checkout that has `branch` checked out, with the commit its HEAD is at (one git call)."""
+    name = short_branch(branch)
+    return [info for info in list_worktrees(repo) if info.branch == name and not info.prunable]
+
+
 def checkouts_of(repo: Path, branch: str) -> list[Path]:
     """Every live checkout (the main one and/or linked worktrees) that has `branch` checked out."""
-    name = short_branch(branch)
-    return [info.path for info in list_worktrees(repo) if info.branch == name and not info.prunable]
+    return [info.path for info in checkout_infos(repo, branch)]
 
 
 def create_worktree(repo: Path, path: Path, branch: str, base_ref: str) -> str:
@@ -279,7 +319,19 @@ def create_worktree(repo: Path, path: Path, branch: str, base_ref: str) -> str:
 
 
 def remove_worktree(repo: Path, path: Path) -> None:
-    """Remove the linked worktree at `path` and prune; refuse if it holds uncommitted work."""
+    """Remove the linked worktree at `path`; refuse if it holds uncommitted work.
+
+    One git call when it can be removed: `git worktree remove` (without --force) itself refuses a worktree
+    with modified or untracked files, a locked one and the main checkout. `status.showUntrackedFiles=all`
+    is passed down to the `git status` it runs, so a user's `status.showUntrackedFiles=no` can never let it
+    delete untracked files. Only when git refuses is the worktree looked at again, to say why (and which
+    files) in a RefusedError.
+    """
+    result = run_git(
+        repo, "-c", "status.showUntrackedFiles=all", "worktree", "remove", str(path), check=False
+    )
+    if result.ok:
+        return
     info = _find_worktree(repo, path)
     if info is None:
         run_git(repo, "worktree", "prune")
@@ -300,10 +352,7 @@ def remove_worktree(repo: Path, path: Path) -> None:
             f"worktree {path} has uncommitted work ({shown}); commit or discard it, then remove it again",
             details={"reason": "dirty_worktree", "files": dirty},
         )
-    result = run_git(repo, "worktree", "remove", str(path), check=False)
-    if not result.ok:
-        raise RefusedError(f"git refused to remove worktree {path}: {result.first_error_line()}")
-    run_git(repo, "worktree", "prune")
+    raise RefusedError(f"git refused to remove worktree {path}: {result.first_error_line()}")
 
 
 # ----------------------------------------------------------------------------------------- cleanliness
