@@ -210,8 +210,8 @@ async def _store_states(store: Store, ids: list[int]) -> dict[int, str]:
     if not ids:
         return {}
     marks = ",".join("?" * len(ids))
-    return {int(r[0]): str(r[1]) for r in await store.query(f"SELECT id, state FROM tasks WHERE id IN ({marks})",
-                                                            ids)}
+    rows = await store.query(f"SELECT id, state FROM tasks WHERE id IN ({marks})", ids)
+    return {int(r[0]): str(r[1]) for r in rows}
 
 
 @contextlib.asynccontextmanager
