@@ -49,9 +49,7 @@ def measure(size: int, seed: int = 7) -> dict[str, float]:
     for task_id, text in enumerate(indexed, start=1):
         index.add(task_id, text)
     build_s = time.perf_counter() - started
-    queries = [
-        _reword(rng.choice(indexed), rng) if i % 2 == 0 else unseen[i] for i in range(QUERIES)
-    ]
+    queries = [_reword(rng.choice(indexed), rng) if i % 2 == 0 else unseen[i] for i in range(QUERIES)]
     for text in queries[:WARMUP]:
         index.find_duplicate(text)
     timings: list[float] = []

@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -543,6 +544,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        # A bug or an unexpected OS error: the traceback for a report, and still one JSON object under --json.
+        traceback.print_exc()
+        message = f"internal error: {exc.__class__.__name__}: {exc}"
+        if wants_json:
+            sys.stdout.write(json.dumps({"error": {"code": "internal", "message": message}}) + "\n")
+        else:
+            print(f"cockpit: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -84,7 +84,8 @@ def print_task(t: dict[str, Any]) -> None:
         for a in t["answers"]:
             c.print(f"  - {a}")
     if t.get("branch"):
-        c.print(f"branch: {t['branch']}  worktree: {t.get('worktree') or '-'}  attempt: {t.get('attempt', 0)}")
+        c.print(f"branch: {t['branch']}  worktree: {t.get('worktree') or '-'}  "
+                f"attempt: {t.get('attempt', 0)}")
     if t.get("pane"):
         c.print(f"pane: {t['pane']}  agent: {t.get('agent') or '-'} ({t.get('agent_status')})")
     if t.get("needs_input"):

@@ -21,6 +21,7 @@ from cockpit.core.states import SETTLED
 from cockpit.core.store import Store
 from cockpit.core.storewatch import wait_for_state
 
+
 @dataclass
 class Backend:
     paths: RepoPaths
@@ -32,15 +33,17 @@ class Backend:
     def via(self) -> str:
         return "daemon" if self.client is not None else "store"
 
-    async def call(self, op: str, args: dict[str, Any] | None = None, timeout: float | None = None) -> JSON:
+    async def call(self, op: str, args: dict[str, Any] | None = None,
+                   timeout: float | None = None) -> JSON:  # noqa: ASYNC109 - a reply deadline, as in client
+
         args = args or {}
         if self.client is not None:
             return await self.client.call(op, args, timeout)
         assert self.ops is not None and self.store is not None
         if op == "wait_task":
             states = set(arg_states(args, "states")) or set(SETTLED)
-            task, timed_out = await wait_for_state(self.store, self.paths.cockpit, arg_int(args, "id"), states,
-                                                   args.get("timeout_s"))
+            task, timed_out = await wait_for_state(self.store, self.paths.cockpit, arg_int(args, "id"),
+                                                   states, args.get("timeout_s"))
             return {"task": await self.ops.task_json(task), "timed_out": timed_out}
         return await self.ops.dispatch(op, args)
 

@@ -20,8 +20,8 @@ READ_LIMIT = 64 * 1024 * 1024
 
 
 def _event(data: JSON) -> Event:
-    return Event(seq=int(data["seq"]), ts=float(data["ts"]), task_id=data.get("task_id"), type=str(data["type"]),
-                 data=dict(data.get("data") or {}), key=data.get("key"))
+    return Event(seq=int(data["seq"]), ts=float(data["ts"]), task_id=data.get("task_id"),
+                 type=str(data["type"]), data=dict(data.get("data") or {}), key=data.get("key"))
 
 
 class DaemonClient:
@@ -36,7 +36,8 @@ class DaemonClient:
         self.closed = asyncio.Event()
 
     @classmethod
-    async def connect(cls, socket_path: Path | str, timeout: float = 5.0) -> DaemonClient:
+    async def connect(cls, socket_path: Path | str,
+                      timeout: float = 5.0) -> DaemonClient:  # noqa: ASYNC109 - connect + hello deadline
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_unix_connection(str(socket_path), limit=READ_LIMIT), timeout)
@@ -57,12 +58,14 @@ class DaemonClient:
         hello = greeting["hello"]
         if hello.get("protocol") != PROTOCOL_VERSION:
             writer.close()
-            raise ProtocolError(f"daemon speaks protocol {hello.get('protocol')}, this client {PROTOCOL_VERSION}; "
-                                "restart the daemon with `cockpit daemon stop && cockpit daemon start`")
+            raise ProtocolError(f"daemon speaks protocol {hello.get('protocol')}, this client "
+                                f"{PROTOCOL_VERSION}; restart the daemon with "
+                                "`cockpit daemon stop && cockpit daemon start`")
         return cls(reader, writer, hello)
 
     @classmethod
-    async def for_repo(cls, paths: RepoPaths, timeout: float = 5.0) -> DaemonClient | None:
+    async def for_repo(cls, paths: RepoPaths,
+                       timeout: float = 5.0) -> DaemonClient | None:  # noqa: ASYNC109 - as connect
         """A connection to the repo's live daemon, or None when none is running."""
         info = daemonfile.read_live(paths.daemon_json)
         if info is None:
@@ -98,7 +101,8 @@ class DaemonClient:
                     future.set_exception(DaemonUnavailable("the daemon closed the connection"))
             self._pending.clear()
 
-    async def call(self, op: str, args: dict[str, Any] | None = None, timeout: float | None = None) -> JSON:
+    async def call(self, op: str, args: dict[str, Any] | None = None,
+                   timeout: float | None = None) -> JSON:  # noqa: ASYNC109 - the reply's deadline
         """Send one request; return its result or raise the daemon's error as a CockpitError."""
         if self.closed.is_set():
             raise DaemonUnavailable("the connection to the daemon is closed")

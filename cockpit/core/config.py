@@ -16,7 +16,7 @@ import tomlkit
 import tomlkit.exceptions
 from tomlkit.items import Table
 
-from cockpit.core.errors import ConfigError
+from cockpit.core.errors import CockpitError, ConfigError
 from cockpit.core.models import GateSpec
 
 DEFAULT_CONFIG = """\
@@ -303,8 +303,12 @@ def set_value(path: Path, dotted: str, raw: str) -> Any:
     new_text = tomlkit.dumps(doc)
     parse_settings(new_text, str(path))
     tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(new_text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(new_text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CockpitError(f"cannot write {path}: {exc.strerror}", code="config_write") from None
     return value
 
 

@@ -59,6 +59,7 @@ def start(paths: RepoPaths, *, timeout: float = START_TIMEOUT_S) -> StartResult:
     live = daemonfile.read_live(paths.daemon_json)
     if live is not None:
         return StartResult(live, already_running=True)
+    deadline = time.monotonic() + timeout
     paths.logs.mkdir(parents=True, exist_ok=True)
     read_fd, write_fd = os.pipe()
     log = open(paths.logs / "daemon.out", "ab")  # noqa: SIM115  (handed to the child)
@@ -86,10 +87,20 @@ def start(paths: RepoPaths, *, timeout: float = START_TIMEOUT_S) -> StartResult:
         proc.terminate()
     detail = message.strip() or _last_line(paths.logs / "daemon.out") or "no output"
     if "already running" in detail:
-        live = daemonfile.read_live(paths.daemon_json)
+        # Another start won the race; it may still be coming up: give it the rest of our time to answer.
+        live = _wait_live(paths, deadline)
         if live is not None:
             return StartResult(live, already_running=True)
     raise CockpitError(f"the daemon did not start: {detail}", code="daemon_start")
+
+
+def _wait_live(paths: RepoPaths, deadline: float) -> DaemonInfo | None:
+    """The daemon that another start is bringing up, once its daemon.json names a live process."""
+    while True:
+        live = daemonfile.read_live(paths.daemon_json)
+        if live is not None or time.monotonic() > deadline:
+            return live
+        time.sleep(0.02)
 
 
 def _last_line(path: Path) -> str:

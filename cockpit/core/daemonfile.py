@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
@@ -71,3 +73,36 @@ def remove_if_mine(path: Path) -> None:
     info = read(path)
     if info is not None and info.pid == os.getpid():
         path.unlink(missing_ok=True)
+
+
+def lock_path(daemon_json: Path) -> Path:
+    return daemon_json.with_name("daemon.lock")
+
+
+def acquire_lock(daemon_json: Path) -> int | None:
+    """Take the repo's daemon lock, held for the daemon's whole life and released by the kernel when it dies
+    (even by kill -9). Returns the lock's fd, or None when another process holds it: one daemon per repo, even
+    when two starts race."""
+    path = lock_path(daemon_json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def lock_holder(daemon_json: Path) -> int | None:
+    """The pid written by the process that holds (or last held) the daemon lock."""
+    with contextlib.suppress(OSError, ValueError):
+        return int(lock_path(daemon_json).read_text().strip())
+    return None
+
+
+def release_lock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)

@@ -9,7 +9,8 @@ class CockpitError(Exception):
     code = "error"
     exit_code = 1
 
-    def __init__(self, message: str, *, code: str | None = None, details: dict[str, object] | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None,
+                 details: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}

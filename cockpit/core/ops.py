@@ -32,7 +32,8 @@ def arg_int(args: dict[str, Any], name: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise UsageError(f"{name} must be a task id (a whole number), not {value!r}", code="bad_request") from None
+        raise UsageError(f"{name} must be a task id (a whole number), not {value!r}",
+                         code="bad_request") from None
 
 
 def arg_str(args: dict[str, Any], name: str, default: str | None = None) -> str:

@@ -104,7 +104,8 @@ class RepoPaths:
 
     @property
     def socket(self) -> Path:
-        """`.cockpit/daemon.sock`, or a short path under the runtime dir when that is too long for sun_path."""
+        """`.cockpit/daemon.sock`, or a short path under the runtime dir when that is too long for sun_path.
+        """
         preferred = self.cockpit / "daemon.sock"
         if len(os.fsencode(preferred)) <= MAX_SOCKET_PATH:
             return preferred

@@ -1,7 +1,7 @@
 """The projection: a pure fold of events into tasks.
 
-The store applies it inside the transaction that appends each event, and `replay` applies it to every event from
-scratch; both use this one function, so replaying rebuilds the projections exactly.
+The store applies it inside the transaction that appends each event, and `replay` applies it to every event
+from scratch; both use this one function, so replaying rebuilds the projections exactly.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def target_state(task: Task, type_: str, data: dict[str, Any]) -> State | None:
 def _apply_classification(task: Task, data: dict[str, Any]) -> None:
     c = Classification.from_json(data)
     task.scope = c.scope
-    task.reason = c.reason if not c.fallback_reason else f"{c.reason} (classifier fell back: {c.fallback_reason})"
+    task.reason = (f"{c.reason} (classifier fell back: {c.fallback_reason})" if c.fallback_reason
+                   else c.reason)
     task.classifier = c.classifier
     task.plan = c.plan
     task.questions = c.questions
@@ -60,7 +61,7 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
         return None
     d = event.data
     if event.type == "task.created":
-        task = Task(
+        created = Task(
             id=event.task_id,
             title=str(d.get("title") or d["description"])[:200],
             description=str(d["description"]),
@@ -70,8 +71,8 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
             created_at=event.ts,
             updated_at=event.ts,
         )
-        tasks[task.id] = task
-        return task
+        tasks[created.id] = created
+        return created
     task = tasks.get(event.task_id)
     if task is None:
         return None
@@ -95,9 +96,9 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
             task.attempt = 0
         if d.get("retry") or d.get("fresh"):
             # A retried task's delegate steps that failed are tried again.
-            for step in task.plan:
-                if step.status == "failed":
-                    step.status = "pending"
+            for planned in task.plan:
+                if planned.status == "failed":
+                    planned.status = "pending"
     elif t in ("task.rejected", "task.cancelled", "task.failed", "task.interrupted"):
         task.failure = d.get("reason") or task.failure
         task.needs_input = False

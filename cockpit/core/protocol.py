@@ -90,14 +90,16 @@ def parse_request(line: bytes) -> Request:
     try:
         msg = json.loads(line)
     except (ValueError, UnicodeDecodeError):
-        raise BadRequest(None, "invalid_json", "request is not valid JSON; send one JSON object per line") from None
+        raise BadRequest(None, "invalid_json",
+                         "request is not valid JSON; send one JSON object per line") from None
     if not isinstance(msg, dict):
         raise BadRequest(None, "bad_request", "request must be a JSON object with id, op and args")
     request_id = msg.get("id")
     op = msg.get("op")
     args = msg.get("args", {})
     if not isinstance(op, str) or not op:
-        raise BadRequest(request_id, "bad_request", "request has no op; send {\"id\": 1, \"op\": \"...\", \"args\": {}}")
+        raise BadRequest(request_id, "bad_request",
+                         'request has no op; send {"id": 1, "op": "...", "args": {}}')
     if args is None:
         args = {}
     if not isinstance(args, dict):

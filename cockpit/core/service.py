@@ -6,7 +6,7 @@ is up, and a peer's fallback write does too, so every path gets the same dedup, 
 
 from __future__ import annotations
 
-import json
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,21 +26,21 @@ DEDUP_CLOSED = frozenset({State.DONE, State.REJECTED, State.CANCELLED})
 
 @dataclass
 class DedupSync:
-    """The in-memory dedup index, kept in step with the store by reading events inside each create's transaction."""
+    """The in-memory dedup index, kept in step with the store by reading events inside each create's
+    transaction."""
 
     index: DedupIndex = field(default_factory=DedupIndex)
     seq: int = -1
 
     async def sync(self, tx: Tx) -> None:
         if self.seq < 0:
-            async with tx.db.execute("SELECT id, state, doc FROM tasks") as cur:
-                rows = await cur.fetchall()
-            async with tx.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events") as cur:
-                row = await cur.fetchone()
-            for task_id, state, doc in rows:
+            rows = await tx.db.execute_fetchall(
+                "SELECT id, state, json_extract(doc, '$.description') FROM tasks")
+            last = list(await tx.db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM events"))
+            for task_id, state, description in rows:
                 if State(state) not in DEDUP_CLOSED:
-                    self.index.add(int(task_id), json.loads(doc)["description"])
-            self.seq = int(row[0]) if row else 0
+                    self.index.add(int(task_id), str(description))
+            self.seq = int(last[0][0]) if last else 0
             return
         events = await tx.events_since(self.seq)
         if not events:
@@ -50,14 +50,13 @@ class DedupSync:
         if not ids:
             return
         marks = ",".join("?" * len(ids))
-        async with tx.db.execute(f"SELECT id, state, description FROM "
-                                 f"(SELECT id, state, json_extract(doc, '$.description') AS description FROM tasks)"
-                                 f" WHERE id IN ({marks})", ids) as cur:
-            for task_id, state, description in await cur.fetchall():
-                if State(state) in DEDUP_CLOSED:
-                    self.index.remove(int(task_id))
-                else:
-                    self.index.add(int(task_id), str(description))
+        rows = await tx.db.execute_fetchall(
+            f"SELECT id, state, json_extract(doc, '$.description') FROM tasks WHERE id IN ({marks})", ids)
+        for task_id, state, description in rows:
+            if State(state) in DEDUP_CLOSED:
+                self.index.remove(int(task_id))
+            else:
+                self.index.add(int(task_id), str(description))
 
     def note(self, task_id: int, description: str, seq: int) -> None:
         """Record our own create so the next sync does not need to read it back."""
@@ -75,6 +74,7 @@ class TaskService:
         self.repo_name = repo_name or name
         self.peers = peers if peers is not None else found_peers
         self.dedup = DedupSync()
+        self._classifying: dict[int, asyncio.Future[Task]] = {}
 
     def reload_settings(self) -> None:
         self.settings = load_settings(self.paths.config)
@@ -86,7 +86,8 @@ class TaskService:
         source_repo: str | None = None, source_task_id: int | None = None, key: str | None = None,
         classify: bool = True, by: str = "person",
     ) -> Task:
-        """Record a task (dedup checked inside the insert transaction), then classify it unless told not to."""
+        """Record a task (dedup checked inside the insert transaction), then classify it unless told not to.
+        """
         description = description.strip()
         if not description:
             raise UsageError("the task description is empty; say what should be done")
@@ -104,8 +105,8 @@ class TaskService:
             if match is not None:
                 dup = await tx.get_task(match.task_id)
                 raise DuplicateError(
-                    f"looks like a duplicate of task {dup.id} ({dup.title!r}, {dup.state.value}): {match.layer} "
-                    f"similarity {match.score:.2f}; use --force to create it anyway",
+                    f"looks like a duplicate of task {dup.id} ({dup.title!r}, {dup.state.value}): "
+                    f"{match.layer} similarity {match.score:.2f}; use --force to create it anyway",
                     details={"duplicate": {**match.to_json(), "title": dup.title, "state": dup.state.value}},
                 )
             task_id = await tx.next_task_id()
@@ -131,17 +132,29 @@ class TaskService:
         )
 
     def _next_state(self, c: Classification) -> State:
-        return {"reject": State.REJECTED, "ambiguous": State.PENDING_CLARIFICATION}.get(c.scope, State.PENDING)
+        states = {"reject": State.REJECTED, "ambiguous": State.PENDING_CLARIFICATION}
+        return states.get(c.scope, State.PENDING)
 
     def _auto_approver(self, task: Task, c: Classification) -> str | None:
         if c.scope != "small":
             return None
         if task.source_repo is not None:
-            return f"auto:delegated-small from {task.source_repo}" if self.settings.auto_approve_delegated_small \
-                else None
+            if not self.settings.auto_approve_delegated_small:
+                return None
+            return f"auto:delegated-small from {task.source_repo}"
         return "auto:small" if self.settings.auto_approve_small else None
 
     async def classify_task(self, task_id: int) -> Task:
+        """Classify a task still in `created`. Callers asking for the same task at once (the daemon's
+        background pass, a peer's intake, a person's `classify_task`) share one classifier run."""
+        running = self._classifying.get(task_id)
+        if running is None:
+            running = asyncio.ensure_future(self._classify_created(task_id))
+            self._classifying[task_id] = running
+            running.add_done_callback(lambda _: self._classifying.pop(task_id, None))
+        return await asyncio.shield(running)
+
+    async def _classify_created(self, task_id: int) -> Task:
         task = await self.store.get_task(task_id)
         if task.state is not State.CREATED:
             return task
@@ -159,8 +172,10 @@ class TaskService:
             if approver is not None:
                 await tx.append(task_id, "task.approved", {"by": approver})
             task = await tx.get_task(task_id)
-        plans.write_plan(self.paths.plans, task_id,
-                         plans.render_plan(task_id, task.title, task.description, c, answers=task.answers))
+        # A file write (with fsync) is blocking: keep it off the daemon's loop.
+        await asyncio.to_thread(
+            plans.write_plan, self.paths.plans, task_id,
+            plans.render_plan(task_id, task.title, task.description, c, answers=task.answers))
         return task
 
     async def classify_created(self) -> list[Task]:
@@ -183,8 +198,9 @@ class TaskService:
     async def approve(self, task_id: int, *, by: str = "person") -> Task:
         task = await self.store.get_task(task_id)
         if task.state is State.AWAITING_REVIEW:
-            raise RefusedError(f"task {task_id} is awaiting review: merge it with `cockpit task merge {task_id}` "
-                               f"or send it back with `cockpit task retry {task_id}`")
+            raise RefusedError(f"task {task_id} is awaiting review: merge it with "
+                               f"`cockpit task merge {task_id}` or send it back with "
+                               f"`cockpit task retry {task_id}`")
         if task.state in (State.FAILED, State.INTERRUPTED, State.ROLLED_BACK):
             raise RefusedError(f"task {task_id} is {task.state.value}: run it again with "
                                f"`cockpit task retry {task_id}`")
@@ -202,9 +218,10 @@ class TaskService:
         if not allowed:
             what = "nothing" if policy == "none" else "only small tasks"
             raise RefusedError(
-                f"task {task_id} in {self.repo_name} is {task.scope or 'unclassified'}; a peer may approve {what} "
-                f"here (remote_approval = \"{policy}\"): a person must approve it in the {self.repo_name} tab of "
-                f"the cockpit or with `cockpit task approve {task_id}` in {self.repo_name}",
+                f"task {task_id} in {self.repo_name} is {task.scope or 'unclassified'}; a peer may approve "
+                f"{what} here (remote_approval = \"{policy}\"): a person must approve it in the "
+                f"{self.repo_name} tab of the cockpit or with `cockpit task approve {task_id}` in "
+                f"{self.repo_name}",
                 code="human_gate",
             )
         return await self.approve(task_id, by=f"remote:{from_repo}")
@@ -224,9 +241,9 @@ class TaskService:
     async def retry(self, task_id: int, *, fresh: bool = False, by: str = "person") -> Task:
         task = await self.store.get_task(task_id)
         if task.state not in (State.FAILED, State.INTERRUPTED, State.ROLLED_BACK, State.AWAITING_REVIEW):
-            raise RefusedError(f"task {task_id} is {task.state.value}; only failed, interrupted, rolled_back or "
-                               "awaiting_review tasks can be retried")
-        _, after = await self.store.append(task_id, "task.approved", {"by": by, "retry": True, "fresh": fresh},
-                                           action="retry")
+            raise RefusedError(f"task {task_id} is {task.state.value}; only failed, interrupted, rolled_back "
+                               "or awaiting_review tasks can be retried")
+        _, after = await self.store.append(task_id, "task.approved",
+                                           {"by": by, "retry": True, "fresh": fresh}, action="retry")
         assert after is not None
         return after

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
-from cockpit.core.errors import TransitionError
+from cockpit.core.errors import TransitionError, UsageError
 
 
 class State(StrEnum):
@@ -44,6 +45,11 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.ROLLED_BACK: frozenset({S.APPROVED}),
 }
 
+# States an event may re-enter without leaving: another round of questions, a new agent attempt, the gates run
+# again after a restart, a merge resumed. Any other same-state event is a transition like the rest and refused
+# (rejecting a rejected task, finishing a done one, rolling back a rolled-back merge).
+REENTRANT: frozenset[State] = frozenset({S.PENDING_CLARIFICATION, S.EXECUTING, S.GATING, S.MERGING})
+
 # States in which a task still takes part in dedup and counts as work in progress.
 ACTIVE: frozenset[State] = frozenset(
     {S.CREATED, S.PENDING, S.PENDING_CLARIFICATION, S.APPROVED, S.EXECUTING, S.GATING,
@@ -65,15 +71,37 @@ def parse_state(value: str) -> State:
         return State(value)
     except ValueError:
         names = ", ".join(s.value for s in State)
-        raise TransitionError(f"unknown state {value!r}; states are: {names}", code="usage") from None
+        raise UsageError(f"unknown state {value!r}; states are: {names}", code="bad_request") from None
+
+
+def reachable(current: State) -> frozenset[State]:
+    """Every state a task in `current` can still get to (itself included)."""
+    seen = {current}
+    todo = [current]
+    while todo:
+        for nxt in TRANSITIONS[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return frozenset(seen)
 
 
 def check_transition(task_id: int, current: State, target: State, action: str) -> None:
     """Raise TransitionError naming the current state and the allowed next states."""
     allowed = TRANSITIONS[current]
-    if target in allowed:
+    if target in allowed or (target is current and current in REENTRANT):
         return
     nxt = ", ".join(sorted(s.value for s in allowed)) or "none (terminal)"
     raise TransitionError(
         f"cannot {action} task {task_id}: it is {current.value}, which can only move to: {nxt}"
     )
+
+
+def check_reachable(task_id: int, current: State, wanted: Iterable[State]) -> None:
+    """Refuse to wait for states a task in `current` can never reach (a rejected task never gets to done)."""
+    wanted = frozenset(wanted)
+    if wanted & reachable(current):
+        return
+    names = ", ".join(sorted(s.value for s in wanted))
+    raise TransitionError(f"task {task_id} is {current.value} and can never reach {names}",
+                          code="unreachable")

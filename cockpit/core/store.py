@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -22,6 +23,8 @@ from cockpit.core.errors import CockpitError, NotFoundError
 from cockpit.core.models import Event, Task
 from cockpit.core.projection import apply, target_state
 from cockpit.core.states import State, check_transition
+
+log = logging.getLogger("cockpit.store")
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
@@ -85,7 +88,8 @@ PROJECTION_TABLES: dict[str, str] = {
     "FROM tasks ORDER BY id",
     "steps": "SELECT task_id, n, verb, description, peer, depends_on, status, peer_task_id "
     "FROM steps ORDER BY task_id, n",
-    "gates": "SELECT task_id, name, status, exit_code, duration_s, log_tail FROM gates ORDER BY task_id, name",
+    "gates": "SELECT task_id, name, status, exit_code, duration_s, log_tail "
+    "FROM gates ORDER BY task_id, name",
     "merges": "SELECT task_id, state, target, merge_sha, rollback_sha, strategy, rollback_method, updated_at "
     "FROM merges ORDER BY task_id",
 }
@@ -97,7 +101,8 @@ ACTIONS = {
     "task.classified": "classify", "task.clarified": "clarify", "task.approved": "approve",
     "task.rejected": "reject", "task.cancelled": "cancel", "task.executing": "start",
     "task.interrupted": "interrupt", "task.failed": "fail", "task.gating": "run the gates of",
-    "task.awaiting_review": "send to review", "merge.started": "merge", "merge.finished": "finish the merge of",
+    "task.awaiting_review": "send to review", "merge.started": "merge",
+    "merge.finished": "finish the merge of",
     "merge.refused": "refuse the merge of", "merge.rolled_back": "roll back", "task.done": "finish",
     "task.clarification_requested": "ask for clarification on",
 }
@@ -119,9 +124,10 @@ def projection_rows(task: Task) -> dict[str, list[tuple[Any, ...]]]:
     rows: dict[str, list[tuple[Any, ...]]] = {
         "tasks": [(task.id, task.state.value, task.title, task.scope, task.source_repo, task.source_task_id,
                    task.created_at, task.updated_at, _dumps(doc))],
-        "steps": [(task.id, s.n, s.verb, s.description, s.peer, _dumps(s.depends_on), s.status, s.peer_task_id)
-                  for s in task.plan],
-        "gates": [(task.id, g.name, g.status, g.exit_code, g.duration_s, _dumps(g.log_tail)) for g in task.gates],
+        "steps": [(task.id, s.n, s.verb, s.description, s.peer, _dumps(s.depends_on), s.status,
+                   s.peer_task_id) for s in task.plan],
+        "gates": [(task.id, g.name, g.status, g.exit_code, g.duration_s, _dumps(g.log_tail))
+                  for g in task.gates],
         "merges": [],
     }
     if task.merge is not None:
@@ -132,7 +138,7 @@ def projection_rows(task: Task) -> dict[str, list[tuple[Any, ...]]]:
 
 
 class Tx:
-    """One open `BEGIN IMMEDIATE` transaction: reads see a stable store; appends are validated and projected."""
+    """One open `BEGIN IMMEDIATE` transaction: reads see a stable store; appends are validated, projected."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
@@ -236,9 +242,9 @@ class Store:
 
     @classmethod
     async def open(cls, path: Path, *, create: bool = True) -> Store:
-        if not create and not path.exists():
+        if not create and not await asyncio.to_thread(path.exists):
             raise NotFoundError(f"{path} does not exist; run `cockpit init` in that repo first")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         db = await aiosqlite.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -289,7 +295,11 @@ class Store:
             await self.db.execute("COMMIT")
         if tx.events:
             for listener in list(self._listeners):
-                listener(tx.events)
+                try:
+                    listener(tx.events)
+                except Exception:
+                    # The change is committed: a failing listener must not turn it into an error.
+                    log.exception("a store listener failed")
 
     async def append(
         self, task_id: int | None, type_: str, data: dict[str, Any] | None = None, *,
@@ -312,8 +322,9 @@ class Store:
         return Task.from_json(json.loads(rows[0][0]))
 
     async def list_tasks(self, states: Iterable[State] | None = None) -> list[Task]:
+        args: tuple[str, ...] = ()
         if states is None:
-            sql, args = "SELECT doc FROM tasks ORDER BY id", ()
+            sql = "SELECT doc FROM tasks ORDER BY id"
         else:
             values = tuple(s.value for s in states)
             marks = ",".join("?" * len(values))
@@ -334,7 +345,8 @@ class Store:
 
     async def task_events(self, task_id: int) -> list[Event]:
         return [_row_event(r) for r in await self.query(
-            "SELECT seq, ts, task_id, type, data, key FROM events WHERE task_id = ? ORDER BY seq", (task_id,))]
+            "SELECT seq, ts, task_id, type, data, key FROM events WHERE task_id = ? ORDER BY seq",
+            (task_id,))]
 
     async def last_seq(self) -> int:
         rows = await self.query("SELECT COALESCE(MAX(seq), 0) FROM events")

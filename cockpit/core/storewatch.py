@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 
 import watchfiles
@@ -24,10 +24,11 @@ def _is_store_file(change: watchfiles.Change, path: str) -> bool:
     return Path(path).name in STORE_FILES
 
 
-async def store_changes(cockpit_dir: Path, stop: asyncio.Event | None = None) -> AsyncIterator[None]:
+async def store_changes(cockpit_dir: Path, stop: asyncio.Event | None = None) -> AsyncGenerator[None, None]:
     """Yield once per batch of writes to the store. Starts watching before the first yield returns."""
-    async for _ in watchfiles.awatch(cockpit_dir, watch_filter=_is_store_file, stop_event=stop, recursive=False,
-                                     debounce=5, step=5, rust_timeout=0, yield_on_timeout=False):
+    async for _ in watchfiles.awatch(cockpit_dir, watch_filter=_is_store_file, stop_event=stop,
+                                     recursive=False, debounce=5, step=5, rust_timeout=0,
+                                     yield_on_timeout=False):
         yield
 
 

@@ -34,6 +34,8 @@ class EventBus:
         self.subscribers: set[Subscriber] = set()
         self.waiters: set[Callable[[Event], None]] = set()
         self._catchup_lock = asyncio.Lock()
+        # The loop keeps only weak references to tasks: hold the catch-ups until they finish.
+        self._catchups: set[asyncio.Task[None]] = set()
         store.add_listener(self._on_commit)
 
     async def start(self) -> None:
@@ -42,7 +44,9 @@ class EventBus:
     def _on_commit(self, events: Sequence[Event]) -> None:
         if events[0].seq != self.published + 1:
             # Another writer committed in between; read the gap from the store, in order.
-            asyncio.get_running_loop().create_task(self.catch_up())
+            task = asyncio.get_running_loop().create_task(self.catch_up())
+            self._catchups.add(task)
+            task.add_done_callback(self._catchups.discard)
             return
         self._publish(events)
 

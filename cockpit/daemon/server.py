@@ -60,9 +60,25 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ops.handlers["wait_task"] = self._no_stream
         self.ops.handlers["subscribe"] = self._no_stream
+        self._create = self.ops.handlers["create_task"]
+        self.ops.handlers["create_task"] = self._create_task
 
     async def _no_stream(self, args: dict[str, Any]) -> JSON:
         raise UsageError("internal: streaming op dispatched without a connection")
+
+    async def _create_task(self, args: dict[str, Any]) -> JSON:
+        """`create_task`; with `no_wait` the reply comes at `created` and the task is classified right after,
+        in the background (without a daemon it waits in `created` until one starts)."""
+        task = await self._create(args)
+        if task.get("state") == State.CREATED.value:
+            self.spawn(self._classify_later(int(task["id"])), f"classify-{task['id']}")
+        return task
+
+    async def _classify_later(self, task_id: int) -> None:
+        try:
+            await self.service.classify_task(task_id)
+        except CockpitError as exc:
+            log.warning("could not classify task %d: %s", task_id, exc.message)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         """Run a background coroutine whose failure is logged, never silently lost."""
@@ -101,7 +117,7 @@ class Daemon:
         return sock_path
 
     async def recover(self) -> None:
-        """Classify what was left in `created`; sweep executing tasks nobody can account for to interrupted."""
+        """Classify what was left in `created`; sweep executing tasks nobody accounts for to interrupted."""
         await self.service.classify_created()
         for task in await self.store.list_tasks([State.EXECUTING]):
             adopted = False
@@ -111,8 +127,8 @@ class Daemon:
                     break
             if not adopted:
                 try:
-                    await self.store.append(task.id, "task.interrupted",
-                                            {"reason": "the daemon stopped while the agent ran and no pane is left"})
+                    reason = "the daemon stopped while the agent ran and no pane is left"
+                    await self.store.append(task.id, "task.interrupted", {"reason": reason})
                 except CockpitError as exc:
                     log.warning("could not sweep task %d: %s", task.id, exc)
 
@@ -128,6 +144,9 @@ class Daemon:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
+        await asyncio.to_thread(self._remove_files)
+
+    def _remove_files(self) -> None:
         info = daemonfile.read(self.paths.daemon_json)
         if info is not None and info.pid == os.getpid():
             with contextlib.suppress(FileNotFoundError):
@@ -213,8 +232,8 @@ class Connection:
                     break
                 for line in framer.feed(data):
                     if isinstance(line, Oversized):
-                        self.send(error(None, "line_too_long",
-                                        f"request line of {line.size} bytes is over the 1 MiB limit; it was dropped"))
+                        self.send(error(None, "line_too_long", f"request line of {line.size} bytes is over "
+                                                               "the 1 MiB limit; it was dropped"))
                         continue
                     if not line.strip():
                         continue
@@ -261,7 +280,8 @@ class Connection:
         if self.subscription is not None:
             self.daemon.bus.unsubscribe(self.subscription)
         # The reply goes out before the replayed events, so a client knows what follows.
-        self.send(ok(request_id, {"subscribed": True, "since": since, "last_seq": await self.daemon.store.last_seq()}))
+        last_seq = await self.daemon.store.last_seq()
+        self.send(ok(request_id, {"subscribed": True, "since": since, "last_seq": last_seq}))
         self.subscription = await self.daemon.bus.subscribe(self.push, since)
 
     async def wait_task(self, args: dict[str, Any]) -> JSON:
@@ -327,7 +347,8 @@ async def run(paths: RepoPaths, *, ready: Callable[[], None] | None = None, fore
     lock = daemonfile.acquire_lock(paths.daemon_json)
     if lock is None:
         holder = daemonfile.lock_holder(paths.daemon_json)
-        raise CockpitError(f"a daemon for this repo is already running (pid {holder})", code="already_running")
+        raise CockpitError(f"a daemon for this repo is already running (pid {holder})",
+                           code="already_running")
     try:
         await _serve(paths, settings, ready=ready, foreground=foreground)
     finally:
