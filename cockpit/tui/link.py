@@ -1,0 +1,330 @@
+"""One repo's link: subscribed to its daemon, or following its store's file while the daemon is down.
+
+`RepoLink.run` is the body of an async worker on the app's loop (all socket and SQLite I/O is asyncio; file
+watching happens in watchfiles' own thread). It folds every event into the repo's `RepoModel` and posts
+`TasksChanged` once per batch, never once per event, so a burst costs the UI one update.
+
+Connected: take a snapshot (`status`, `list_tasks`, `status`), then `subscribe` from the seq before it; on a
+lost connection, resubscribe from the last seq folded, with backoff. Daemon down: open the store, fold its
+events, and wake on each write to it (or on `daemon.json` naming a live daemon, which switches back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import watchfiles
+from textual.message import Message
+
+from cockpit.core import daemonfile
+from cockpit.core.backend import Backend, open_local
+from cockpit.core.client import DaemonClient
+from cockpit.core.errors import CockpitError, DaemonUnavailable
+from cockpit.core.models import JSON, Event, Task
+from cockpit.core.paths import RepoPaths
+from cockpit.core.store import Store
+from cockpit.tui.messages import AttentionNeeded, LinkChanged, TasksChanged
+from cockpit.tui.repo_model import CONNECTING, LIVE, OFFLINE, STORE, UNINITIALISED, RepoModel
+
+STORE_NAMES = frozenset({"index.db", "index.db-wal", "daemon.json"})
+# The watcher thread returns this often even with nothing to report, so a stop is never held up for long.
+WATCH_TIMEOUT_MS = 1000
+
+
+class RepoLink:
+    def __init__(
+        self,
+        model: RepoModel,
+        post: Callable[[Message], object],
+        *,
+        watch: bool = True,
+        backoff: tuple[float, float] = (0.2, 5.0),
+        connect_timeout: float = 3.0,
+    ) -> None:
+        self.model = model
+        self.paths = RepoPaths(model.root)
+        self.post = post
+        self.watch = watch
+        self.backoff = backoff
+        self.connect_timeout = connect_timeout
+        self.client: DaemonClient | None = None
+        self._local: Backend | None = None
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._notified = False
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and not self.client.closed.is_set()
+
+    # -- control from the UI -----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Try the daemon again now (after starting it), instead of at the next backoff step."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """End `run` soon: its file watch returns within one watcher step."""
+        self._stop.set()
+        self._wake.set()
+
+    def acknowledge(self) -> set[int]:
+        """The UI took the change: return the changed ids and let the next change post again."""
+        self._notified = False
+        return self.model.take_dirty()
+
+    async def call(
+        self,
+        op: str,
+        args: dict[str, Any] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - passed on to DaemonClient.call, same signature
+    ) -> JSON:
+        """Send one op to the daemon, or run it on the store when the daemon is down (as the CLI does)."""
+        client = self.client
+        if client is not None and not client.closed.is_set():
+            return await client.call(op, args or {}, timeout)
+        if not self.paths.db.exists():
+            raise DaemonUnavailable(f"{self.name} has no cockpit store yet; press D to start its daemon")
+        if self._local is None:
+            self._local = await open_local(self.paths)
+        return await self._local.call(op, args or {}, timeout)
+
+    # -- the worker ------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        delay = self.backoff[0]
+        try:
+            while not self._stop.is_set():
+                client = await self._connect()
+                if client is not None:
+                    await self._close_local()
+                    self.client = client
+                    try:
+                        if await self._follow_daemon(client):
+                            delay = self.backoff[0]
+                    except DaemonUnavailable:
+                        pass
+                    finally:
+                        self.client = None
+                        await client.close()
+                    if self._stop.is_set():
+                        break
+                    self._set_mode(OFFLINE, "lost the daemon; reconnecting")
+                    await self._pause(delay)
+                    delay = min(delay * 2, self.backoff[1])
+                    continue
+                if daemonfile.read_live(self.paths.daemon_json) is not None:
+                    # A live daemon that does not answer yet (starting, or stuck): retry with backoff.
+                    self._set_mode(OFFLINE, "the daemon does not answer; retrying")
+                    await self._pause(delay)
+                    delay = min(delay * 2, self.backoff[1])
+                    continue
+                delay = self.backoff[0]
+                await self._follow_store()
+        finally:
+            await self._close_local()
+
+    async def _connect(self) -> DaemonClient | None:
+        info = daemonfile.read_live(self.paths.daemon_json)
+        if info is None:
+            return None
+        try:
+            return await DaemonClient.connect(info.socket, self.connect_timeout)
+        except CockpitError as exc:
+            self.model.detail = exc.message
+            return None
+
+    async def _follow_daemon(self, client: DaemonClient) -> bool:
+        """Snapshot if needed, subscribe, fold events until the connection closes. True once subscribed."""
+        # Events folded on a reconnect happened while we were away: still news, so they may toast.
+        quiet_until = 0
+        if not self.model.loaded:
+            self._set_mode(CONNECTING, "loading tasks")
+            before = int((await client.call("status"))["last_seq"])
+            listed = await client.call("list_tasks", {"all": True})
+            after = int((await client.call("status"))["last_seq"])
+            self.model.load([Task.from_json(t) for t in listed["tasks"]], before, after)
+            quiet_until = after
+        self._changed()
+        await client.call("subscribe", {"since": self.model.last_seq})
+        self._set_mode(LIVE, "")
+        queue = client.events
+        while True:
+            event = await queue.get()
+            if event is None:
+                return True
+            batch = [event]
+            closed = False
+            while not queue.empty():
+                more = queue.get_nowait()
+                if more is None:
+                    closed = True
+                    break
+                batch.append(more)
+            self._fold(batch, quiet_until)
+            if closed:
+                return True
+
+    async def _follow_store(self) -> None:
+        """Fold the store's events and wake on each write, until a daemon appears (or stop / wake)."""
+        cockpit_dir = self.paths.cockpit
+        if not self.paths.db.exists():
+            self._set_mode(UNINITIALISED, "no cockpit store yet: press D to start its daemon")
+            watched = cockpit_dir if cockpit_dir.is_dir() else self.paths.root
+            await self._wait_for_change(watched, lambda: self.paths.db.exists())
+            return
+        try:
+            store = await Store.open(self.paths.db, create=False)
+        except CockpitError as exc:
+            self._set_mode(OFFLINE, exc.message)
+            await self._pause(self.backoff[1])
+            return
+        stop = asyncio.Event()
+        changes = self._watch(cockpit_dir, stop) if self.watch else None
+        pending: asyncio.Future[Any] | None = None
+        try:
+            if changes is not None:
+                pending = asyncio.ensure_future(changes.__anext__())
+                await asyncio.sleep(0)  # the watcher is armed before the first read, so no write is missed
+            self._set_mode(STORE, "daemon down: following its store (D starts it)")
+            quiet_until = 0
+            if not self.model.loaded:
+                before = await store.last_seq()
+                tasks = await store.list_tasks()
+                quiet_until = await store.last_seq()
+                self.model.load(tasks, before, quiet_until)
+                self._changed()
+            while not self._stop.is_set():
+                self._fold(await store.events_since(self.model.last_seq), quiet_until)
+                if daemonfile.read_live(self.paths.daemon_json) is not None:
+                    return
+                if pending is None:
+                    await self._pause(self.backoff[1])
+                    if self._wake.is_set():
+                        return
+                    continue
+                woke = asyncio.ensure_future(self._wake.wait())
+                done, _ = await asyncio.wait({pending, woke}, return_when=asyncio.FIRST_COMPLETED)
+                woke.cancel()
+                if pending in done:
+                    if pending.exception() is not None:
+                        return
+                    assert changes is not None
+                    pending = asyncio.ensure_future(changes.__anext__())
+                if self._wake.is_set():
+                    self._wake.clear()
+                    return
+        finally:
+            stop.set()
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+            if changes is not None:
+                with contextlib.suppress(BaseException):
+                    await changes.aclose()
+            await store.close()
+
+    async def _wait_for_change(self, path: Path, done: Callable[[], bool]) -> None:
+        """Wait for the store to be created (or a daemon to appear) under `path`."""
+        if not self.watch:
+            await self._pause(self.backoff[1])
+            return
+        stop = asyncio.Event()
+        changes = self._watch(path, stop, names=frozenset({".cockpit", *STORE_NAMES}))
+        pending = asyncio.ensure_future(changes.__anext__())
+        try:
+            await asyncio.sleep(0)
+            while not (done() or daemonfile.read_live(self.paths.daemon_json) or self._stop.is_set()):
+                woke = asyncio.ensure_future(self._wake.wait())
+                finished, _ = await asyncio.wait({pending, woke}, return_when=asyncio.FIRST_COMPLETED)
+                woke.cancel()
+                if self._wake.is_set():
+                    self._wake.clear()
+                    return
+                if pending in finished:
+                    if pending.exception() is not None:
+                        return
+                    if path != self.paths.cockpit and self.paths.cockpit.is_dir():
+                        return  # .cockpit/ appeared: watch inside it from the top of the loop
+                    pending = asyncio.ensure_future(changes.__anext__())
+        finally:
+            stop.set()
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+            with contextlib.suppress(BaseException):
+                await changes.aclose()
+
+    def _watch(self, path: Path, stop: asyncio.Event, names: frozenset[str] = STORE_NAMES) -> Any:
+        """Changes to the store (and daemon.json) in `path`, not recursive: worktrees live below it."""
+
+        def interesting(change: watchfiles.Change, changed: str) -> bool:
+            return Path(changed).name in names
+
+        both = _AnyEvent(stop, self._stop)
+        return watchfiles.awatch(
+            path,
+            watch_filter=interesting,
+            stop_event=both,
+            debounce=5,
+            step=5,
+            rust_timeout=WATCH_TIMEOUT_MS,
+            yield_on_timeout=False,
+            recursive=False,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _fold(self, events: list[Event], quiet_until: int) -> None:
+        if not events:
+            return
+        for note in self.model.apply(events, quiet_until=quiet_until):
+            self.post(AttentionNeeded(note))
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.model.dirty and not self._notified:
+            self._notified = True
+            self.post(TasksChanged(self.name))
+
+    def _set_mode(self, mode: str, detail: str) -> None:
+        if (self.model.mode, self.model.detail) == (mode, detail):
+            return
+        self.model.mode = mode
+        self.model.detail = detail
+        self.post(LinkChanged(self.name, mode, detail))
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        if not self._stop.is_set():
+            self._wake.clear()
+
+    async def _close_local(self) -> None:
+        if self._local is not None:
+            local, self._local = self._local, None
+            with contextlib.suppress(Exception):
+                await local.close()
+
+
+class _AnyEvent:
+    """What watchfiles needs of a stop event (`is_set`), set when either of two events is."""
+
+    def __init__(self, a: asyncio.Event, b: asyncio.Event) -> None:
+        self.a = a
+        self.b = b
+
+    def is_set(self) -> bool:
+        return self.a.is_set() or self.b.is_set()
+
+    def set(self) -> None:
+        self.a.set()

@@ -1,0 +1,486 @@
+"""The main view: one tab per repo with its live task list, the selected task's detail below.
+
+The screen only renders: tasks come from the app's models (folded by the links), and every action goes
+through the app, which sends the op in a worker and reports the outcome on the flash line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import watchfiles
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.content import Content
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+
+from cockpit.core.models import Task
+from cockpit.core.states import State
+from cockpit.tui.messages import AgentOutput
+from cockpit.tui.repo_model import CONNECTING, LIVE, OFFLINE, STORE, UNINITIALISED, RepoModel
+from cockpit.tui.widgets.bars import FlashLine, StatusBar
+from cockpit.tui.widgets.task_detail import AgentOutputView, DetailContext, TaskDetail
+from cockpit.tui.widgets.task_table import TaskTable
+
+if TYPE_CHECKING:
+    from cockpit.tui.app import CockpitApp
+
+# States whose agent output is worth following.
+FOLLOWED = frozenset({State.EXECUTING, State.GATING, State.AWAITING_REVIEW, State.FAILED, State.INTERRUPTED})
+# A selection must rest this long before its agent output is fetched and followed.
+FOLLOW_DELAY_S = 0.12
+# Tab titles and the bar's counts trail task changes by this much (see `CockpitScreen._later`).
+SUMMARY_DELAY_S = 0.15
+BANNERS = {
+    CONNECTING: "connecting to the daemon…",
+    STORE: "⊘ daemon down · following its store: changes still show up · D starts the daemon",
+    UNINITIALISED: "⊘ no cockpit store yet · D starts the daemon (which creates it)",
+    OFFLINE: "⊘ daemon unreachable",
+}
+
+
+def pane_id(index: int) -> str:
+    return f"repo-{index}"
+
+
+class RepoPane(Vertical):
+    def __init__(self, repo: str, index: int) -> None:
+        super().__init__(id=f"pane-{index}", classes="repo-pane")
+        self.repo = repo
+        self.index = index
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="link-banner")
+        yield TaskTable(self.repo, id=f"table-{self.index}")
+
+    @property
+    def table(self) -> TaskTable:
+        return self.query_one(TaskTable)
+
+    def show_link(self, mode: str, detail: str) -> None:
+        self.set_class(mode != LIVE, "-not-live")
+        text = BANNERS.get(mode, "")
+        if mode == OFFLINE and detail:
+            text = f"⊘ {detail}"
+        self.query_one(".link-banner", Static).update(Text(text), layout=False)
+
+
+class CockpitScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "approve", "Approve"),
+        Binding("r", "reject", "Reject"),
+        Binding("c", "clarify", "Clarify"),
+        Binding("i", "answer", "Answer the agent (enter on the agent pane)", show=False),
+        Binding("t", "attach", "Attach"),
+        Binding("s", "shell", "Shell"),
+        Binding("d", "diff", "Diff"),
+        Binding("m", "merge", "Merge"),
+        Binding("u", "rollback", "Roll back the task's merge", show=False),
+        Binding("g", "run_gates", "Run the gates again", show=False),
+        Binding("x", "cancel_task", "Cancel the task", show=False),
+        Binding("R", "retry", "Retry the task", show=False),
+        Binding("D", "start_daemon", "Start this repo's daemon", show=False),
+        *(Binding(str(n), f"switch_tab({n})", "", show=False) for n in range(1, 10)),
+    ]
+
+    def __init__(self, repos: list[str], title: str) -> None:
+        super().__init__()
+        self.repos = repos
+        self.index = {name: i for i, name in enumerate(repos)}
+        self.bar_title = title
+        self._labels: dict[str, Content] = {}
+        self._shown: tuple[str, int] | None = None  # (repo, task id) in the detail
+        self._follow_stop: asyncio.Event | None = None
+        self._follow_poke: asyncio.Event | None = None
+        self._followed: tuple[str, int] | None = None
+        self._output: list[str] = []
+        self._stale: set[str] = set()
+        self._hidden_changes: dict[str, set[int]] = {}
+        self._summary_timer: Timer | None = None
+
+    @property
+    def cockpit(self) -> CockpitApp:
+        from cockpit.tui.app import CockpitApp
+
+        assert isinstance(self.app, CockpitApp)
+        return self.app
+
+    # -- layout ----------------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(self.bar_title, id="status-bar")
+        with TabbedContent(id="repos"):
+            for i, repo in enumerate(self.repos):
+                with TabPane(self._label(repo), id=pane_id(i)):
+                    yield RepoPane(repo, i)
+        yield TaskDetail(id="detail")
+        yield FlashLine(id="flash")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for repo in self.repos:
+            model = self.cockpit.models[repo]
+            self.pane(repo).show_link(model.mode, model.detail)
+        if self.repos:
+            self.pane(self.repos[0]).table.focus()
+        self._update_bar()
+
+    def pane(self, repo: str) -> RepoPane:
+        return self.query_one(f"#pane-{self.index[repo]}", RepoPane)
+
+    def table(self, repo: str) -> TaskTable:
+        return self.pane(repo).table
+
+    @property
+    def active_repo(self) -> str | None:
+        active = self.query_one("#repos", TabbedContent).active
+        if not active:
+            return self.repos[0] if self.repos else None
+        return self.repos[int(active.removeprefix("repo-"))]
+
+    def selected(self) -> tuple[str, Task] | None:
+        repo = self.active_repo
+        if repo is None:
+            return None
+        task_id = self.table(repo).selected_id
+        task = self.cockpit.models[repo].tasks.get(task_id) if task_id is not None else None
+        return (repo, task) if task is not None else None
+
+    # -- changes from the links ------------------------------------------------------------------------------
+
+    def tasks_changed(self, repo: str, ids: set[int]) -> None:
+        if repo == self.active_repo:
+            self._upsert(repo, ids)
+        else:
+            # A hidden table is brought up to date when its tab is shown: rows nobody can see would still cost
+            # the frames of the visible ones (a new row resizes its table, which lays out the whole screen).
+            self._hidden_changes.setdefault(repo, set()).update(ids)
+        self._later(repo)
+        shown = self._shown
+        if shown is None:
+            if repo == self.active_repo:
+                self.refresh_detail()
+            return
+        shown_repo, shown_id = shown
+        if shown_repo == repo and shown_id in ids:
+            self.refresh_detail()
+            if self._follow_poke is not None and self._followed == shown:
+                self._follow_poke.set()
+        elif shown_repo != repo and self._refers_to(shown, repo, ids):
+            self.refresh_detail()
+
+    def _refers_to(self, shown: tuple[str, int], repo: str, ids: set[int]) -> bool:
+        task = self.cockpit.models[shown[0]].tasks.get(shown[1])
+        if task is None:
+            return False
+        if task.parent is not None and task.parent.repo == repo and task.parent.id in ids:
+            return True
+        return any(c.repo == repo and c.id in ids for c in task.children) or any(
+            s.peer == repo and s.peer_task_id in ids for s in task.plan
+        )
+
+    def _upsert(self, repo: str, ids: set[int]) -> None:
+        model = self.cockpit.models[repo]
+        table = self.table(repo)
+        now = self.cockpit.now()
+        for task_id in sorted(ids):
+            task = model.tasks.get(task_id)
+            if task is not None:
+                table.upsert(task, now)
+
+    def _catch_up(self, repo: str) -> None:
+        """Apply the changes the repo's table missed while its tab was hidden."""
+        ids = self._hidden_changes.pop(repo, None)
+        if ids:
+            self._upsert(repo, ids)
+
+    def _later(self, repo: str) -> None:
+        """Tab titles and the bar's counts follow a burst of changes a moment later, in one go: a new title
+        costs a screen-wide layout, which would otherwise hold up the frame showing the changed rows."""
+        self._stale.add(repo)
+        if self._summary_timer is None:
+            self._summary_timer = self.set_timer(SUMMARY_DELAY_S, self._summarise)
+
+    def _summarise(self) -> None:
+        self._summary_timer = None
+        stale, self._stale = self._stale, set()
+        for repo in stale:
+            self._relabel(repo)
+        self._update_bar()
+
+    def link_changed(self, repo: str) -> None:
+        model = self.cockpit.models[repo]
+        self.pane(repo).show_link(model.mode, model.detail)
+        self._relabel(repo)
+        self._update_bar()
+
+    def _label(self, repo: str) -> Content:
+        model = self.cockpit.models[repo]
+        i = self.index[repo]
+        parts: list[str | tuple[str, str]] = []
+        if i < 9:
+            parts.append((f"{i + 1} ", "dim"))
+        parts.append((repo, "bold"))
+        if model.loaded:
+            parts.append(f" {model.active_count()}")
+        waiting = model.waiting_count()
+        if waiting:
+            parts.append((f" ⚑{waiting}", "bold $warning"))
+        if model.mode in (STORE, UNINITIALISED, OFFLINE):
+            parts.append((" ⊘", "bold $error"))
+        return Content.assemble(*parts)
+
+    def _relabel(self, repo: str) -> None:
+        label = self._label(repo)
+        if self._labels.get(repo) == label:
+            return
+        self._labels[repo] = label
+        self.query_one("#repos", TabbedContent).get_tab(pane_id(self.index[repo])).label = label
+
+    def _update_bar(self) -> None:
+        models = self.cockpit.models.values()
+        waiting = sum(m.waiting_count() for m in models)
+        down = sum(1 for m in models if m.mode in (STORE, UNINITIALISED, OFFLINE))
+        self.query_one(StatusBar).set_counts(waiting, down)
+
+    def tick(self, now: float) -> None:
+        """The clock moved: the bar's clock and the active tab's ages."""
+        self.query_one(StatusBar).set_clock(now if self.cockpit.config.clock else None)
+        repo = self.active_repo
+        if repo is not None:
+            self.table(repo).refresh_ages(self.cockpit.models[repo].tasks.values(), now)
+
+    # -- the detail ------------------------------------------------------------------------------------------
+
+    def detail_context(self, repo: str, task: Task) -> DetailContext:
+        models = self.cockpit.models
+
+        def peer_state(peer: str, task_id: int) -> str | None:
+            model: RepoModel | None = models.get(peer)
+            found = model.tasks.get(task_id) if model is not None else None
+            return found.state.value if found is not None else None
+
+        return DetailContext(
+            repo=repo,
+            now=self.cockpit.now(),
+            peer_state=peer_state,
+            progress=models[repo].progress.get(task.id, {}),
+        )
+
+    def refresh_detail(self) -> None:
+        chosen = self.selected()
+        detail = self.query_one(TaskDetail)
+        if chosen is None:
+            self._shown = None
+            detail.show(None, None)
+            self._follow(None)
+            return
+        repo, task = chosen
+        key = (repo, task.id)
+        if key != self._shown:
+            self._output = []
+            detail.show_output([], "")
+        self._shown = key
+        detail.show(task, self.detail_context(repo, task))
+        self._follow(key if task.state in FOLLOWED and (task.pane or task.agent) else None)
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if isinstance(event.data_table, TaskTable) and event.data_table.repo == self.active_repo:
+            self.refresh_detail()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        repo = self.active_repo
+        if repo is None:
+            return
+        self._catch_up(repo)
+        table = self.table(repo)
+        table.focus()
+        table.refresh_ages(self.cockpit.models[repo].tasks.values(), self.cockpit.now())
+        self.refresh_detail()
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        chosen = self.selected()
+        if chosen is not None and chosen[1].state is State.EXECUTING:
+            self.action_answer()
+
+    @on(AgentOutputView.AnswerRequested)
+    def _answer_requested(self) -> None:
+        self.action_answer()
+
+    @on(TaskDetail.ActionPressed)
+    async def _action_pressed(self, message: TaskDetail.ActionPressed) -> None:
+        await self.run_action(message.action)
+
+    # -- agent output: fetched when the selection rests, then followed on each write to the task's log -------
+
+    def _follow(self, key: tuple[str, int] | None) -> None:
+        if key == self._followed:
+            return
+        if self._follow_stop is not None:
+            self._follow_stop.set()
+        self._followed = key
+        self._follow_stop = self._follow_poke = None
+        if key is None:
+            return
+        self._follow_stop, self._follow_poke = asyncio.Event(), asyncio.Event()
+        self.follow_output(key, self._follow_stop, self._follow_poke)
+
+    @work(exclusive=True, exit_on_error=False, group="agent-output")
+    async def follow_output(self, key: tuple[str, int], stop: asyncio.Event, poke: asyncio.Event) -> None:
+        await asyncio.sleep(FOLLOW_DELAY_S)
+        if stop.is_set():
+            return
+        repo, task_id = key
+        app = self.cockpit
+        log = app.links[repo].paths.task_log(task_id)
+        changes = None
+        pending: asyncio.Future[Any] | None = None
+        if app.config.watch and log.parent.is_dir():
+
+            def is_log(change: watchfiles.Change, path: str) -> bool:
+                return Path(path).name == log.name
+
+            changes = watchfiles.awatch(
+                log.parent,
+                watch_filter=is_log,
+                stop_event=stop,
+                debounce=50,
+                step=10,
+                rust_timeout=1000,
+                recursive=False,
+            )
+            pending = asyncio.ensure_future(changes.__anext__())
+            await asyncio.sleep(0)
+        try:
+            while not stop.is_set():
+                poke.clear()
+                self.post_message(await app.fetch_output(repo, task_id))
+                waits: set[asyncio.Future[object]] = {
+                    asyncio.ensure_future(poke.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                }
+                if pending is not None:
+                    waits.add(pending)
+                done, rest = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in rest:
+                    if waiter is not pending:
+                        waiter.cancel()
+                if pending is not None and pending in done:
+                    if pending.exception() is not None:
+                        pending = None
+                    else:
+                        assert changes is not None
+                        pending = asyncio.ensure_future(changes.__anext__())
+        finally:
+            stop.set()
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+            if changes is not None:
+                with contextlib.suppress(BaseException):
+                    await changes.aclose()
+
+    def on_agent_output(self, message: AgentOutput) -> None:
+        if (message.repo, message.task_id) != self._shown:
+            return
+        self._output = message.lines
+        self.query_one(TaskDetail).show_output(message.lines, message.error)
+
+    @property
+    def output(self) -> list[str]:
+        return self._output
+
+    def on_unmount(self) -> None:
+        if self._follow_stop is not None:
+            self._follow_stop.set()
+        self.cockpit.stop_links()
+
+    # -- actions: resolve the selection, hand over to the app ------------------------------------------------
+
+    def _chosen(self) -> tuple[str, Task] | None:
+        chosen = self.selected()
+        if chosen is None:
+            self.cockpit.say("no task selected", "warning")
+        return chosen
+
+    def action_switch_tab(self, n: int) -> None:
+        if 1 <= n <= len(self.repos):
+            self.show_repo(self.repos[n - 1])
+
+    def show_repo(self, repo: str) -> None:
+        self._catch_up(repo)
+        self.query_one("#repos", TabbedContent).active = pane_id(self.index[repo])
+
+    def focus_task(self, repo: str, task_id: int) -> None:
+        """Switch to the repo's tab and put the cursor on the task."""
+        self.show_repo(repo)
+        table = self.table(repo)
+        table.focus()
+        table.select(task_id)
+        self.call_after_refresh(table.select, task_id)
+        self.refresh_detail()
+
+    def action_approve(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.approve(*chosen)
+
+    def action_reject(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.reject(*chosen)
+
+    def action_clarify(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.clarify(*chosen)
+
+    def action_answer(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.answer(*chosen, context=self._output)
+
+    def action_attach(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.attach(*chosen)
+
+    def action_shell(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.shell(*chosen)
+
+    def action_diff(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.open_diff(*chosen)
+
+    def action_merge(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.merge(*chosen)
+
+    def action_rollback(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.rollback(*chosen)
+
+    def action_run_gates(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.run_gates(*chosen)
+
+    def action_cancel_task(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.cancel(*chosen)
+
+    def action_retry(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.retry(*chosen)
+
+    def action_start_daemon(self) -> None:
+        repo = self.active_repo
+        if repo is not None:
+            self.cockpit.start_daemon(repo)
