@@ -18,6 +18,10 @@ git commands with the same checks:
 
 Each round creates a fresh task on both sides (untimed) and then times the two merges back to back, in
 alternating order, so both see the same machine load; the ratio of each round is taken, then the median.
+The tool's task is created just before its merge, from main's tip at that moment: when bare git merges first,
+a task made earlier would find main moved and be rebased and gated again (a different, much longer path that
+bare git has no equivalent of). `tool_git_processes` is how many git processes the tool's merge started
+(counted at GitPython's runner; the bare side starts one per command).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import git as gitpython
+
 from cockpit.core import merging
 from cockpit.core.config import Settings
 from cockpit.core.store import Store
@@ -52,6 +58,23 @@ BARE_COMMANDS = [
     "git merge --ff-only COMMIT",
     "git worktree remove WORKTREE",
 ]
+
+
+@contextlib.contextmanager
+def counting_git() -> Iterator[list[str]]:
+    """Count the git processes the tool starts (every one goes through GitPython's `Git.execute`)."""
+    started: list[str] = []
+    real = gitpython.Git.execute
+
+    def execute(self: gitpython.Git, command: Any, *args: Any, **kwargs: Any) -> Any:
+        started.append(" ".join(command[1:3]))
+        return real(self, command, *args, **kwargs)
+
+    gitpython.Git.execute = execute  # type: ignore[method-assign]
+    try:
+        yield started
+    finally:
+        gitpython.Git.execute = real  # type: ignore[method-assign]
 
 
 def bare_git(cwd: Path, *args: str) -> str:
@@ -101,20 +124,25 @@ async def measure(files: int, rounds: int, tmp: Path) -> dict[str, Any]:
     tool_s: list[float] = []
     bare_s: list[float] = []
     ratios: list[float] = []
+    counts: list[int] = []
     try:
         for i in range(rounds + 1):  # round 0 warms caches and is not counted
-            change: dict[str, str | None] = {f"src/d1/tool{i}.txt": f"tool {i}\n"}
-            task = await reviewable_task(store, paths, change, title=f"tool {i}")
             worktree = tmp / f"bare-{i}"
             branch = f"bare/{i}"
             bare_git(root, "worktree", "add", "-q", "-b", branch, str(worktree), "main")
             commit_files(worktree, {f"src/d2/bare{i}.txt": f"bare {i}\n"}, f"bare {i}")
 
-            async def tool(task_id: int = task.id) -> float:
-                started = time.perf_counter()
-                outcome = await merging.merge_task(ctx, task_id)
-                elapsed = time.perf_counter() - started
-                assert outcome.task.state.value == "done"
+            async def tool(i: int = i) -> float:
+                # The task is made (untimed) from main's tip as it is now, so that main has not moved since
+                # it branched: a moved target means a rebase and the gates again, which bare git never does.
+                change: dict[str, str | None] = {f"src/d1/tool{i}.txt": f"tool {i}\n"}
+                task = await reviewable_task(store, paths, change, title=f"tool {i}")
+                with counting_git() as processes:
+                    started = time.perf_counter()
+                    outcome = await merging.merge_task(ctx, task.id)
+                    elapsed = time.perf_counter() - started
+                assert outcome.task.state.value == "done" and not outcome.rebased
+                counts.append(len(processes))
                 return elapsed
 
             def bare(branch: str = branch, worktree: Path = worktree) -> float:
@@ -139,6 +167,8 @@ async def measure(files: int, rounds: int, tmp: Path) -> dict[str, Any]:
         "bare_ms": round(statistics.median(bare_s) * 1000, 1),
         "ratio_of_medians": round(statistics.median(tool_s) / statistics.median(bare_s), 3),
         "ratio_p90": round(sorted(ratios)[int(0.9 * (len(ratios) - 1))], 3),
+        "tool_git_processes": counts[-1],
+        "bare_git_processes": len(BARE_COMMANDS),
     }
 
 

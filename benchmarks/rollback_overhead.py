@@ -14,8 +14,12 @@ times undoing it back to back, in alternating order, so both sides see the same 
 
 The revert path (a later commit on main, so the merge is undone by a revert commit) is measured too, over
 `--revert-rounds`, against `git revert --no-edit -m 1 <merge>` in the checkout, and reported as
-`revert_ratio`: the tool builds the revert in a scratch worktree (a checkout of the whole tree) so that a
-conflicting revert can never touch the person's checkout, which costs far more than an in-place revert.
+`revert_ratio`: the tool builds the revert with plumbing (a three-way `merge-tree` whose base is the merge,
+no checkout) so that a conflicting revert can never touch the person's checkout, then fast-forwards the
+checkout to it; that is several git processes where bare git's in-place revert is one.
+
+`tool_git_processes` / `revert_tool_git_processes` are how many git processes one tool rollback started
+(counted at GitPython's runner; the bare side starts one per command).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import git as gitpython
+
 from cockpit.core import merging
 from cockpit.core.config import Settings
 from cockpit.core.store import Store
@@ -44,6 +50,23 @@ from tests.support.tasks import commit_files, init_cockpit, reviewable_task
 
 BARE_COMMANDS = ["git rev-parse refs/heads/main", "git reset --keep ROLLBACK_POINT"]
 BARE_REVERT_COMMANDS = ["git revert --no-edit -m 1 MERGE"]
+
+
+@contextlib.contextmanager
+def counting_git() -> Iterator[list[str]]:
+    """Count the git processes the tool starts (every one goes through GitPython's `Git.execute`)."""
+    started: list[str] = []
+    real = gitpython.Git.execute
+
+    def execute(self: gitpython.Git, command: Any, *args: Any, **kwargs: Any) -> Any:
+        started.append(" ".join(command[1:3]))
+        return real(self, command, *args, **kwargs)
+
+    gitpython.Git.execute = execute  # type: ignore[method-assign]
+    try:
+        yield started
+    finally:
+        gitpython.Git.execute = real  # type: ignore[method-assign]
 
 
 def bare_git(cwd: Path, *args: str) -> str:
@@ -92,6 +115,7 @@ class Bench:
         self.root = root
         self.ctx = ctx
         self.n = 0
+        self.processes: dict[str, int] = {}
 
     async def tool_merge(self, later: bool) -> int:
         self.n += 1
@@ -103,10 +127,12 @@ class Bench:
         return task.id
 
     async def tool_rollback(self, task_id: int, method: str) -> float:
-        started = time.perf_counter()
-        outcome = await merging.rollback_task(self.ctx, task_id)
-        elapsed = time.perf_counter() - started
+        with counting_git() as processes:
+            started = time.perf_counter()
+            outcome = await merging.rollback_task(self.ctx, task_id)
+            elapsed = time.perf_counter() - started
         assert outcome.rollback["method"] == method, outcome.rollback
+        self.processes[method] = len(processes)  # the last round's: no one-off probes of the first
         return elapsed
 
     def bare_reset(self) -> float:
@@ -163,10 +189,13 @@ async def measure(files: int, rounds: int, revert_rounds: int, tmp: Path) -> dic
     finally:
         await store.close()
     result: dict[str, Any] = {"value": reset["ratio"], "tool_ms": reset["tool_ms"],
-                              "bare_ms": reset["bare_ms"]}
+                              "bare_ms": reset["bare_ms"], "tool_git_processes": bench.processes["reset"],
+                              "bare_git_processes": len(BARE_COMMANDS)}
     if revert is not None:
         result.update({"revert_ratio": revert["ratio"], "revert_tool_ms": revert["tool_ms"],
-                       "revert_bare_ms": revert["bare_ms"], "revert_rounds": revert_rounds})
+                       "revert_bare_ms": revert["bare_ms"], "revert_rounds": revert_rounds,
+                       "revert_tool_git_processes": bench.processes["revert"],
+                       "revert_bare_git_processes": len(BARE_REVERT_COMMANDS)})
     return result
 
 

@@ -3,10 +3,17 @@
 The contract: the rollback point is read from the target ref itself; the merge commit is built with plumbing
 (`merge-tree --write-tree` + `commit-tree`) without moving any ref; it can be verified in a scratch worktree;
 the target then moves by compare-and-set (`update-ref new old`, or `merge --ff-only` inside the checkout that
-has the target checked out). Rollback moves the ref back (compare-and-set or `reset --keep`) while the merge
-is still the tip, and makes a revert commit once later commits exist. Nothing here ever runs
-`reset --hard`, touches uncommitted work, or leaves a ref half-moved: every refusal leaves refs, index and
-files exactly as they were.
+has the target checked out, after checking its HEAD). Rollback moves the ref back (compare-and-set or
+`reset --keep`) while the merge is still the tip, and makes a revert commit once later commits exist; the
+revert is built with plumbing too (a three-way `merge-tree` whose base is the merge), never in a checkout.
+Nothing here ever runs `reset --hard`, touches uncommitted work, or leaves a ref half-moved: every refusal
+leaves refs, index and files exactly as they were.
+
+Git processes are the whole cost of a merge, so each step starts as few as it can: one `rev-parse` reads
+both branch tips and their merge base; `build_merge_commit` takes the preflight's tips and merge tree instead
+of computing them again; `move_target` takes the preflight's checkout list; the fallback identity is looked
+up only when a commit fails for the lack of one; the worktree list gives each checkout's HEAD; the output of
+`merge --ff-only` says where it moved the target. Slower reads happen only on the paths that refuse.
 
 The task store is not this module's concern: the caller records merge.preflight / merge.started /
 merge.finished around these calls (merge.started carries `PlannedMerge.rollback_sha` and `merge_sha`,
@@ -15,14 +22,18 @@ before `move_target`), and `reconcile` answers what happened after a crash in be
 
 from __future__ import annotations
 
+import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cockpit.core.errors import GitError, RefusedError, UsageError
 from cockpit.core.git import (
+    GitResult,
+    WorktreeInfo,
     branch_ref,
+    checkout_infos,
     checkouts_of,
     commit_env,
     dirty_files,
@@ -31,6 +42,7 @@ from cockpit.core.git import (
     merge_base,
     ref_sha,
     run_git,
+    run_git_with_identity,
     short_branch,
 )
 
@@ -40,6 +52,7 @@ __all__ = [
     "PlannedMerge",
     "Preflight",
     "PreflightCheck",
+    "RollbackPlan",
     "RollbackResult",
     "build_merge_commit",
     "merge_tree",
@@ -47,12 +60,19 @@ __all__ = [
     "preflight",
     "rebase_branch",
     "reconcile",
+    "revert_tree",
     "rollback",
     "rollback_method",
+    "rollback_plan",
     "verify_in_scratch",
 ]
 
 STRATEGIES = ("merge", "squash")
+
+_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+# `merge --ff-only` (without --quiet, with core.abbrev=no) prints "Updating <old>..<new>" in full.
+_FF_LINE = re.compile(r"\b([0-9a-f]{40}(?:[0-9a-f]{24})?)\.\.([0-9a-f]{40}(?:[0-9a-f]{24})?)\b")
+_USAGE_ERROR = 129  # git's exit status for an option it does not know
 
 
 def _short(sha: str | None) -> str:
@@ -62,6 +82,38 @@ def _short(sha: str | None) -> str:
 def _list_files(files: list[str], limit: int = 8) -> str:
     shown = ", ".join(files[:limit])
     return shown + (f" and {len(files) - limit} more" if len(files) > limit else "")
+
+
+def _rev_parse(cwd: Path, *revs: str) -> tuple[list[str], list[str]] | None:
+    """Resolve several revisions in one `git rev-parse`: (the positive lines in order, the `^`-lines without
+    their caret), or None when any of them does not resolve. `A...B` adds `B`, `A` and `^<merge base>` for
+    every merge base of A and B (none for unrelated histories)."""
+    result = run_git(cwd, "rev-parse", *revs, "--", check=False)
+    if not result.ok:
+        return None
+    positive: list[str] = []
+    negative: list[str] = []
+    for line in result.stdout.splitlines():
+        line = line.strip()
+        if not line or line == "--":
+            continue
+        if line.startswith("^"):
+            negative.append(line[1:])
+        else:
+            positive.append(line)
+    return positive, negative
+
+
+def _read_pair(
+    repo: Path, target_ref: str, branch_ref_: str
+) -> tuple[str | None, str | None, list[str] | None]:
+    """(target tip, branch tip, their merge bases) in one git call; the bases are None when a branch is
+    missing (each tip is then read on its own, to say which)."""
+    got = _rev_parse(repo, target_ref, branch_ref_, f"{target_ref}...{branch_ref_}")
+    if got is not None and len(got[0]) >= 2:
+        positive, bases = got
+        return positive[0], positive[1], bases
+    return ref_sha(repo, target_ref), ref_sha(repo, branch_ref_), None
 
 
 # ------------------------------------------------------------------------------------------- merge-tree
@@ -115,29 +167,72 @@ def _parse_merge_tree(out: str, conflicted: bool) -> MergeTreeResult:
     return MergeTreeResult(tree=tree, conflicts=conflicts, messages=messages)
 
 
-def merge_tree(repo: Path, ours: str, theirs: str) -> MergeTreeResult:
-    """Merge two commits in memory (no index, no files, no refs) and report the tree and conflicts."""
-    result = run_git(
-        repo,
-        "merge-tree",
-        "--write-tree",
-        "-z",
-        "--name-only",
-        "--messages",
-        ours,
-        theirs,
-        check=False,
-        strip=False,
-    )
+_MERGE_TREE_ARGS = ("merge-tree", "--write-tree", "-z", "--name-only", "--messages")
+
+
+def _merge_tree_result(result: GitResult, what: str) -> MergeTreeResult:
     if result.status not in (0, 1):
         raise GitError(
-            f"git merge-tree could not merge {ours} into {theirs}: {result.first_error_line()} "
+            f"git merge-tree could not merge {what}: {result.first_error_line()} "
             "(git 2.38 or newer is required)"
         )
     parsed = _parse_merge_tree(result.stdout, conflicted=result.status == 1)
     if not parsed.tree:
-        raise GitError(f"git merge-tree gave no tree for {ours} and {theirs}; check the git version (2.38+)")
+        raise GitError(f"git merge-tree gave no tree for {what}; check the git version (2.38+)")
     return parsed
+
+
+def merge_tree(repo: Path, ours: str, theirs: str) -> MergeTreeResult:
+    """Merge two commits in memory (no index, no files, no refs) and report the tree and conflicts."""
+    result = run_git(repo, *_MERGE_TREE_ARGS, ours, theirs, check=False, strip=False)
+    return _merge_tree_result(result, f"{ours} into {theirs}")
+
+
+# Whether this git's `merge-tree --write-tree` takes `--merge-base` (2.40+): None until the first revert
+# tries it; a usage error (exit 129) answers no for the rest of the process.
+_merge_base_option: bool | None = None
+
+
+def revert_tree(repo: Path, tip: str, commit: str, parent: str) -> MergeTreeResult:
+    """The tree of `tip` with what `commit` changed relative to its `parent` undone, and any conflicts.
+
+    This is the three-way merge `git revert` does (base `commit`, ours `tip`, theirs `parent`), in memory:
+    no index, no files, no refs. With git 2.40+ it is `merge-tree --merge-base=<commit> <tip> <parent>`.
+    Older git (2.38, 2.39) has no `--merge-base`, so an unreferenced commit with `parent`'s tree whose only
+    parent is `commit` stands in for `parent`: as `commit` is an ancestor of `tip`, the merge base of `tip`
+    and that commit is exactly `commit`. `commit` must be an ancestor of `tip`.
+    """
+    global _merge_base_option
+    what = f"the revert of {_short(commit)} onto {_short(tip)}"
+    if _merge_base_option is not False:
+        result = run_git(
+            repo, *_MERGE_TREE_ARGS, f"--merge-base={commit}", tip, parent, check=False, strip=False
+        )
+        if result.status != _USAGE_ERROR:
+            _merge_base_option = True
+            return _merge_tree_result(result, what)
+        _merge_base_option = False
+    stand_in = run_git_with_identity(
+        repo,
+        "commit-tree",
+        "--no-gpg-sign",
+        f"{parent}^{{tree}}",
+        "-p",
+        commit,
+        "-m",
+        f"cockpit: revert base for {commit}",
+    ).stdout.strip()
+    result = run_git(repo, *_MERGE_TREE_ARGS, tip, stand_in, check=False, strip=False)
+    return _merge_tree_result(result, what)
+
+
+def _commit_tree(repo: Path, tree: str, parents: Sequence[str], message: str, what: str) -> str:
+    args = [arg for parent in parents for arg in ("-p", parent)]
+    created = run_git_with_identity(repo, "commit-tree", "--no-gpg-sign", tree, *args, "-m", message)
+    sha = created.stdout.strip()
+    if not _SHA.fullmatch(sha):
+        raise GitError(f"git commit-tree printed no commit id for {what}; check the repository's objects")
+    return sha
 
 
 # -------------------------------------------------------------------------------------------- preflight
@@ -163,6 +258,8 @@ class Preflight:
     conflicts: list[str] = field(default_factory=list)
     target_moved: bool = False  # merge-base(branch, target) != target tip: rebase and re-gate first
     checkouts: list[Path] = field(default_factory=list)  # where the target is checked out
+    merge_bases: list[str] | None = None  # of the two tips, when both exist
+    tree: str | None = None  # the merged tree, when it merges cleanly (for build_merge_commit)
 
     @property
     def ok(self) -> bool:
@@ -196,11 +293,12 @@ def preflight(repo: Path, branch: str, target: str) -> Preflight:
     """Check, without changing anything, whether `branch` can be merged into `target`.
 
     Checks: target_exists, branch_exists, target_checkouts_clean, no_conflicts. `target_moved` is
-    information for the caller (rebase the branch and run the gates again), not a failed check.
+    information for the caller (rebase the branch and run the gates again), not a failed check. Four git
+    calls when it passes with the target checked out once: both tips and their merge base, the worktree
+    list, the checkout's status, and merge-tree.
     """
     target_name, branch_name = short_branch(target), short_branch(branch)
-    target_sha = ref_sha(repo, branch_ref(target_name))
-    branch_sha = ref_sha(repo, branch_ref(branch_name))
+    target_sha, branch_sha, bases = _read_pair(repo, branch_ref(target_name), branch_ref(branch_name))
     pf = Preflight(target=target_name, target_sha=target_sha, branch=branch_name, branch_sha=branch_sha)
 
     pf.checks.append(
@@ -245,14 +343,18 @@ def preflight(repo: Path, branch: str, target: str) -> Preflight:
         pf.checks.append(PreflightCheck("no_conflicts", False, "the task branch is the target branch"))
         return pf
 
-    base = merge_base(repo, branch_sha, target_sha)
-    pf.target_moved = base != target_sha
+    if bases is None:  # both exist, yet the one-call read failed: ask git the slow way
+        base = merge_base(repo, branch_sha, target_sha)
+        bases = [base] if base else []
+    pf.merge_bases = bases
+    pf.target_moved = bases != [target_sha]
     try:
         merged = merge_tree(repo, target_sha, branch_sha)
     except GitError as exc:
         pf.checks.append(PreflightCheck("no_conflicts", False, exc.message))
         return pf
     pf.conflicts = list(merged.conflicts)
+    pf.tree = merged.tree if merged.clean else None
     pf.checks.append(
         PreflightCheck(
             "no_conflicts",
@@ -268,10 +370,13 @@ def preflight(repo: Path, branch: str, target: str) -> Preflight:
 # ----------------------------------------------------------------------------------------------- rebase
 
 
-def _git_path_exists(worktree: Path, name: str) -> bool:
-    path = run_git(worktree, "rev-parse", "--git-path", name).stdout
-    full = Path(path) if Path(path).is_absolute() else worktree / path
-    return full.exists()
+def _git_paths_exist(worktree: Path, *names: str) -> bool:
+    args = [arg for name in names for arg in ("--git-path", name)]
+    for path in run_git(worktree, "rev-parse", *args).stdout.splitlines():
+        full = Path(path) if Path(path).is_absolute() else worktree / path
+        if full.exists():
+            return True
+    return False
 
 
 def _unmerged_files(worktree: Path) -> list[str]:
@@ -289,7 +394,7 @@ def rebase_branch(worktree: Path, onto: str) -> list[str]:
     if not symbolic.ok or not symbolic.stdout.startswith("refs/heads/"):
         raise RefusedError(f"{worktree} has no branch checked out (detached HEAD); check out the task branch")
     branch = short_branch(symbolic.stdout)
-    if _git_path_exists(worktree, "rebase-merge") or _git_path_exists(worktree, "rebase-apply"):
+    if _git_paths_exist(worktree, "rebase-merge", "rebase-apply"):
         raise RefusedError(f"a rebase is already in progress in {worktree}; finish or abort it first")
     dirty = dirty_files(worktree)
     if dirty:
@@ -311,12 +416,12 @@ def rebase_branch(worktree: Path, onto: str) -> list[str]:
         "--no-verify",
         onto_sha,
         check=False,
-        env=commit_env(worktree),
+        env=commit_env(worktree),  # up front: a rebase stopped for want of an identity is not worth undoing
     )
     if result.ok:
         return []
 
-    in_progress = _git_path_exists(worktree, "rebase-merge") or _git_path_exists(worktree, "rebase-apply")
+    in_progress = _git_paths_exist(worktree, "rebase-merge", "rebase-apply")
     conflicts = _unmerged_files(worktree) if in_progress else []
     if in_progress:
         abort = run_git(worktree, "rebase", "--abort", check=False)
@@ -359,46 +464,73 @@ class PlannedMerge:
         }
 
 
-def build_merge_commit(repo: Path, branch: str, target: str, strategy: str, message: str) -> PlannedMerge:
+def build_merge_commit(
+    repo: Path,
+    branch: str,
+    target: str,
+    strategy: str,
+    message: str,
+    *,
+    preflight: Preflight | None = None,
+) -> PlannedMerge:
     """Build (never publish) the commit that merging `branch` into `target` would create.
 
     "merge": two parents (target tip, branch tip); "squash": one parent (target tip). Both carry the
     merge-tree result. Refuses when a branch is missing, the merge conflicts, or there is nothing to merge.
+
+    With a passed `preflight` of the same branches (just run, so its tips are fresh), its tips, merge bases
+    and merged tree are used as they are and the only git call is `commit-tree`; otherwise the tips are
+    read again (one call) and merged (one more).
     """
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown merge strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     target_name, branch_name = short_branch(target), short_branch(branch)
     if target_name == branch_name:
         raise RefusedError(f"cannot merge {branch_name} into itself; pick a different target branch")
-    rollback_sha = ref_sha(repo, branch_ref(target_name))
-    if rollback_sha is None:
-        raise RefusedError(f"target branch {target_name} does not exist; create it or set task.target_branch")
-    branch_sha = ref_sha(repo, branch_ref(branch_name))
-    if branch_sha is None:
-        raise RefusedError(f"task branch {branch_name} does not exist; retry the task to recreate it")
-    if is_ancestor(repo, branch_sha, rollback_sha):
+    pf = preflight
+    tree: str | None = None
+    bases: list[str] | None
+    if (
+        pf is not None
+        and pf.ok
+        and pf.tree
+        and pf.target_sha
+        and pf.branch_sha
+        and pf.merge_bases is not None
+        and (pf.target, pf.branch) == (target_name, branch_name)
+    ):
+        rollback_sha, branch_sha, bases, tree = pf.target_sha, pf.branch_sha, pf.merge_bases, pf.tree
+    else:
+        target_sha, tip, read_bases = _read_pair(repo, branch_ref(target_name), branch_ref(branch_name))
+        if target_sha is None:
+            raise RefusedError(
+                f"target branch {target_name} does not exist; create it or set task.target_branch"
+            )
+        if tip is None:
+            raise RefusedError(f"task branch {branch_name} does not exist; retry the task to recreate it")
+        rollback_sha, branch_sha, bases = target_sha, tip, read_bases
+    # The branch is an ancestor of the target exactly when it is their merge base.
+    nothing_new = branch_sha in bases if bases is not None else is_ancestor(repo, branch_sha, rollback_sha)
+    if nothing_new:
         raise RefusedError(f"{branch_name} has no commits that {target_name} lacks; nothing to merge")
-    merged = merge_tree(repo, rollback_sha, branch_sha)
-    if not merged.clean:
-        raise RefusedError(
-            f"{branch_name} conflicts with {target_name} in {_list_files(merged.conflicts)}; "
-            "rebase the task branch and resolve",
-            details={"reason": "conflicts", "conflicts": list(merged.conflicts)},
-        )
-    parents = ["-p", rollback_sha] + (["-p", branch_sha] if strategy == "merge" else [])
+    if tree is None:
+        merged = merge_tree(repo, rollback_sha, branch_sha)
+        if not merged.clean:
+            raise RefusedError(
+                f"{branch_name} conflicts with {target_name} in {_list_files(merged.conflicts)}; "
+                "rebase the task branch and resolve",
+                details={"reason": "conflicts", "conflicts": list(merged.conflicts)},
+            )
+        tree = merged.tree
+    parents = [rollback_sha] + ([branch_sha] if strategy == "merge" else [])
     text = message.strip() or f"Merge branch '{branch_name}' into {target_name}"
-    created = run_git(
-        repo, "commit-tree", "--no-gpg-sign", merged.tree, *parents, "-m", text, env=commit_env(repo)
-    )
-    merge_sha = created.stdout.strip()
-    if not merge_sha:
-        raise GitError("git commit-tree printed no commit id; check the repository's object store")
+    merge_sha = _commit_tree(repo, tree, parents, text, "the merge")
     return PlannedMerge(
         target=target_name,
         rollback_sha=rollback_sha,
         merge_sha=merge_sha,
         strategy=strategy,
-        tree=merged.tree,
+        tree=tree,
     )
 
 
@@ -416,9 +548,10 @@ def _add_scratch(repo: Path, sha: str, scratch_dir: Path) -> None:
 def _drop_scratch(repo: Path, scratch_dir: Path) -> None:
     """Remove a scratch worktree this module created, whatever state its files are in."""
     result = run_git(repo, "worktree", "remove", "--force", "--force", str(scratch_dir), check=False)
-    if not result.ok and scratch_dir.exists():
-        shutil.rmtree(scratch_dir, ignore_errors=True)
-    run_git(repo, "worktree", "prune", check=False)
+    if not result.ok:
+        if scratch_dir.exists():
+            shutil.rmtree(scratch_dir, ignore_errors=True)
+        run_git(repo, "worktree", "prune", check=False)
 
 
 def verify_in_scratch(repo: Path, sha: str, scratch_dir: Path, check: Callable[[Path], bool]) -> bool:
@@ -441,11 +574,10 @@ def _moved(target: str, expected: str, actual: str | None, what: str) -> Refused
     )
 
 
-def _sole_checkout(repo: Path, target: str) -> Path | None:
-    holders = checkouts_of(repo, target)
+def _sole(target: str, holders: Sequence[WorktreeInfo]) -> WorktreeInfo | None:
     if len(holders) > 1:
         raise RefusedError(
-            f"{target} is checked out in several places ({', '.join(map(str, holders))}); "
+            f"{target} is checked out in several places ({', '.join(str(h.path) for h in holders)}); "
             "keep one checkout of it and retry"
         )
     return holders[0] if holders else None
@@ -462,13 +594,27 @@ def _cas_update_ref(repo: Path, target: str, new: str, old: str, what: str, reas
     raise GitError(f"git update-ref {ref} failed: {result.first_error_line()}")
 
 
-def _ff_checkout(checkout: Path, target: str, new: str, old: str, what: str) -> None:
-    """Fast-forward the checkout that has `target` checked out from `old` to `new` (local changes kept)."""
-    current = head_sha(checkout)
-    if current != old:
-        raise _moved(target, old, current, what)
+def _ff_checkout(checkout: Path, target: str, new: str, old: str, what: str, head: str | None) -> None:
+    """Fast-forward the checkout that has `target` checked out from `old` to `new` (local changes kept).
+
+    `head` is the checkout's HEAD as just read by the caller; it must be `old`. `merge --ff-only` itself
+    refuses to overwrite local changes; its "Updating <old>..<new>" line (full ids with core.abbrev=no)
+    confirms where the target went, so HEAD is read again only when that line is missing.
+    """
+    if head != old:
+        raise _moved(target, old, head, what)
     result = run_git(
-        checkout, "merge", "--ff-only", "--no-autostash", "--no-edit", "--quiet", new, check=False
+        checkout,
+        "-c",
+        "core.abbrev=no",
+        "merge",
+        "--ff-only",
+        "--no-autostash",
+        "--no-edit",
+        "--no-stat",
+        "--no-verify-signatures",
+        new,
+        check=False,
     )
     if not result.ok:
         after = head_sha(checkout)
@@ -481,43 +627,69 @@ def _ff_checkout(checkout: Path, target: str, new: str, old: str, what: str) -> 
             f"nothing was changed, commit or stash local changes there and retry the {what}",
             details={"reason": "local_changes", "checkout": str(checkout)},
         )
+    line = _FF_LINE.search(result.stdout)
+    if line is not None and line.group(2) == new:
+        return
     after = head_sha(checkout)
     if after != new:
         raise GitError(f"{target} is at {_short(after)} after the {what}, expected {_short(new)}; inspect it")
 
 
-def move_target(repo: Path, planned: PlannedMerge) -> None:
+def _descends(repo: Path, planned: PlannedMerge, parents: Sequence[str] | None) -> None:
+    """The planned merge must contain the rollback point (its first parent, when this module built it)."""
+    if parents and parents[0] == planned.rollback_sha:
+        return
+    if not is_ancestor(repo, planned.rollback_sha, planned.merge_sha):
+        raise GitError(
+            f"planned merge {_short(planned.merge_sha)} does not descend from {planned.target}'s tip"
+        )
+
+
+def move_target(repo: Path, planned: PlannedMerge, *, checkouts: Sequence[Path] | None = None) -> None:
     """Publish a planned merge: move the target from rollback_sha to merge_sha by compare-and-set.
 
     If the target is checked out, its checkout must be clean and at rollback_sha; it is fast-forwarded
     with `git merge --ff-only` so its files follow. If the ref moved since the merge was built, refuses
     with nothing written.
+
+    `checkouts` is where a preflight that just ran found the target checked out, and found clean; with it
+    the worktree list and the checkout's status are not read again (two git calls: HEAD and the merge's
+    parents read in the checkout, then the fast-forward). Without it, four: the tip and the merge's
+    parents, the worktree list with each checkout's HEAD, the checkout's status, the fast-forward.
     """
     target = planned.target
-    if not is_ancestor(repo, planned.rollback_sha, planned.merge_sha):
-        raise GitError(f"planned merge {_short(planned.merge_sha)} does not descend from {target}'s tip")
-    current = ref_sha(repo, branch_ref(target))
+    ref = branch_ref(target)
+    if checkouts is not None and len(checkouts) == 1:
+        # One read in the checkout: its HEAD, the merge's parents, and which branch it has checked out.
+        checkout = checkouts[0]
+        got = _rev_parse(checkout, "HEAD", f"{planned.merge_sha}^@", "--symbolic-full-name", "HEAD")
+        if got is not None and len(got[0]) >= 2 and got[0][-1] == ref:
+            positive = got[0]
+            _descends(repo, planned, positive[1:-1])
+            _ff_checkout(checkout, target, planned.merge_sha, planned.rollback_sha, "merge", positive[0])
+            return
+        # The checkout changed branch since the preflight (or HEAD is unreadable): look at everything again.
+
+    got = _rev_parse(repo, ref, f"{planned.merge_sha}^@")
+    _descends(repo, planned, got[0][1:] if got else None)
+    current = got[0][0] if got else ref_sha(repo, ref)
     if current != planned.rollback_sha:
         raise _moved(target, planned.rollback_sha, current, "merge")
-    checkout = _sole_checkout(repo, target)
-    if checkout is None:
-        _cas_update_ref(
-            repo,
-            target,
-            planned.merge_sha,
-            planned.rollback_sha,
-            "merge",
-            f"cockpit: merge ({planned.strategy}) into {target}",
-        )
+    # Not checked out anywhere, as the preflight just found: the ref moves alone (update-ref is the
+    # compare-and-set). Otherwise the checkouts are listed now, with their HEADs.
+    holder = None if checkouts is not None and not checkouts else _sole(target, checkout_infos(repo, target))
+    if holder is None:
+        reason = f"cockpit: merge ({planned.strategy}) into {target}"
+        _cas_update_ref(repo, target, planned.merge_sha, planned.rollback_sha, "merge", reason)
         return
-    dirty = dirty_files(checkout)
+    dirty = dirty_files(holder.path)
     if dirty:
         raise RefusedError(
-            f"{target} is checked out at {checkout} with uncommitted changes ({_list_files(dirty, 3)}); "
+            f"{target} is checked out at {holder.path} with uncommitted changes ({_list_files(dirty, 3)}); "
             "commit or stash them and retry the merge",
-            details={"reason": "dirty_checkout", "checkout": str(checkout), "files": dirty},
+            details={"reason": "dirty_checkout", "checkout": str(holder.path), "files": dirty},
         )
-    _ff_checkout(checkout, target, planned.merge_sha, planned.rollback_sha, "merge")
+    _ff_checkout(holder.path, target, planned.merge_sha, planned.rollback_sha, "merge", holder.head or None)
 
 
 # --------------------------------------------------------------------------------------------- rollback
@@ -533,46 +705,67 @@ class RollbackResult:
         return {"method": self.method, "from_sha": self.from_sha, "to_sha": self.to_sha}
 
 
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback of `merge_sha` from `target` would do right now, read in one git call."""
+
+    target: str
+    merge_sha: str
+    tip: str | None  # the target's tip, None when the target does not exist
+    parents: tuple[str, ...]  # the merge commit's parents (empty when it does not exist)
+    contains_merge: bool  # the tip is the merge or has it in its history
+
+    @property
+    def method(self) -> str:
+        """ "reset" while the tip is the merge, "revert" once later commits exist, else "gone"."""
+        if self.tip is None or not self.contains_merge:
+            return "gone"
+        return "reset" if self.tip == self.merge_sha else "revert"
+
+
+def rollback_plan(repo: Path, target: str, merge_sha: str) -> RollbackPlan:
+    """Read the target's tip, the merge's parents and whether the tip contains the merge (one `rev-parse`:
+    `<ref> <merge>...<ref> <merge>^@`, the symmetric difference giving the merge base)."""
+    name = short_branch(target)
+    ref = branch_ref(name)
+    got = None
+    if _SHA.fullmatch(merge_sha):
+        got = _rev_parse(repo, ref, f"{merge_sha}...{ref}", f"{merge_sha}^@")
+    if got is None or len(got[0]) < 3:  # the target or the merge commit does not exist
+        return RollbackPlan(name, merge_sha, ref_sha(repo, ref), (), False)
+    positive, bases = got
+    return RollbackPlan(name, merge_sha, positive[0], tuple(positive[3:]), bases == [merge_sha])
+
+
 def rollback_method(repo: Path, target: str, merge_sha: str) -> str:
     """ "reset" while the target tip is the merge, "revert" once later commits exist, else "gone"."""
-    tip = ref_sha(repo, branch_ref(short_branch(target)))
-    if tip is None:
-        return "gone"
-    if tip == merge_sha:
-        return "reset"
-    if is_ancestor(repo, merge_sha, tip):
-        return "revert"
-    return "gone"
+    return rollback_plan(repo, target, merge_sha).method
 
 
-def _parent_count(repo: Path, sha: str) -> int:
-    line = run_git(repo, "rev-list", "--parents", "-n", "1", sha, "--").stdout
-    return max(len(line.split()) - 1, 0)
-
-
-def _reset_back(repo: Path, target: str, merge_sha: str, rollback_sha: str) -> RollbackResult:
-    if not is_ancestor(repo, rollback_sha, merge_sha):
+def _reset_back(repo: Path, plan: RollbackPlan, rollback_sha: str) -> RollbackResult:
+    target, merge_sha = plan.target, plan.merge_sha
+    if plan.parents[:1] != (rollback_sha,) and not is_ancestor(repo, rollback_sha, merge_sha):
         raise RefusedError(
             f"rollback point {_short(rollback_sha)} is not an ancestor of merge {_short(merge_sha)}; "
             f"refusing to move {target} there"
         )
-    checkout = _sole_checkout(repo, target)
-    if checkout is None:
+    holder = _sole(target, checkout_infos(repo, target))
+    if holder is None:
         _cas_update_ref(
             repo, target, rollback_sha, merge_sha, "rollback", f"cockpit: roll back merge {merge_sha}"
         )
     else:
-        current = head_sha(checkout)
-        if current != merge_sha:
-            raise _moved(target, merge_sha, current, "rollback")
-        result = run_git(checkout, "reset", "--keep", "--quiet", rollback_sha, check=False)
+        # The worktree list read the checkout's HEAD just now: the compare of the compare-and-set.
+        if holder.head != merge_sha:
+            raise _moved(target, merge_sha, holder.head or None, "rollback")
+        result = run_git(holder.path, "reset", "--keep", "--quiet", rollback_sha, check=False)
         if not result.ok:
-            if head_sha(checkout) != merge_sha:  # never expected: reset --keep is all or nothing
-                raise GitError(f"`git reset --keep` in {checkout} failed part way; inspect {target} there")
+            if head_sha(holder.path) != merge_sha:  # never expected: reset --keep is all or nothing
+                raise GitError(f"`git reset --keep` in {holder.path} failed part way; inspect {target} there")
             raise RefusedError(
-                f"cannot roll back {target} at {checkout} without touching local changes: "
+                f"cannot roll back {target} at {holder.path} without touching local changes: "
                 f"{result.first_error_line()}; nothing was changed, commit or stash them and retry",
-                details={"reason": "local_changes", "checkout": str(checkout)},
+                details={"reason": "local_changes", "checkout": str(holder.path)},
             )
     return RollbackResult(method="reset", from_sha=merge_sha, to_sha=rollback_sha)
 
@@ -584,64 +777,60 @@ def _revert_message(repo: Path, merge_sha: str, message: str) -> str:
     return f'Revert "{subject}"\n\nThis reverts commit {merge_sha}.'
 
 
-def _build_revert(repo: Path, target: str, tip: str, merge_sha: str, scratch_dir: Path, message: str) -> str:
-    """Create (never publish) a commit on top of `tip` that undoes `merge_sha`; return its sha."""
-    parents = _parent_count(repo, merge_sha)
-    if parents > 2:
+def _build_revert(repo: Path, plan: RollbackPlan, message: str) -> str:
+    """Create (never publish) a commit on top of the tip that undoes the merge; return its sha."""
+    target, merge_sha, tip = plan.target, plan.merge_sha, plan.tip
+    assert tip is not None
+    if len(plan.parents) > 2:
         raise RefusedError(f"{_short(merge_sha)} is an octopus merge; revert it by hand")
+    if not plan.parents:
+        raise RefusedError(f"{_short(merge_sha)} has no parent to revert to; revert it by hand")
+    reverted = revert_tree(repo, tip, merge_sha, plan.parents[0])  # mainline: the target's side
+    if not reverted.clean:
+        raise RefusedError(
+            f"reverting {_short(merge_sha)} conflicts with later commits on {target} in "
+            f"{_list_files(reverted.conflicts)}; nothing was changed, revert it by hand",
+            details={"reason": "conflicts", "conflicts": list(reverted.conflicts)},
+        )
     text = _revert_message(repo, merge_sha, message)
-    env = commit_env(repo)
-    _add_scratch(repo, tip, scratch_dir)
-    try:
-        mainline = ["-m", "1"] if parents == 2 else []
-        result = run_git(scratch_dir, "revert", "--no-commit", *mainline, merge_sha, check=False, env=env)
-        if not result.ok:
-            conflicts = _unmerged_files(scratch_dir)
-            run_git(scratch_dir, "revert", "--abort", check=False)
-            if conflicts:
-                raise RefusedError(
-                    f"reverting {_short(merge_sha)} conflicts with later commits on {target} in "
-                    f"{_list_files(conflicts)}; nothing was changed, revert it by hand",
-                    details={"reason": "conflicts", "conflicts": conflicts},
-                )
-            raise GitError(f"git revert of {_short(merge_sha)} failed: {result.first_error_line()}")
-        tree = run_git(scratch_dir, "write-tree").stdout
-        created = run_git(
-            repo, "commit-tree", "--no-gpg-sign", tree, "-p", tip, "-m", text, env=env
-        ).stdout.strip()
-        if not created:
-            raise GitError("git commit-tree printed no commit id for the revert")
-        return created
-    finally:
-        _drop_scratch(repo, scratch_dir)
+    return _commit_tree(repo, reverted.tree, [tip], text, "the revert")
 
 
 def rollback(
-    repo: Path, target: str, merge_sha: str, rollback_sha: str, scratch_dir: Path, message: str
+    repo: Path,
+    target: str,
+    merge_sha: str,
+    rollback_sha: str,
+    message: str = "",
+    *,
+    plan: RollbackPlan | None = None,
 ) -> RollbackResult:
     """Undo a published merge of `merge_sha` into `target`.
 
     While the merge is still the tip, the target moves back to `rollback_sha` (compare-and-set, or
-    `reset --keep` in its checkout). Once later commits exist, a revert commit is built in a scratch
-    worktree at `scratch_dir` and the target fast-forwards to it. Local changes in a checkout are kept or the
-    rollback is refused; a refusal leaves everything as it was.
+    `reset --keep` in its checkout): three git calls. Once later commits exist, a revert commit is built
+    with plumbing (no checkout; see `revert_tree`) and the target fast-forwards to it. Local changes in a
+    checkout are kept or the rollback is refused; a refusal leaves everything as it was. `plan` is a
+    `rollback_plan` the caller has just read (it is read here otherwise).
     """
     name = short_branch(target)
-    method = rollback_method(repo, name, merge_sha)
+    if plan is None or plan.target != name or plan.merge_sha != merge_sha:
+        plan = rollback_plan(repo, name, merge_sha)
+    method = plan.method
     if method == "gone":
         raise RefusedError(
             f"merge {_short(merge_sha)} is not in {name}'s history any more; nothing to roll back"
         )
     if method == "reset":
-        return _reset_back(repo, name, merge_sha, rollback_sha)
-    tip = ref_sha(repo, branch_ref(name))
-    assert tip is not None  # rollback_method saw it
-    revert_sha = _build_revert(repo, name, tip, merge_sha, scratch_dir, message)
-    checkout = _sole_checkout(repo, name)
-    if checkout is None:
+        return _reset_back(repo, plan, rollback_sha)
+    tip = plan.tip
+    assert tip is not None  # method is "revert"
+    revert_sha = _build_revert(repo, plan, message)
+    holder = _sole(name, checkout_infos(repo, name))
+    if holder is None:
         _cas_update_ref(repo, name, revert_sha, tip, "rollback", f"cockpit: revert merge {merge_sha}")
     else:
-        _ff_checkout(checkout, name, revert_sha, tip, "rollback")
+        _ff_checkout(holder.path, name, revert_sha, tip, "rollback", holder.head or None)
     return RollbackResult(method="revert", from_sha=tip, to_sha=revert_sha)
 
 
@@ -654,13 +843,11 @@ def reconcile(repo: Path, target: str, planned_merge_sha: str, rollback_sha: str
     "merged": the target tip is the planned merge or contains it; "not_merged": the tip is still the
     rollback point; "diverged": anything else (a person must look).
     """
-    tip = ref_sha(repo, branch_ref(short_branch(target)))
-    if tip is None:
+    plan = rollback_plan(repo, target, planned_merge_sha)
+    if plan.tip is None:
         return "diverged"
-    if tip == planned_merge_sha:
+    if plan.tip == planned_merge_sha:
         return "merged"
-    if tip == rollback_sha:
+    if plan.tip == rollback_sha:
         return "not_merged"
-    if ref_sha(repo, planned_merge_sha) is not None and is_ancestor(repo, planned_merge_sha, tip):
-        return "merged"
-    return "diverged"
+    return "merged" if plan.contains_merge else "diverged"

@@ -14,7 +14,12 @@ merge (`merge_task`), for a task in awaiting_review
   6. remove the task's worktree (kept, and said so, when it holds uncommitted work), record `merge.finished`.
 
 rollback (`rollback_task`), for a done task: `merge.rollback` resets the target while the merge is its tip and
-makes a revert commit once later commits exist; `merge.rolled_back` records the method and both SHAs.
+makes a revert commit (built with plumbing, no checkout) once later commits exist; `merge.rolled_back` records
+the method and both SHAs.
+
+Git processes are most of a merge's cost, so the engine's results are passed on instead of read again: the
+preflight's tips and merged tree to the build, its checkout list to the move (when no gates ran in between),
+one read of the target to the rollback.
 
 Crash safety: everything runs under a cross-process lock (`.cockpit/merge.lock`, flock), so a daemon and a CLI
 never merge at once in one repo. A process that dies between `merge.started` and `merge.finished` leaves the
@@ -34,6 +39,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import shutil
@@ -108,7 +114,7 @@ class MergeContext:
 
     @property
     def scratch(self) -> Path:
-        """Scratch worktrees of merges and reverts; only ever used under the merge lock."""
+        """Scratch worktrees of verified merges; only ever used under the merge lock (reverts need none)."""
         return self.paths.scratch / "merge"
 
     def tdd_rule(self) -> TddRule:
@@ -323,10 +329,6 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
     strategy = ctx.settings.merge_strategy
     message = f"Merge task {task_id}: {task.title} (cockpit)"
 
-    # The merge commit is only an object until the target moves, so it is built while the preflight runs and
-    # dropped (left to git's gc) when the preflight refuses or the target moved; this hides its cost.
-    early = None if dry_run else asyncio.ensure_future(
-        asyncio.to_thread(_try_build, ctx.root, branch, target, strategy, message))
     pf = await asyncio.to_thread(merge.preflight, ctx.root, branch, target)
     report = pf.to_json()
     await store.append(task_id, "merge.preflight", {**report, "strategy": strategy, "dry_run": dry_run})
@@ -344,19 +346,21 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
         await _rebase_and_regate(ctx, task, pf)
         rebased = True
 
-    built = await early if early is not None else None
-    if isinstance(built, merge.PlannedMerge) and not rebased and built.rollback_sha == pf.target_sha:
-        planned = built
-    else:
-        try:
-            planned = await asyncio.to_thread(merge.build_merge_commit, ctx.root, branch, target, strategy,
-                                              message)
-        except CockpitError as exc:  # a conflict that appeared meanwhile, nothing to merge, a git failure
-            await _refuse(ctx, task_id, "build", f"merge of task {task_id} refused: {exc.message}",
-                          details=exc.details)
+    # Without a rebase the preflight's tips and merged tree are fresh: the build is one `commit-tree`. After a
+    # rebase (the gates ran meanwhile) the build reads the tips and merges again.
+    try:
+        planned = await asyncio.to_thread(functools.partial(
+            merge.build_merge_commit, ctx.root, branch, target, strategy, message,
+            preflight=None if rebased else pf))
+    except CockpitError as exc:  # a conflict that appeared meanwhile, nothing to merge, a git failure
+        await _refuse(ctx, task_id, "build", f"merge of task {task_id} refused: {exc.message}",
+                      details=exc.details)
     # The rollback point and the planned merge are on record before anything moves.
     await store.append(task_id, "merge.started", {**planned.to_json(), "branch": branch})
 
+    # Where the preflight found the target checked out (and clean), unless time passed since: the gates of a
+    # rebase or of verify ran, so the move lists the checkouts and checks them again.
+    checkouts: list[Path] | None = None if rebased or ctx.settings.merge_verify else pf.checkouts
     step = "started"
     try:
         await pause_point(ctx.paths, "started")
@@ -371,7 +375,7 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
                     details={"reason": "verify_failed", "gates": [g.to_json() for g in failed]})
         await pause_point(ctx.paths, "verified")
         step = "move"
-        await _blocking(merge.move_target, ctx.root, planned)
+        await _blocking(functools.partial(merge.move_target, ctx.root, planned, checkouts=checkouts))
         step = "finish"
         await pause_point(ctx.paths, "moved")
     except RefusedError as exc:
@@ -390,14 +394,6 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
     task, finished = await _finish(ctx, task_id, planned.target, planned.merge_sha, planned.rollback_sha,
                                    planned.strategy)
     return MergeOutcome(task, _merge_json(task, **finished), report, rebased=rebased)
-
-
-def _try_build(repo: Path, branch: str, target: str, strategy: str,
-               message: str) -> merge.PlannedMerge | CockpitError:
-    try:
-        return merge.build_merge_commit(repo, branch, target, strategy, message)
-    except CockpitError as exc:
-        return exc
 
 
 async def _rebase_and_regate(ctx: MergeContext, task: Task, pf: merge.Preflight) -> None:
@@ -548,18 +544,19 @@ def _find_revert(repo: Path, target: str, merge_sha: str) -> tuple[str, str] | N
     return (fields[0], fields[1]) if len(fields) >= 2 else None
 
 
-def _undo(ctx: MergeContext, task_id: int, target: str, merge_sha: str, rollback_sha: str,
+def _undo(ctx: MergeContext, target: str, merge_sha: str, rollback_sha: str,
           message: str) -> tuple[merge.RollbackResult, str | None]:
     """The blocking part of a rollback (one thread hop): (result, note). A rollback whose ref move happened
-    but whose record was lost (a crash) is found and reported, never done twice."""
-    if git.ref_sha(ctx.root, git.branch_ref(target)) != merge_sha:
+    but whose record was lost (a crash) is found and reported, never done twice. One read of the target
+    (`merge.rollback_plan`) serves both that check and the rollback."""
+    plan = merge.rollback_plan(ctx.root, target, merge_sha)
+    if plan.tip != merge_sha:
         reverted = _find_revert(ctx.root, target, merge_sha)
         if reverted is not None:
             return (merge.RollbackResult(method="revert", from_sha=reverted[1], to_sha=reverted[0]),
                     f"{target} already has the revert commit {_short(reverted[0])}")
-    scratch = _scratch_dir(ctx, "revert", task_id)
     try:
-        return merge.rollback(ctx.root, target, merge_sha, rollback_sha, scratch, message), None
+        return merge.rollback(ctx.root, target, merge_sha, rollback_sha, message, plan=plan), None
     except RefusedError:
         if git.ref_sha(ctx.root, git.branch_ref(target)) == rollback_sha:
             return (merge.RollbackResult(method="reset", from_sha=merge_sha, to_sha=rollback_sha),
@@ -595,7 +592,7 @@ async def _rollback_locked(ctx: MergeContext, task_id: int) -> RollbackOutcome:
     message = (f'Revert "Merge task {task_id}: {task.title} (cockpit)"\n\n'
                f"This reverts commit {merge_sha}, rolling back task {task_id}.")
     try:
-        result, note = await _blocking(_undo, ctx, task_id, target, merge_sha, rollback_sha, message)
+        result, note = await _blocking(_undo, ctx, target, merge_sha, rollback_sha, message)
     except RefusedError as exc:
         raise RefusedError(f"rollback of task {task_id} refused: {exc.message}",
                            details={"task_id": task_id, **exc.details}) from None
@@ -624,11 +621,9 @@ async def list_merges(ctx: MergeContext, *, include_all: bool = False) -> list[J
     store = ctx.store
     tasks = [t for t in await store.list_tasks() if t.merge is not None
              and (include_all or (t.merge.state in LISTED and t.merge.merge_sha))]
-    async with store.db.execute(
+    stamps = {int(r[0]): float(r[1]) for r in await store.query(
         "SELECT task_id, MAX(ts) FROM events WHERE type IN ('merge.started', 'merge.finished', "
-        "'merge.preflight') GROUP BY task_id"
-    ) as cur:
-        stamps = {int(r[0]): float(r[1]) for r in await cur.fetchall() if r[0] is not None}
+        "'merge.preflight') GROUP BY task_id") if r[0] is not None}
     rows = [_Row(t, stamps.get(t.id, t.updated_at)) for t in tasks]
 
     def methods() -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
+import git as gitpython
 import pytest
 
 from cockpit.core import git as cg
+from cockpit.core import merge as mg
 from cockpit.core.errors import GitError, RefusedError
 from tests.support.gitrepos import git
 
@@ -215,3 +218,105 @@ def test_commit_env_supplies_an_identity_only_when_missing(
     env = cg.commit_env(repo)
     assert env["GIT_COMMITTER_NAME"] == "agent-cockpit"
     assert env["GIT_AUTHOR_EMAIL"] == cg.FALLBACK_EMAIL
+
+
+# ------------------------------------------------------------------------------------- git call counts
+
+
+class GitCalls:
+    """Every git command run through `run_git` (the engine's single runner, patched where the git helpers,
+    the merge engine and the orchestrator look it up), and every process GitPython started: a test that
+    compares the two knows that no git process was started some other way."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.processes = 0
+        real_run = cg.run_git
+        real_execute = gitpython.Git.execute
+
+        def run_git(cwd: Path, *args: str, **kwargs: Any) -> cg.GitResult:
+            self.calls.append(args)
+            return real_run(cwd, *args, **kwargs)
+
+        def execute(git_self: gitpython.Git, command: Any, *args: Any, **kwargs: Any) -> Any:
+            self.processes += 1
+            return real_execute(git_self, command, *args, **kwargs)
+
+        monkeypatch.setattr(cg, "run_git", run_git)
+        monkeypatch.setattr(mg, "run_git", run_git)
+        monkeypatch.setattr(gitpython.Git, "execute", execute)
+
+    def commands(self) -> list[str]:
+        """The git subcommand of each call (after any `-c name=value` options)."""
+        names = []
+        for args in self.calls:
+            rest = list(args)
+            while rest and rest[0] == "-c":
+                rest = rest[2:]
+            names.append(rest[0] if rest else "")
+        return names
+
+
+def test_remove_worktree_is_one_git_call(
+    repo: Path, short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wt = short_tmp / "wt"
+    cg.create_worktree(repo, wt, "cockpit/task-6", "main")
+    counted = GitCalls(monkeypatch)
+    cg.remove_worktree(repo, wt)
+    assert counted.commands() == ["worktree"] and counted.processes == 1
+    assert not wt.exists() and len(cg.list_worktrees(repo)) == 1
+
+
+def test_remove_worktree_keeps_untracked_files_hidden_by_config(repo: Path, short_tmp: Path) -> None:
+    """`git worktree remove` decides with `git status`; a user's status.showUntrackedFiles=no must not make
+    it delete untracked files."""
+    git(repo, "config", "status.showUntrackedFiles", "no")
+    wt = short_tmp / "wt"
+    cg.create_worktree(repo, wt, "cockpit/task-7", "main")
+    (wt / "notes.txt").write_text("mine\n")
+    with pytest.raises(RefusedError, match=r"uncommitted work \(notes\.txt\)") as info:
+        cg.remove_worktree(repo, wt)
+    assert info.value.details == {"reason": "dirty_worktree", "files": ["notes.txt"]}
+    assert (wt / "notes.txt").read_text() == "mine\n"
+
+
+def test_remove_worktree_refuses_a_locked_worktree(repo: Path, short_tmp: Path) -> None:
+    wt = short_tmp / "wt"
+    cg.create_worktree(repo, wt, "cockpit/task-8", "main")
+    git(repo, "worktree", "lock", str(wt))
+    with pytest.raises(RefusedError, match="locked"):
+        cg.remove_worktree(repo, wt)
+    assert wt.exists()
+
+
+def test_remove_worktree_of_a_plain_directory(repo: Path, short_tmp: Path) -> None:
+    plain = short_tmp / "plain"
+    plain.mkdir()
+    (plain / "keep.txt").write_text("keep\n")
+    with pytest.raises(GitError, match="not a worktree"):
+        cg.remove_worktree(repo, plain)
+    assert (plain / "keep.txt").read_text() == "keep\n"
+    cg.remove_worktree(repo, short_tmp / "nowhere")  # nothing there: nothing to do
+
+
+def test_identity_is_looked_up_only_when_a_commit_fails_for_lack_of_one(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = git(repo, "rev-parse", "HEAD^{tree}")
+    counted = GitCalls(monkeypatch)
+    made = cg.run_git_with_identity(repo, "commit-tree", tree, "-m", "configured").stdout
+    assert counted.commands() == ["commit-tree"]
+    assert git(repo, "log", "-1", "--format=%an", made) == "Test Author"
+
+    for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(key, raising=False)
+    git(repo, "config", "--unset", "user.name")
+    git(repo, "config", "--unset", "user.email")
+    git(repo, "config", "user.useConfigOnly", "true")
+    counted.calls.clear()
+    made = cg.run_git_with_identity(repo, "commit-tree", tree, "-m", "no identity").stdout
+    assert counted.commands() == ["commit-tree", "var", "var", "commit-tree"]
+    assert git(repo, "log", "-1", "--format=%an <%ae>", made) == f"agent-cockpit <{cg.FALLBACK_EMAIL}>"
+    with pytest.raises(GitError, match="commit-tree"):
+        cg.run_git_with_identity(repo, "commit-tree", "0" * 40, "-m", "no such tree")

@@ -12,6 +12,7 @@ from cockpit.core import git as cg
 from cockpit.core import merge as mg
 from cockpit.core.errors import GitError, RefusedError, UsageError
 from tests.support.gitrepos import git
+from tests.unit.test_git import GitCalls
 
 BRANCH = "cockpit/task-1-demo"
 BASE_FILES = {"README.md": "# demo\n", "app.txt": "line 1\nline 2\nline 3\n"}
@@ -226,13 +227,13 @@ def test_cas_holds_when_ref_moves_after_the_precheck(setup: Setup, monkeypatch: 
     git(setup.repo, "checkout", "-q", "-b", "elsewhere")
     planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
     interloper = git(setup.repo, "commit-tree", "-p", setup.base, "-m", "race", f"{setup.base}^{{tree}}")
-    real = cg.checkouts_of
+    real = cg.checkout_infos
 
-    def racing(repo: Path, branch: str) -> list[Path]:
+    def racing(repo: Path, branch: str) -> list[cg.WorktreeInfo]:
         git(repo, "update-ref", "refs/heads/main", interloper)
         return real(repo, branch)
 
-    monkeypatch.setattr(mg, "checkouts_of", racing)
+    monkeypatch.setattr(mg, "checkout_infos", racing)
     with pytest.raises(RefusedError, match=r"moved.*retry the merge"):
         mg.move_target(setup.repo, planned)
     assert setup.tip() == interloper
@@ -243,15 +244,15 @@ def test_reset_rollback_cas_holds_when_ref_moves(setup: Setup, monkeypatch: pyte
     git(setup.repo, "checkout", "-q", "-b", "elsewhere")
     planned = merged(setup)
     later = git(setup.repo, "commit-tree", "-p", planned.merge_sha, "-m", "later", planned.tree)
-    real = cg.checkouts_of
+    real = cg.checkout_infos
 
-    def racing(repo: Path, branch: str) -> list[Path]:
+    def racing(repo: Path, branch: str) -> list[cg.WorktreeInfo]:
         git(repo, "update-ref", "refs/heads/main", later)
         return real(repo, branch)
 
-    monkeypatch.setattr(mg, "checkouts_of", racing)
+    monkeypatch.setattr(mg, "checkout_infos", racing)
     with pytest.raises(RefusedError, match=r"moved.*retry the rollback"):
-        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert setup.tip() == later
 
 
@@ -318,7 +319,7 @@ def test_verify_in_scratch_runs_check_at_sha_and_cleans_up(setup: Setup) -> None
 
     assert mg.verify_in_scratch(setup.repo, planned.merge_sha, scratch, check)
     assert seen == [planned.merge_sha]
-    assert not scratch.exists() and worktree_count(setup.repo) == 2
+    assert worktree_count(setup.repo) == 2
     assert not mg.verify_in_scratch(setup.repo, planned.merge_sha, scratch, lambda p: False)
     assert not scratch.exists()
 
@@ -349,9 +350,7 @@ def test_rollback_by_reset_restores_exact_sha_and_files(setup: Setup, checked_ou
         git(setup.repo, "checkout", "-q", "-b", "elsewhere")
     planned = merged(setup)
     assert mg.rollback_method(setup.repo, "main", planned.merge_sha) == "reset"
-    result = mg.rollback(
-        setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "scratch", "Roll back"
-    )
+    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "Roll back")
     assert result == mg.RollbackResult("reset", planned.merge_sha, planned.rollback_sha)
     assert setup.tip() == planned.rollback_sha == setup.base
     if checked_out:
@@ -369,10 +368,7 @@ def test_rollback_after_later_commit_reverts(setup: Setup, strategy: str) -> Non
     later = setup.on_main({"later.txt": "later\n"}, "later work")
     assert mg.rollback_method(setup.repo, "main", planned.merge_sha) == "revert"
 
-    scratch = setup.tmp / "scratch"
-    result = mg.rollback(
-        setup.repo, "main", planned.merge_sha, planned.rollback_sha, scratch, "Revert task 1"
-    )
+    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "Revert task 1")
     assert result.method == "revert" and result.from_sha == later
     assert setup.tip() == result.to_sha
     assert parents(setup.repo, result.to_sha) == [later]
@@ -385,12 +381,12 @@ def test_rollback_after_later_commit_reverts(setup: Setup, strategy: str) -> Non
     commit_files(exp_wt, {"later.txt": "later\n"})
     assert tree_of(setup.repo, result.to_sha) == tree_of(setup.repo, "expected")
 
-    # the checkout followed, and the scratch worktree is gone
+    # the checkout followed, and no worktree was made for the revert
     assert git(setup.repo, "rev-parse", "HEAD") == result.to_sha
     assert not (setup.repo / "feature.txt").exists()
     assert (setup.repo / "later.txt").read_text() == "later\n"
     assert (setup.repo / "app.txt").read_text() == BASE_FILES["app.txt"]
-    assert cg.is_clean(setup.repo) and not scratch.exists()
+    assert cg.is_clean(setup.repo) and worktree_count(setup.repo) == 3  # main, task, `expected` above
 
 
 def test_revert_not_checked_out_moves_ref_only(setup: Setup) -> None:
@@ -398,7 +394,7 @@ def test_revert_not_checked_out_moves_ref_only(setup: Setup) -> None:
     planned = merged(setup)
     later = setup.on_main({"later.txt": "later\n"})
     git(setup.repo, "checkout", "-q", "-b", "elsewhere")
-    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "")
+    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "")
     assert result.method == "revert" and parents(setup.repo, result.to_sha) == [later]
     assert setup.tip() == result.to_sha
     assert "This reverts commit " + planned.merge_sha in git(setup.repo, "log", "-1", "--format=%B", "main")
@@ -409,14 +405,13 @@ def test_revert_conflict_is_refused_with_nothing_changed(setup: Setup) -> None:
     setup.work({"app.txt": "line 1\nline 2 by task\nline 3\n"})
     planned = merged(setup)
     later = setup.on_main({"app.txt": "line 1\nline 2 by task, then edited\nline 3\n"})
-    scratch = setup.tmp / "scratch"
     with pytest.raises(RefusedError, match=r"conflicts.*app\.txt") as info:
-        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, scratch, "r")
+        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert info.value.details["conflicts"] == ["app.txt"]
     assert setup.tip() == later
     assert (setup.repo / "app.txt").read_text() == "line 1\nline 2 by task, then edited\nline 3\n"
     assert cg.is_clean(setup.repo)
-    assert not scratch.exists() and worktree_count(setup.repo) == 2
+    assert worktree_count(setup.repo) == 2
 
 
 def test_reset_rollback_keeps_unrelated_local_changes(setup: Setup) -> None:
@@ -424,7 +419,7 @@ def test_reset_rollback_keeps_unrelated_local_changes(setup: Setup) -> None:
     planned = merged(setup)
     (setup.repo / "README.md").write_text("my local edit\n")
     (setup.repo / "untracked.txt").write_text("mine\n")
-    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert result.method == "reset" and setup.tip() == setup.base
     assert not (setup.repo / "feature.txt").exists()
     assert (setup.repo / "README.md").read_text() == "my local edit\n"
@@ -436,7 +431,7 @@ def test_reset_rollback_refuses_local_changes_to_merged_files(setup: Setup) -> N
     planned = merged(setup)
     (setup.repo / "feature.txt").write_text("edited after the merge\n")
     with pytest.raises(RefusedError, match="local changes"):
-        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert setup.tip() == planned.merge_sha
     assert git(setup.repo, "rev-parse", "HEAD") == planned.merge_sha
     assert (setup.repo / "feature.txt").read_text() == "edited after the merge\n"
@@ -448,7 +443,7 @@ def test_revert_rollback_in_dirty_checkout_never_loses_changes(setup: Setup) -> 
     later = setup.on_main({"later.txt": "later\n"})
     # an unrelated edit is carried along
     (setup.repo / "README.md").write_text("my local edit\n")
-    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert result.method == "revert" and result.from_sha == later
     assert not (setup.repo / "feature.txt").exists()
     assert (setup.repo / "README.md").read_text() == "my local edit\n"
@@ -460,7 +455,7 @@ def test_revert_rollback_refuses_when_local_change_touches_reverted_file(setup: 
     later = setup.on_main({"later.txt": "later\n"})
     (setup.repo / "feature.txt").write_text("local edit of merged file\n")
     with pytest.raises(RefusedError, match="nothing was changed"):
-        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert setup.tip() == later
     assert (setup.repo / "feature.txt").read_text() == "local edit of merged file\n"
     assert worktree_count(setup.repo) == 2
@@ -471,7 +466,7 @@ def test_rollback_refuses_when_merge_is_gone(setup: Setup) -> None:
     planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")  # never published
     assert mg.rollback_method(setup.repo, "main", planned.merge_sha) == "gone"
     with pytest.raises(RefusedError, match="not in main's history"):
-        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert setup.tip() == setup.base
 
 
@@ -482,7 +477,7 @@ def test_reset_rollback_refuses_unrelated_rollback_point(setup: Setup) -> None:
     git(setup.repo, "rm", "-rfq", ".")
     island = commit_files(setup.repo, {"x.txt": "x\n"})
     with pytest.raises(RefusedError, match="not an ancestor"):
-        mg.rollback(setup.repo, "main", planned.merge_sha, island, setup.tmp / "s", "r")
+        mg.rollback(setup.repo, "main", planned.merge_sha, island, "r")
     assert setup.tip() == planned.merge_sha
 
 
@@ -523,7 +518,7 @@ def test_merge_and_revert_work_without_a_configured_identity(
     git(setup.repo, "config", "user.useConfigOnly", "true")
     planned = merged(setup)
     assert git(setup.repo, "log", "-1", "--format=%cn", planned.merge_sha) == "agent-cockpit"
-    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, setup.tmp / "s", "r")
+    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert result.method == "reset"
 
 
@@ -531,3 +526,203 @@ def test_errors_are_one_line(setup: Setup) -> None:
     with pytest.raises(GitError) as info:
         cg.run_git(setup.repo, "rev-parse", "--verify", "no-such-thing")
     assert "\n" not in info.value.message
+
+
+# ---------------------------------------------------------------------------- fewer git calls, same safety
+
+
+def snapshot(repo: Path) -> dict[str, str]:
+    """Everything a refused step must leave as it was: refs, HEAD, index, status, worktrees, files."""
+    files = {
+        str(path.relative_to(repo)): path.read_text()
+        for path in sorted(repo.rglob("*"))
+        if path.is_file() and ".git" not in path.relative_to(repo).parts
+    }
+    return {
+        "refs": git(repo, "for-each-ref", "--format=%(refname) %(objectname)"),
+        "head": git(repo, "symbolic-ref", "HEAD") + " " + git(repo, "rev-parse", "HEAD"),
+        "index": git(repo, "ls-files", "-s"),
+        "status": git(repo, "status", "--porcelain", "--untracked-files=all"),
+        "worktrees": git(repo, "worktree", "list", "--porcelain"),
+        "files": json.dumps(files, sort_keys=True),
+    }
+
+
+def test_build_with_a_fresh_preflight_is_one_commit_tree(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = setup.work({"feature.txt": "new\n"})
+    pf = mg.preflight(setup.repo, BRANCH, "main")
+    assert pf.ok and pf.tree and pf.merge_bases == [setup.base] and not pf.target_moved
+    counted = GitCalls(monkeypatch)
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
+    assert counted.commands() == ["commit-tree"] and counted.processes == 1
+    counted.calls.clear()
+    alone = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")  # reads and merges itself
+    assert counted.commands() == ["rev-parse", "merge-tree", "commit-tree"]
+    assert planned.tree == alone.tree == pf.tree == tree_of(setup.repo, alone.merge_sha)
+    assert parents(setup.repo, planned.merge_sha) == [setup.base, work]
+    assert parents(setup.repo, alone.merge_sha) == [setup.base, work]
+    assert planned.rollback_sha == setup.base and setup.tip() == setup.base  # nothing moved
+    # A preflight of other branches, or one that refused, is not used.
+    other = mg.preflight(setup.repo, "main", BRANCH)
+    counted.calls.clear()
+    with pytest.raises(RefusedError, match="nothing to merge"):
+        mg.build_merge_commit(setup.repo, "main", BRANCH, "merge", "m", preflight=pf)
+    assert counted.commands() == ["rev-parse"]
+    assert other.target == BRANCH and other.merge_bases == [setup.base]
+
+
+def test_move_with_the_preflights_checkouts_is_two_git_calls(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup.work({"feature.txt": "new\n"})
+    pf = mg.preflight(setup.repo, BRANCH, "main")
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
+    counted = GitCalls(monkeypatch)
+    mg.move_target(setup.repo, planned, checkouts=pf.checkouts)
+    assert counted.commands() == ["rev-parse", "merge"]  # HEAD, the merge's parents, the branch; the move
+    assert setup.tip() == planned.merge_sha == git(setup.repo, "rev-parse", "HEAD")
+    assert (setup.repo / "feature.txt").read_text() == "new\n" and cg.is_clean(setup.repo)
+
+
+def test_move_with_the_preflights_checkouts_is_still_compare_and_set(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    pf = mg.preflight(setup.repo, BRANCH, "main")
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
+    interloper = setup.on_main({"hotfix.txt": "h\n"}, "hotfix")
+    with pytest.raises(RefusedError, match=r"moved.*retry the merge") as info:
+        mg.move_target(setup.repo, planned, checkouts=pf.checkouts)
+    assert info.value.details["actual"] == interloper and setup.tip() == interloper
+    assert (setup.repo / "hotfix.txt").exists() and not (setup.repo / "feature.txt").exists()
+
+
+def test_move_with_stale_checkouts_looks_again(setup: Setup) -> None:
+    """The preflight saw main checked out in the main checkout, which switched branch before the move."""
+    setup.work({"feature.txt": "new\n"})
+    pf = mg.preflight(setup.repo, BRANCH, "main")
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
+    git(setup.repo, "checkout", "-q", "-b", "elsewhere")
+    mg.move_target(setup.repo, planned, checkouts=pf.checkouts)
+    assert setup.tip() == planned.merge_sha
+    assert git(setup.repo, "symbolic-ref", "HEAD") == "refs/heads/elsewhere"
+    assert not (setup.repo / "feature.txt").exists() and cg.is_clean(setup.repo)
+
+
+def test_move_when_the_preflight_found_no_checkout(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup.work({"feature.txt": "new\n"})
+    git(setup.repo, "checkout", "-q", "-b", "elsewhere")
+    pf = mg.preflight(setup.repo, BRANCH, "main")
+    assert pf.checkouts == []
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "squash", "m", preflight=pf)
+    counted = GitCalls(monkeypatch)
+    mg.move_target(setup.repo, planned, checkouts=pf.checkouts)
+    assert counted.commands() == ["rev-parse", "update-ref"]
+    assert setup.tip() == planned.merge_sha and parents(setup.repo, planned.merge_sha) == [setup.base]
+
+
+def test_move_refuses_a_merge_that_does_not_contain_the_rollback_point(setup: Setup) -> None:
+    setup.work({"feature.txt": "new\n"})
+    pf = mg.preflight(setup.repo, BRANCH, "main")
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
+    orphan = git(setup.repo, "commit-tree", "-m", "orphan", planned.tree)
+    bogus = mg.PlannedMerge("main", planned.rollback_sha, orphan, "merge", planned.tree)
+    for checkouts in (pf.checkouts, [], None):
+        with pytest.raises(GitError, match="does not descend"):
+            mg.move_target(setup.repo, bogus, checkouts=checkouts)
+    assert setup.tip() == setup.base
+
+
+LONG = "".join(f"line {n}\n" for n in range(1, 13))
+
+
+def _git_revert_tree(repo: Path, tmp: Path, tip: str, commit: str, merge: bool) -> str:
+    """What `git revert` itself makes of it (the oracle), in a throwaway worktree."""
+    oracle = tmp / "oracle"
+    git(repo, "worktree", "add", "-q", "--detach", str(oracle), tip)
+    git(oracle, "revert", "--no-commit", *(["-m", "1"] if merge else []), commit)
+    tree = git(oracle, "write-tree")
+    git(repo, "worktree", "remove", "--force", str(oracle))
+    return tree
+
+
+@pytest.mark.parametrize("probe", [None, False], ids=["detect-merge-base-option", "stand-in-commit"])
+@pytest.mark.parametrize("strategy", ["merge", "squash"])
+def test_revert_tree_matches_git_revert_without_a_checkout(
+    repo_factory: Callable[..., Path], short_tmp: Path, monkeypatch: pytest.MonkeyPatch,
+    strategy: str, probe: bool | None,
+) -> None:
+    s = Setup(repo_factory("repo", files={**BASE_FILES, "long.txt": LONG}), short_tmp)
+    git(s.wt, "mv", "app.txt", "renamed.txt")
+    s.work({"long.txt": LONG.replace("line 2\n", "line 2 by the task\n"), "feature.txt": "f\n",
+            "dir/new.txt": "n\n"})
+    s.on_main({"main-only.txt": "m\n"})  # main moved: a true merge (or squash) of diverged histories
+    planned = merged(s, strategy)
+    # Later work edits the same file far from the task's change, and the renamed one.
+    later = s.on_main({"long.txt": LONG.replace("line 2\n", "line 2 by the task\n").replace(
+        "line 11\n", "line 11 later\n"), "renamed.txt": "line 1\nline 2\nline 3\nline 4 later\n"})
+    before = snapshot(s.repo)
+    monkeypatch.setattr(mg, "_merge_base_option", probe)
+    counted = GitCalls(monkeypatch)
+    first_parent = parents(s.repo, planned.merge_sha)[0]
+    result = mg.revert_tree(s.repo, later, planned.merge_sha, first_parent)
+    assert result.clean, result.conflicts
+    assert snapshot(s.repo) == before  # objects only: no ref, index, file or worktree touched
+    assert set(counted.commands()) <= {"merge-tree", "commit-tree"}
+    assert mg._merge_base_option is not None  # the probe's answer is kept for the process
+    assert result.tree == _git_revert_tree(s.repo, short_tmp, later, planned.merge_sha, strategy == "merge")
+    reverted = {name: git(s.repo, "show", f"{result.tree}:{name}") for name in ("long.txt", "app.txt")}
+    assert reverted["long.txt"] == LONG.replace("line 11\n", "line 11 later\n").rstrip("\n")
+    # The rename is undone, and the later edit of the renamed file follows it back.
+    assert reverted["app.txt"] == "line 1\nline 2\nline 3\nline 4 later"
+    names = git(s.repo, "ls-tree", "-r", "--name-only", result.tree).split()
+    assert "feature.txt" not in names and "dir/new.txt" not in names and "renamed.txt" not in names
+    assert "main-only.txt" in names
+
+
+def test_revert_rollback_runs_no_checkout_and_moves_by_fast_forward(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup.work({"feature.txt": "new\n"})
+    planned = merged(setup)
+    later = setup.on_main({"later.txt": "later\n"})
+    monkeypatch.setattr(mg, "_merge_base_option", False)  # the git 2.38/2.39 way, whatever git this is
+    counted = GitCalls(monkeypatch)
+    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "Revert it")
+    # tip + merge's parents + containment; stand-in commit; merge-tree; the revert commit; worktree list; move
+    expected = ["rev-parse", "commit-tree", "merge-tree", "commit-tree", "worktree", "merge"]
+    assert counted.commands() == expected
+    assert counted.processes == len(counted.calls)
+    assert result.method == "revert" and parents(setup.repo, result.to_sha) == [later]
+    assert git(setup.repo, "rev-parse", "HEAD") == result.to_sha and cg.is_clean(setup.repo)
+    assert not (setup.repo / "feature.txt").exists() and (setup.repo / "later.txt").exists()
+    assert worktree_count(setup.repo) == 2
+
+
+def test_checkout_free_revert_conflict_names_files_and_changes_nothing(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup.work({"app.txt": "line 1\nline 2 by task\nline 3\n", "feature.txt": "f\n"})
+    planned = merged(setup)
+    setup.on_main({"app.txt": "line 1\nline 2 by task, then edited\nline 3\n", "later.txt": "l\n"})
+    (setup.repo / "README.md").write_text("my local edit\n")  # someone's work in the checkout
+    (setup.repo / "notes.txt").write_text("mine\n")
+    before = snapshot(setup.repo)
+    counted = GitCalls(monkeypatch)
+    with pytest.raises(RefusedError, match=r"conflicts.*app\.txt.*nothing was changed") as info:
+        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
+    assert info.value.details == {"reason": "conflicts", "conflicts": ["app.txt"]}
+    assert snapshot(setup.repo) == before
+    ran = counted.commands()
+    assert not {"checkout", "revert", "read-tree", "reset", "update-ref", "merge", "apply"} & set(ran), ran
+    assert not [args for args in counted.calls if args[:2] == ("worktree", "add")]
+
+
+def test_reset_rollback_is_three_git_calls(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup.work({"feature.txt": "new\n"})
+    planned = merged(setup)
+    counted = GitCalls(monkeypatch)
+    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
+    assert counted.commands() == ["rev-parse", "worktree", "reset"]
+    assert ("reset", "--keep", "--quiet", planned.rollback_sha) in counted.calls
+    assert result.method == "reset" and git(setup.repo, "rev-parse", "HEAD") == setup.base

@@ -27,6 +27,7 @@ from cockpit.core.store import Store
 from tests.support.gitrepos import git
 from tests.support.tasks import commit_files, init_cockpit, reviewable_task
 from tests.support.waiting import async_wait_until
+from tests.unit.test_git import GitCalls
 
 BASE_FILES = {"README.md": "# demo\n", "app.txt": "line 1\nline 2\nline 3\n"}
 
@@ -288,10 +289,10 @@ async def test_ref_moved_before_the_move_is_refused_and_loses_nothing(
     original = mg.move_target
     pushed: list[str] = []
 
-    def racing(repo: Path, planned: mg.PlannedMerge) -> None:
+    def racing(repo: Path, planned: mg.PlannedMerge, **kw: Any) -> None:
         # Someone commits to main after the merge was planned and verified, just before the ref moves.
         pushed.append(commit_files(env.root, {"pushed.txt": "pushed\n"}, "pushed meanwhile"))
-        original(repo, planned)
+        original(repo, planned, **kw)
 
     monkeypatch.setattr(mg, "move_target", racing)
     with pytest.raises(RefusedError) as caught:
@@ -406,6 +407,74 @@ def _blocked_on_flock() -> bool:
     """This process waits for a flock (a `->` line of /proc/locks names the waiter's pid)."""
     lines = Path("/proc/locks").read_text().splitlines()
     return any("->" in line and "FLOCK" in line and f" {os.getpid()} " in line for line in lines)
+
+
+# ----------------------------------------------------------------------------------------- git processes
+
+# What the benchmarks (benchmarks/merge_overhead.py, rollback_overhead.py) time, one git process at a time: a
+# new one here is a regression of their ratios against bare git (6 processes for a merge, 2 for a reset, 1 for
+# git's in-place revert). Every process goes through `run_git` (GitCalls checks GitPython started no other).
+MERGE_CALLS = [
+    "rev-parse",  # both tips and their merge base: the rollback point, and did the target move?
+    "worktree",  # where the target is checked out
+    "status",  # that checkout is clean
+    "merge-tree",  # no conflicts, and the merged tree
+    "commit-tree",  # the merge commit, from the preflight's tips and tree (no identity lookup)
+    "rev-parse",  # in the checkout: HEAD (the compare of compare-and-set), the merge's parents, the branch
+    "merge",  # --ff-only: the move; its output confirms where the target went
+    "worktree",  # remove the task's worktree (git refuses one with uncommitted work)
+]
+RESET_CALLS = ["rev-parse", "worktree", "reset"]  # tip + merge's parents; the checkout's HEAD; reset --keep
+REVERT_CALLS = ["rev-parse", "log", "commit-tree", "merge-tree", "commit-tree", "worktree", "merge"]
+
+
+async def test_git_process_budget_of_merge_and_rollback(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    env.settings.values["merge.verify"] = False
+    monkeypatch.setattr(mg, "_merge_base_option", False)  # git 2.38/2.39's revert (one more commit-tree)
+    task = await env.task({"feature.txt": "new\n"})
+    counted = GitCalls(monkeypatch)
+    merged = await env.merge(task.id)
+    assert merged.task.state is State.DONE and merged.merge["worktree_removed"] is True
+    assert counted.commands() == MERGE_CALLS, counted.calls
+    assert counted.processes == len(MERGE_CALLS)
+
+    counted.calls.clear()
+    counted.processes = 0
+    rolled = await env.rollback(task.id)
+    assert rolled.rollback["method"] == "reset"
+    assert counted.commands() == RESET_CALLS and counted.processes == len(RESET_CALLS), counted.calls
+
+    other = await env.task({"other.txt": "o\n"}, title="other")
+    await env.merge(other.id)
+    commit_files(env.root, {"later.txt": "later\n"}, "later work")
+    counted.calls.clear()
+    counted.processes = 0
+    reverted = await env.rollback(other.id)
+    assert counted.commands() == REVERT_CALLS and counted.processes == len(REVERT_CALLS), counted.calls
+    assert not [args for args in counted.calls if "--hard" in args or args[:2] == ("worktree", "add")]
+    assert reverted.rollback["method"] == "revert" and env.worktrees() == [env.root]
+
+
+async def test_a_verified_merge_looks_at_the_checkout_again_before_moving(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gates take time: someone may start editing the target's checkout meanwhile. The move then lists
+    the checkouts and checks them again instead of trusting the preflight's."""
+    task = await env.task({"feature.txt": "new\n"})
+    original = mg.verify_in_scratch
+
+    def verify(repo: Path, sha: str, scratch: Path, check: Callable[[Path], bool]) -> bool:
+        ok = original(repo, sha, scratch, check)
+        (env.root / "wip.txt").write_text("started while the gates ran\n")
+        return ok
+
+    monkeypatch.setattr(mg, "verify_in_scratch", verify)
+    before = env.tip()
+    with pytest.raises(RefusedError, match=r"uncommitted changes \(wip\.txt\)") as caught:
+        await env.merge(task.id)
+    assert caught.value.details["step"] == "move" and env.tip() == before
+    assert (env.root / "wip.txt").read_text() == "started while the gates ran\n"
+    assert (await env.store.get_task(task.id)).state is State.AWAITING_REVIEW
 
 
 # ----------------------------------------------------------------------------------------------- rollback
