@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,8 +33,8 @@ from cockpit.tui.screens.diff import DiffScreen  # noqa: E402
 WAIT_S = 30.0
 
 
-async def until(pilot: Pilot[int], check: Callable[[], object], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
+async def until(pilot: Pilot[int], check: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
     while not check():
         if time.monotonic() > deadline:
             raise SystemExit(f"screenshots: gave up waiting for {what}")
@@ -60,11 +61,12 @@ async def shoot(app: CockpitApp, pilot: Pilot[int], out: Path, name: str) -> Non
 async def photograph(where: Path, out: Path, size: tuple[int, int]) -> None:
     app = make_app(where, config=AppConfig(clock=False, toasts=False, cursor_blink=False, title="workspace"))
     async with app.run_test(size=size) as pilot:
-        await until(pilot, lambda: all(m.loaded or m.mode in (UNINITIALISED, OFFLINE) for m in app.models.values()),
-                    "the repos to load")
+        await until(pilot, lambda: all(m.loaded or m.mode in (UNINITIALISED, OFFLINE)
+                                       for m in app.models.values()), "the repos to load")
 
-        async def on(task: tuple[str, int] | None, name: str, then: Callable[[], Awaitable[None]] | None = None,
-                     ) -> None:
+        async def on(
+            task: tuple[str, int] | None, name: str, then: Callable[[], Awaitable[None]] | None = None
+        ) -> None:
             if task is None:
                 print(f"skipped {name}: no task for it in this workspace")
                 return
@@ -75,7 +77,7 @@ async def photograph(where: Path, out: Path, size: tuple[int, int]) -> None:
             else:
                 await then()
 
-        async def opened(kind: type[Screen[object]]) -> None:
+        async def opened(kind: type[Screen[Any]]) -> None:
             await until(pilot, lambda: isinstance(app.screen, kind) and app.screen.is_mounted, kind.__name__)
 
         await on(first(app, needs_input=True) or first(app, State.EXECUTING), "main")
@@ -120,7 +122,8 @@ async def photograph(where: Path, out: Path, size: tuple[int, int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/screenshots", description=__doc__.split("\n\n")[0])
-    parser.add_argument("workspace", nargs="?", type=Path, help="a workspace or repo (default: build the demo)")
+    parser.add_argument("workspace", nargs="?", type=Path,
+                        help="a workspace or repo (default: build the demo)")
     parser.add_argument("--out", type=Path, default=ROOT / "screenshots", help="where the SVGs go")
     parser.add_argument("--size", default="160x48", help="terminal size, COLUMNSxROWS")
     args = parser.parse_args(argv)

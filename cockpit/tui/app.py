@@ -9,6 +9,8 @@ Blocking work (git, tmux, starting a daemon) runs in thread workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import re
 import shlex
 import subprocess
@@ -40,7 +42,7 @@ from cockpit.core.workspace import WORKSPACE_FILE, Workspace
 from cockpit.tui.commands import CockpitCommands
 from cockpit.tui.link import RepoLink
 from cockpit.tui.messages import AgentOutput, AttentionNeeded, LinkChanged, OpFinished, TasksChanged
-from cockpit.tui.repo_model import RepoModel, attention_kind
+from cockpit.tui.repo_model import OFFLINE, UNINITIALISED, RepoModel, attention_kind
 from cockpit.tui.screens.cockpit import CockpitScreen
 from cockpit.tui.screens.diff import DiffScreen
 from cockpit.tui.screens.forms import (
@@ -55,6 +57,7 @@ from cockpit.tui.screens.keys import KeysScreen, binding_rows
 from cockpit.tui.screens.merges import MergesScreen
 
 TICK_S = 30.0
+LINK_STOP_S = 3.0
 OUTPUT_LINES = 60
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 # How each op's success reads on the flash line.
@@ -228,7 +231,7 @@ class CockpitApp(App[int]):
     TITLE = "cockpit"
     COMMANDS = App.COMMANDS | {CockpitCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("exclamation_mark", "inbox", "Inbox: what needs you"),
+        Binding("exclamation_mark", "inbox", "Inbox"),
         Binding("n", "new_task", "New task"),
         Binding("M", "merges", "Merges"),
         Binding("question_mark", "keys", "Keys"),
@@ -251,6 +254,7 @@ class CockpitApp(App[int]):
         }
         self.main = CockpitScreen(list(self.models), self.config.title or target.title)
         self._focus_when_seen: tuple[str, int] | None = None
+        self._settled = False
 
     def get_default_screen(self) -> Screen[Any]:
         return self.main
@@ -283,6 +287,12 @@ class CockpitApp(App[int]):
         for link in self.links.values():
             link.stop()
 
+    async def links_stopped(self) -> None:
+        """Wait (a while) until every link has closed its store and sockets, before the app cancels them."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LINK_STOP_S):
+                await asyncio.gather(*(link.stopped() for link in self.links.values()))
+
     # -- messages from the workers ---------------------------------------------------------------------------
 
     @property
@@ -296,6 +306,12 @@ class CockpitApp(App[int]):
         ids = self.links[message.repo].acknowledge()
         if not ids:
             return
+        models = self.models.values()
+        if not self._settled and all(m.loaded or m.mode in (UNINITIALISED, OFFLINE) for m in models):
+            # Every repo's tasks are loaded and live as long as the app: take them out of the garbage
+            # collector's full scans, which with thousands of tasks would pause a frame for 100 ms and more.
+            self._settled = True
+            gc.freeze()
         self.main.tasks_changed(message.repo, ids)
         for screen in self.screen_stack:
             if isinstance(screen, MergesScreen):

@@ -79,14 +79,13 @@ def row_plain(task: Task, now: float) -> tuple[str, ...]:
     )
 
 
-def row_cells(plain: tuple[str, ...]) -> list[str | Text]:
-    """The row's cells, styled."""
-    cells: list[str | Text] = list(plain)
+def row_cells(plain: tuple[str, ...]) -> list[Text]:
+    """The row's cells, styled. All are Text: a str cell would be parsed as markup (a title holding "[x]"
+    would lose it), and parsed again on every render."""
+    cells = [Text(value, no_wrap=True, overflow="ellipsis") for value in plain]
     cells[0] = Text(plain[0], style="dim", justify="right")
     cells[2] = state_text(plain[2])
-    agent = plain[4]
-    if agent:
-        cells[4] = Text(agent, style=AGENT_STYLES.get(agent, ""))
+    cells[4] = Text(plain[4], style=AGENT_STYLES.get(plain[4], ""))
     cells[5] = Text(plain[5], style="dim")
     cells[7] = Text(plain[7], style="italic")
     return cells

@@ -55,7 +55,10 @@ class RepoLink:
         self._local: Backend | None = None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._done = asyncio.Event()
+        self._closing: asyncio.Future[None] | None = None
         self._notified = False
+        self._refused = ""
 
     @property
     def name(self) -> str:
@@ -72,9 +75,12 @@ class RepoLink:
         self._wake.set()
 
     def stop(self) -> None:
-        """End `run` soon: its file watch returns within one watcher step."""
+        """End `run` soon: a file watch returns within a step, a subscription once its socket closes."""
         self._stop.set()
         self._wake.set()
+        if self.client is not None:
+            # Closing the socket ends the subscription: its queue gets the end-of-stream marker.
+            self._closing = asyncio.ensure_future(self.client.close())
 
     def acknowledge(self) -> set[int]:
         """The UI took the change: return the changed ids and let the next change post again."""
@@ -123,7 +129,7 @@ class RepoLink:
                     continue
                 if daemonfile.read_live(self.paths.daemon_json) is not None:
                     # A live daemon that does not answer yet (starting, or stuck): retry with backoff.
-                    self._set_mode(OFFLINE, "the daemon does not answer; retrying")
+                    self._set_mode(OFFLINE, self._refused or "the daemon does not answer; retrying")
                     await self._pause(delay)
                     delay = min(delay * 2, self.backoff[1])
                     continue
@@ -131,16 +137,23 @@ class RepoLink:
                 await self._follow_store()
         finally:
             await self._close_local()
+            self._done.set()
+
+    async def stopped(self) -> None:
+        """Wait for `run` to end after `stop`, its store and sockets closed."""
+        await self._done.wait()
 
     async def _connect(self) -> DaemonClient | None:
         info = daemonfile.read_live(self.paths.daemon_json)
         if info is None:
             return None
         try:
-            return await DaemonClient.connect(info.socket, self.connect_timeout)
+            client = await DaemonClient.connect(info.socket, self.connect_timeout)
         except CockpitError as exc:
-            self.model.detail = exc.message
+            self._refused = exc.message  # e.g. another protocol version: say so in the tab
             return None
+        self._refused = ""
+        return client
 
     async def _follow_daemon(self, client: DaemonClient) -> bool:
         """Snapshot if needed, subscribe, fold events until the connection closes. True once subscribed."""

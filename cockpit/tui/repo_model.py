@@ -66,8 +66,8 @@ class RepoModel:
     progress: dict[int, dict[str, Any]] = field(default_factory=dict)
     # Ids changed since the UI last looked; the UI takes them with `take_dirty`.
     dirty: set[int] = field(default_factory=set)
-    # When a list, the commit time of every event folded is appended (the event_to_screen benchmark's probe).
-    trace: list[float] | None = None
+    # When a list, (task id, commit time) of every event folded is appended (the event_to_screen benchmark).
+    trace: list[tuple[int, float]] | None = None
     # Events up to this seq may already be in the snapshot (see `load`).
     _overlap_until: int = 0
 
@@ -103,7 +103,7 @@ class RepoModel:
             if event.type == "agent.progress":
                 self.progress[task.id] = dict(event.data)
             if self.trace is not None:
-                self.trace.append(event.ts)
+                self.trace.append((task.id, event.ts))
             self.dirty.add(task.id)
             if event.seq > quiet_until:
                 note = self._attention(task, before_state, before_input)

@@ -9,6 +9,7 @@ clarification, rejected, cancelled, awaiting review, done and failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -38,10 +39,8 @@ class ManyRepos:
 
     def stop(self) -> None:
         def stop_one(root: Path) -> None:
-            try:
+            with contextlib.suppress(CockpitError):
                 daemonctl.stop(RepoPaths(root))
-            except CockpitError:
-                pass
 
         with ThreadPoolExecutor(min(16, len(self.repos))) as pool:
             list(pool.map(stop_one, self.repos.values()))
@@ -65,7 +64,7 @@ def _events(task_id: int) -> list[tuple[str, dict[str, Any]]]:
                              "questions": ["Which part?"] if kind == 4 else [], "classifier": "bench"}),
     ]
     branch = f"cockpit/task-{task_id}-seeded"
-    ran = [("task.approved", {"by": "bench"}),
+    ran: list[tuple[str, dict[str, Any]]] = [("task.approved", {"by": "bench"}),
            ("task.executing", {"branch": branch, "worktree": None, "base_sha": "0" * 40, "attempt": 1}),
            ("agent.exited", {})]
     if kind == 5:
@@ -96,7 +95,7 @@ async def seed_store(root: Path, count: int) -> None:
 
 
 def build(count: int, *, tasks_per_repo: int = 0, base: Path | None = None) -> ManyRepos:
-    """`count` repos named repo01.. in one workspace, each with `tasks_per_repo` seeded tasks (not started)."""
+    """`count` repos (repo01...) in one workspace, each with `tasks_per_repo` seeded tasks; not started."""
     root = Path(tempfile.mkdtemp(prefix="ck-bench-", dir=base))
     names = [f"repo{i:02d}" for i in range(1, count + 1)]
     repos = build_workspace(root, names, settings={"agent.backend": "script",

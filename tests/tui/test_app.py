@@ -14,10 +14,11 @@ import pytest
 from rich.console import Console, RenderableType
 from textual.widgets import Button, Input, OptionList, TabbedContent, TextArea
 
+from cockpit.cli import main
 from cockpit.core.client import DaemonClient
 from cockpit.core.paths import RepoPaths
 from cockpit.core.tmux import TmuxPanes
-from cockpit.tui.app import AppConfig, resolve_target
+from cockpit.tui.app import AppConfig, CockpitApp, resolve_target
 from cockpit.tui.repo_model import LIVE, STORE
 from cockpit.tui.screens.diff import DiffScreen
 from cockpit.tui.screens.forms import AnswerScreen, ClarifyScreen, ConfirmScreen, NewTaskScreen, ReasonScreen
@@ -126,10 +127,14 @@ async def test_tabs_show_each_repo_with_counts_and_a_marker(workspace: Build) ->
     async with run_cockpit(ws.root) as ck:
         await ck.wait(lambda: len(ck.app.models["backend"].tasks) == 2)
         tabs = ck.app.main.query_one("#repos", TabbedContent)
-        backend = str(tabs.get_tab("repo-0").label)
-        frontend = str(tabs.get_tab("repo-1").label)
-        assert "backend" in backend and " 2" in backend and "⚑2" in backend
-        assert "frontend" in frontend and "⚑" not in frontend
+
+        def label(pane: str) -> str:
+            return str(tabs.get_tab(pane).label)
+
+        # Titles trail a burst of changes by a moment.
+        await ck.wait(lambda: " 2" in label("repo-0") and "⚑2" in label("repo-0"))
+        assert "backend" in label("repo-0")
+        assert "frontend" in label("repo-1") and "⚑" not in label("repo-1")
         table = ck.app.main.table("backend")
         assert table.row_count == 2 and table.shows(1) and table.shows(2)
         assert ck.app.models["backend"].mode == LIVE
@@ -552,23 +557,24 @@ async def test_m_merges_after_the_preflight_and_u_rolls_back(workspace: Build) -
         assert git(repo, "rev-parse", "main") == before
 
 
-async def test_u_on_the_main_screen_rolls_back_with_a_revert_once_main_moved(workspace: Build) -> None:
+async def test_merge_and_rollback_buttons_revert_once_main_moved(workspace: Build) -> None:
     ws = workspace("backend")
     repo = ws.repos["backend"]
     async with run_cockpit(ws.root) as ck:
         task_id = await _run_to_review(ck, repo, "Write the plan down for the export endpoint")
-        await ck.press("m")
+        await ck.pilot.click("#merge")
         await ck.screen(ConfirmScreen)
-        await ck.press("y")
+        await ck.pilot.click("#yes")
         await wait_state(ck, repo, task_id, "done")
         (repo / "later.txt").write_text("later\n")
         git(repo, "add", "later.txt")
         git(repo, "commit", "-q", "-m", "a later commit")
         later = git(repo, "rev-parse", "main")
-        await ck.press("u")
+        await ck.wait(lambda: ck.app.main.query_one("#rollback").display)
+        await ck.pilot.click("#rollback")
         await ck.screen(ConfirmScreen)
         assert "revert commit" in confirm_text(ck)
-        await ck.press("y")
+        await ck.pilot.click("#yes")
         await wait_state(ck, repo, task_id, "rolled_back")
         assert git(repo, "rev-parse", "main^") == later
         assert not (repo / f"docs/tasks/task-{task_id}.md").exists()
@@ -623,6 +629,54 @@ async def test_task_keys_on_a_pending_task_explain_instead_of_failing(workspace:
         await ck.press(key)
         await ck.wait(lambda: ck.app.flash.text)
         assert (await ashow(ws.repos["backend"], 1))["state"] == "pending"
+
+
+async def test_action_buttons_follow_the_task(workspace: Build) -> None:
+    ws = workspace("backend")
+    repo = ws.repos["backend"]
+    async with run_cockpit(ws.root) as ck:
+        task_id = await _run_to_review(ck, repo, "Write the plan down for the export endpoint")
+        detail = ck.app.main.query_one(TaskDetail)
+        shown = {b.id for b in detail.query(".task-action").results(Button) if b.display}
+        assert shown == {"merge", "diff", "shell", "reject"}
+        await ck.pilot.click("#diff")
+        await ck.screen(DiffScreen)
+        await ck.press("escape")
+        await ck.closed(DiffScreen)
+        await ck.pilot.click("#reject")
+        await ck.screen(ReasonScreen)
+        await ck.press("enter")
+        await wait_state(ck, repo, task_id, "rejected")
+        await ck.wait(lambda: not any(b.display for b in detail.query(".task-action").results(Button)))
+
+
+async def test_key_bar_clicks_and_q_quits(workspace: Build) -> None:
+    ws = workspace("backend", start=False)
+    async with run_cockpit(ws.root) as ck:
+        bar = ck.app.main.query_one("#keys")
+        text = str(bar.render())
+        await ck.pilot.click("#keys", offset=(text.index(" ? ") + 1, 0))
+        await ck.screen(KeysScreen)
+        await ck.press("escape")
+        await ck.closed(KeysScreen)
+        await ck.press("q")
+        await ck.wait(lambda: ck.app.return_code is not None or not ck.app.is_running)
+
+
+def test_cockpit_opens_from_the_command_line(workspace: Build, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = workspace("backend", "frontend", start=False)
+    opened: list[list[str]] = []
+
+    def run(self: CockpitApp, **kwargs: Any) -> int:
+        opened.append(list(self.models))
+        return 0
+
+    monkeypatch.setattr(CockpitApp, "run", run)
+    monkeypatch.chdir(ws.repos["frontend"])
+    assert main([]) == 0  # the workspace around the current directory
+    assert main(["--workspace", str(ws.root / "cockpit-workspace.toml")]) == 0
+    assert main(["ui", str(ws.repos["backend"])]) == 0
+    assert opened == [["backend", "frontend"]] * 3
 
 
 def test_event_types_helper_is_sane(workspace: Build) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,13 +21,14 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from cockpit.core.models import Task
 from cockpit.core.states import State
 from cockpit.tui.messages import AgentOutput
 from cockpit.tui.repo_model import CONNECTING, LIVE, OFFLINE, STORE, UNINITIALISED, RepoModel
-from cockpit.tui.widgets.bars import FlashLine, StatusBar
+from cockpit.tui.screens.keys import bar_keys
+from cockpit.tui.widgets.bars import FlashLine, KeyBar, StatusBar
 from cockpit.tui.widgets.task_detail import AgentOutputView, DetailContext, TaskDetail
 from cockpit.tui.widgets.task_table import TaskTable
 
@@ -89,6 +91,14 @@ class CockpitScreen(Screen[None]):
         Binding("R", "retry", "Retry the task", show=False),
         Binding("D", "start_daemon", "Start this repo's daemon", show=False),
         *(Binding(str(n), f"switch_tab({n})", "", show=False) for n in range(1, 10)),
+        # The task tables never take the focus (see TaskTable): these move the active one's cursor.
+        Binding("down,j", "cursor('down')", "", show=False),
+        Binding("up,k", "cursor('up')", "", show=False),
+        Binding("pagedown", "cursor('page_down')", "", show=False),
+        Binding("pageup", "cursor('page_up')", "", show=False),
+        Binding("home", "cursor('top')", "", show=False),
+        Binding("end", "cursor('bottom')", "", show=False),
+        Binding("enter", "cursor('select')", "", show=False),
     ]
 
     def __init__(self, repos: list[str], title: str) -> None:
@@ -123,14 +133,12 @@ class CockpitScreen(Screen[None]):
                     yield RepoPane(repo, i)
         yield TaskDetail(id="detail")
         yield FlashLine(id="flash")
-        yield Footer()
+        yield KeyBar(bar_keys(self.BINDINGS) + bar_keys(self.cockpit.BINDINGS, "app"), id="keys")
 
     def on_mount(self) -> None:
         for repo in self.repos:
             model = self.cockpit.models[repo]
             self.pane(repo).show_link(model.mode, model.detail)
-        if self.repos:
-            self.pane(self.repos[0]).table.focus()
         self._update_bar()
 
     def pane(self, repo: str) -> RepoPane:
@@ -209,6 +217,11 @@ class CockpitScreen(Screen[None]):
         if self._summary_timer is None:
             self._summary_timer = self.set_timer(SUMMARY_DELAY_S, self._summarise)
 
+    @property
+    def settling(self) -> bool:
+        """Tab titles or the bar's counts still have changes to show."""
+        return bool(self._stale) or self._summary_timer is not None
+
     def _summarise(self) -> None:
         self._summary_timer = None
         stale, self._stale = self._stale, set()
@@ -230,10 +243,10 @@ class CockpitScreen(Screen[None]):
             parts.append((f"{i + 1} ", "dim"))
         parts.append((repo, "bold"))
         if model.loaded:
-            parts.append(f" {model.active_count()}")
+            parts.append(f" {model.active_count():>2}")  # padded: a count's width changes less often
         waiting = model.waiting_count()
-        if waiting:
-            parts.append((f" ⚑{waiting}", "bold $warning"))
+        # The marker keeps its place when it goes away, so the title's width (see `_relabel`) stays put.
+        parts.append((f" ⚑{waiting:<2}", "bold $warning") if waiting else "    ")
         if model.mode in (STORE, UNINITIALISED, OFFLINE):
             parts.append((" ⊘", "bold $error"))
         return Content.assemble(*parts)
@@ -243,7 +256,14 @@ class CockpitScreen(Screen[None]):
         if self._labels.get(repo) == label:
             return
         self._labels[repo] = label
-        self.query_one("#repos", TabbedContent).get_tab(pane_id(self.index[repo])).label = label
+        tab = self.query_one("#repos", TabbedContent).get_tab(pane_id(self.index[repo]))
+        if tab.label.cell_length == label.cell_length:
+            # Same width: repaint the tab alone. `Tab.label = ...` would lay out the whole screen (and move
+            # the underline), which is what a new width needs but a changed count does not.
+            tab._label = label
+            Static.update(tab, label, layout=False)
+        else:
+            tab.label = label
 
     def _update_bar(self) -> None:
         models = self.cockpit.models.values()
@@ -304,7 +324,9 @@ class CockpitScreen(Screen[None]):
             return
         self._catch_up(repo)
         table = self.table(repo)
-        table.focus()
+        # The tab's rows and their rendering caches (thousands of objects) live on: once drawn, keep them
+        # out of the garbage collector's full scans, which would otherwise pause a later frame for 100 ms.
+        self.call_after_refresh(gc.freeze)
         table.refresh_ages(self.cockpit.models[repo].tasks.values(), self.cockpit.now())
         self.refresh_detail()
 
@@ -402,10 +424,11 @@ class CockpitScreen(Screen[None]):
     def output(self) -> list[str]:
         return self._output
 
-    def on_unmount(self) -> None:
+    async def on_unmount(self) -> None:
         if self._follow_stop is not None:
             self._follow_stop.set()
         self.cockpit.stop_links()
+        await self.cockpit.links_stopped()
 
     # -- actions: resolve the selection, hand over to the app ------------------------------------------------
 
@@ -414,6 +437,17 @@ class CockpitScreen(Screen[None]):
         if chosen is None:
             self.cockpit.say("no task selected", "warning")
         return chosen
+
+    def action_cursor(self, move: str) -> None:
+        repo = self.active_repo
+        if repo is None:
+            return
+        table = self.table(repo)
+        actions = {"down": table.action_cursor_down, "up": table.action_cursor_up,
+                   "page_down": table.action_page_down, "page_up": table.action_page_up,
+                   "top": table.action_scroll_top, "bottom": table.action_scroll_bottom,
+                   "select": table.action_select_cursor}
+        actions[move]()
 
     def action_switch_tab(self, n: int) -> None:
         if 1 <= n <= len(self.repos):
@@ -427,7 +461,6 @@ class CockpitScreen(Screen[None]):
         """Switch to the repo's tab and put the cursor on the task."""
         self.show_repo(repo)
         table = self.table(repo)
-        table.focus()
         table.select(task_id)
         self.call_after_refresh(table.select, task_id)
         self.refresh_detail()

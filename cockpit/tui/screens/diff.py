@@ -14,7 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from cockpit.core import git
@@ -22,6 +22,8 @@ from cockpit.core.config import load_settings
 from cockpit.core.errors import CockpitError
 from cockpit.core.models import Task
 from cockpit.core.states import State
+from cockpit.tui.screens.keys import bar_keys
+from cockpit.tui.widgets.bars import KeyBar
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class DiffScreen(Screen[None]):
             yield OptionList(id="diff-files")
             with VerticalScroll(id="diff-scroll"):
                 yield Static(Text("loading the diff…", style="dim italic"), id="diff-text")
-        yield Footer()
+        yield KeyBar(bar_keys(self.BINDINGS), id="keys")
 
     def on_mount(self) -> None:
         self.load()

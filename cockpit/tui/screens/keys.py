@@ -27,6 +27,13 @@ def key_label(keys: str) -> str:
     return " / ".join(KEY_NAMES.get(k.strip(), k.strip()) for k in keys.split(","))
 
 
+def bar_keys(bindings: Iterable[BindingType], namespace: str = "") -> list[tuple[str, str, str]]:
+    """(key, description, action) of the bindings meant to be shown, for a KeyBar."""
+    prefix = f"{namespace}." if namespace else ""
+    return [(key_label(b.key), b.description, prefix + b.action) for b in bindings
+            if isinstance(b, Binding) and b.show and b.description]
+
+
 def binding_rows(bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     for binding in bindings:

@@ -8,12 +8,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual.widgets.data_table import RowDoesNotExist
 
 from cockpit.core.models import Task
 from cockpit.tui.cells import state_text
-from cockpit.tui.widgets.bars import FlashLine
+from cockpit.tui.screens.keys import bar_keys
+from cockpit.tui.widgets.bars import FlashLine, KeyBar
 
 if TYPE_CHECKING:
     from cockpit.tui.app import CockpitApp
@@ -88,7 +89,7 @@ class MergesScreen(Screen[None]):
             Text("no merges yet: m merges a task awaiting review", style="dim italic"), id="merges-empty"
         )
         yield FlashLine()
-        yield Footer()
+        yield KeyBar(bar_keys(self.BINDINGS), id="keys")
 
     def on_mount(self) -> None:
         for repo in self.cockpit.models:

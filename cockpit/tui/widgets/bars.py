@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from rich.text import Text
+from textual import events
 from textual.widgets import Static
 
 if TYPE_CHECKING:
@@ -60,3 +61,32 @@ class FlashLine(Static):
     def _show(self, flash: Flash) -> None:
         self.update(Text(flash.text, style=FLASH_STYLES.get(flash.level, "")), layout=False)
         self.set_class(flash.level == "error", "-error")
+
+
+class KeyBar(Static):
+    """The screen's main keys on one line; a click on one runs it.
+
+    Textual's Footer rebuilds its keys whenever the focus moves (every tab switch), which costs a frame many
+    times what a key press should; this bar is drawn once.
+    """
+
+    def __init__(self, keys: list[tuple[str, str, str]], *, id: str | None = None) -> None:
+        """`keys`: (key as shown, what it does, action to run, e.g. "approve" or "app.inbox")."""
+        super().__init__(id=id)
+        self.keys = keys
+        self._spans: list[tuple[int, int, str]] = []
+
+    def on_mount(self) -> None:
+        text = Text(" ")
+        for shown, description, action in self.keys:
+            start = text.cell_len
+            text.append(f" {shown} ", style="bold reverse")
+            text.append(f" {description}  ")
+            self._spans.append((start, text.cell_len, action))
+        self.update(text, layout=False)
+
+    async def on_click(self, event: events.Click) -> None:
+        for start, end, action in self._spans:
+            if start <= event.x < end:
+                await self.screen.run_action(action)
+                return

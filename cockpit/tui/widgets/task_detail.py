@@ -271,6 +271,10 @@ class TaskDetail(Vertical):
             super().__init__()
             self.action = action
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._shown: dict[str, Text] = {}
+
     def compose(self) -> ComposeResult:
         yield Static(id="detail-head")
         with Horizontal(id="detail-body"):
@@ -299,37 +303,45 @@ class TaskDetail(Vertical):
         if event.button.name:
             self.post_message(self.ActionPressed(event.button.name))
 
+    def _put(self, widget_id: str, content: Text, *, layout: bool = True) -> None:
+        """Update a Static only when its content changed: an update that may change its height lays out the
+        whole screen, which is most of what moving the cursor costs."""
+        if self._shown.get(widget_id) == content:
+            return
+        self._shown[widget_id] = content
+        self.query_one(f"#{widget_id}", Static).update(content, layout=layout)
+
     def show(self, task: Task | None, ctx: DetailContext | None) -> None:
         self.set_class(task is None, "-empty")
-        head = self.query_one("#detail-head", Static)
         if task is None or ctx is None:
-            head.update(Text("no task selected: n creates one", style="dim"), layout=False)
-            self.query_one("#plan-text", Static).update("")
+            self._put("detail-head", Text("no task selected: n creates one", style="dim"), layout=False)
+            self._put("plan-text", Text(""))
             for name in ("-has-agent", "-has-gates", "-needs-input"):
                 self.remove_class(name)
             return
-        head.update(head_text(ctx.repo, task, ctx), layout=False)  # two lines, always
-        self.query_one("#plan-text", Static).update(plan_text(task, ctx))
+        self._put("detail-head", head_text(ctx.repo, task, ctx), layout=False)  # two lines, always
+        self._put("plan-text", plan_text(task, ctx))
         shown = set(offered(task))
         for button in self.query(".task-action").results(Button):
-            button.display = button.name in shown
+            wanted = button.name in shown
+            if button.display != wanted:
+                button.display = wanted
         has_agent = task.state in WORK_STATES and (
             task.agent is not None or task.pane is not None or task.attempt > 0
         )
-        self.set_class(has_agent, "-has-agent")
-        self.set_class(bool(task.gates) or task.state is State.GATING, "-has-gates")
+        has_gates = bool(task.gates) or task.state is State.GATING
         waiting = task.needs_input and task.state is State.EXECUTING
+        self.set_class(has_agent, "-has-agent")
+        self.set_class(has_gates, "-has-gates")
         self.set_class(waiting, "-needs-input")
+        # Hidden sections are not updated: they are when they show.
         if waiting:
-            self.query_one("#needs-input", Static).update(
-                Text.assemble(
-                    ("  ⚠ the agent is waiting for your answer  ", "bold"),
-                    ("enter answers it · t attaches", ""),
-                )
-            )
+            self._put("needs-input", Text.assemble(("  ⚠ the agent is waiting for your answer  ", "bold"),
+                                                   ("enter answers it · t attaches", "")), layout=False)
         if has_agent:
-            self.query_one("#agent-progress", Static).update(progress_text(task, ctx))
-        self.query_one("#gates", Static).update(gates_text(task))
+            self._put("agent-progress", progress_text(task, ctx))
+        if has_gates:
+            self._put("gates", gates_text(task))
 
     def show_output(self, lines: list[str], error: str | None = None) -> None:
         self.query_one("#agent-output", AgentOutputView).set_lines(lines, error or "")

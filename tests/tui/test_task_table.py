@@ -1,0 +1,71 @@
+"""TaskTable: rows by task id, and its row-scoped re-render giving the same picture as `update_cell`."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+
+from cockpit.core.models import Link, Task
+from cockpit.core.states import State
+from cockpit.tui.widgets.task_table import TaskTable
+
+NOW = 1_800_000_000.0
+
+
+class TableApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield TaskTable("repo", id="fast")
+        yield TaskTable("repo", id="plain")
+
+
+def tasks(count: int) -> list[Task]:
+    return [Task(id=i, title=f"task {i} [does] things", description="d", state=State.PENDING, scope="small",
+                 created_at=NOW - 90 * i) for i in range(1, count + 1)]
+
+
+def screen_text(table: TaskTable) -> list[str]:
+    return [table.render_line(y).text for y in range(table.size.height)]
+
+
+async def test_row_updates_render_like_update_cell() -> None:
+    app = TableApp()
+    async with app.run_test(size=(160, 48)) as pilot:
+        fast = app.query_one("#fast", TaskTable)
+        plain = app.query_one("#plain", TaskTable)
+        plain._update_row = lambda key, cells: False  # type: ignore[method-assign]
+        rows = tasks(40)
+        for table in (fast, plain):
+            table.upsert_many(rows, NOW)
+        await pilot.pause()
+        for step in range(12):
+            task = rows[(step * 7) % len(rows)]
+            task.state = State.REJECTED if task.state is State.PENDING else State.PENDING
+            task.agent_status = "running" if step % 2 else "idle"
+            task.branch = f"cockpit/task-{task.id}-step-{step}"
+            task.children = [Link("peer", step)] if step % 3 == 0 else []
+            for table in (fast, plain):
+                table.upsert(task, NOW)
+                if step == 5:
+                    table.move_cursor(row=3)
+            await pilot.pause()
+            assert screen_text(fast) == screen_text(plain), f"step {step}"
+        assert "rejected" in str(fast.get_cell(str(rows[0].id), "state"))
+
+
+async def test_rows_are_keyed_by_task_id_and_titles_stay_literal() -> None:
+    app = TableApp()
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = app.query_one("#fast", TaskTable)
+        rows = tasks(3)
+        table.upsert_many(rows, NOW)
+        table.upsert_many(rows, NOW)  # nothing changed: no new rows
+        await pilot.pause()
+        assert table.row_count == 3 and table.shows(2)
+        title = table.get_cell("1", "title")
+        assert isinstance(title, Text) and title.plain == "task 1 [does] things"  # not read as markup
+        assert table.select(3) and table.selected_id == 3
+        assert not table.select(99)
+        assert str(table.get_cell("2", "age")) == "3m"
+        table.refresh_ages(rows, NOW + 3600)
+        assert str(table.get_cell("2", "age")) == "1h"
+
