@@ -33,6 +33,8 @@ from cockpit.tui.repo_model import CONNECTING, LIVE, OFFLINE, STORE, UNINITIALIS
 STORE_NAMES = frozenset({"index.db", "index.db-wal", "daemon.json"})
 # The watcher thread returns this often even with nothing to report, so a stop is never held up for long.
 WATCH_TIMEOUT_MS = 1000
+# A daemon that takes longer than this to answer the snapshot or the subscription is treated as unreachable.
+REPLY_TIMEOUT_S = 30.0
 
 
 class RepoLink:
@@ -116,8 +118,8 @@ class RepoLink:
                     try:
                         if await self._follow_daemon(client):
                             delay = self.backoff[0]
-                    except DaemonUnavailable:
-                        pass
+                    except (DaemonUnavailable, TimeoutError):
+                        pass  # gone, or stuck before answering: both get the backoff below
                     finally:
                         self.client = None
                         await client.close()
@@ -161,13 +163,13 @@ class RepoLink:
         quiet_until = 0
         if not self.model.loaded:
             self._set_mode(CONNECTING, "loading tasks")
-            before = int((await client.call("status"))["last_seq"])
-            listed = await client.call("list_tasks", {"all": True})
-            after = int((await client.call("status"))["last_seq"])
+            before = int((await client.call("status", timeout=REPLY_TIMEOUT_S))["last_seq"])
+            listed = await client.call("list_tasks", {"all": True}, timeout=REPLY_TIMEOUT_S)
+            after = int((await client.call("status", timeout=REPLY_TIMEOUT_S))["last_seq"])
             self.model.load([Task.from_json(t) for t in listed["tasks"]], before, after)
             quiet_until = after
         self._changed()
-        await client.call("subscribe", {"since": self.model.last_seq})
+        await client.call("subscribe", {"since": self.model.last_seq}, timeout=REPLY_TIMEOUT_S)
         self._set_mode(LIVE, "")
         queue = client.events
         while True:

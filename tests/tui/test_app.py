@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console, RenderableType
-from textual.widgets import Button, Input, OptionList, TabbedContent, TextArea
+from textual.widgets import Button, Input, OptionList, Static, TabbedContent, TextArea
 
 from cockpit.cli import main
 from cockpit.core.client import DaemonClient
@@ -149,6 +149,22 @@ async def test_number_keys_switch_tabs(workspace: Build) -> None:
         assert ck.app.main.active_repo == "backend"
         await ck.press("9")  # no ninth repo: nothing happens
         assert ck.app.main.active_repo == "backend"
+
+
+async def test_cursor_keys_move_in_the_active_table(workspace: Build) -> None:
+    ws = workspace("backend", start=False)
+    for text in ("Add an /export endpoint to the API", "Fix the typo in the README heading",
+                 "Add a dark mode toggle to the settings page"):
+        create(ws.repos["backend"], text)
+    async with run_cockpit(ws.root) as ck:
+        await ck.wait(lambda: ck.app.main.table("backend").row_count == 3)
+        assert ck.selected() == ("backend", 1)
+        moves = [("j", 2), ("down", 3), ("k", 2), ("up", 1), ("end", 3), ("home", 1), ("pagedown", 3)]
+        for key, expected in moves:
+            await ck.press(key)
+            assert ck.selected() == ("backend", expected), key
+        detail = ck.app.main.query_one(TaskDetail)
+        assert "dark mode" in str(detail.query_one("#detail-head", Static).render())
 
 
 async def test_rows_update_by_key_from_pushed_events(workspace: Build) -> None:
