@@ -7,9 +7,11 @@ and the cockpit's view of a repo whose daemon is down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
+from typing import Any
 
 import watchfiles
 
@@ -30,6 +32,16 @@ async def store_changes(cockpit_dir: Path, stop: asyncio.Event | None = None) ->
                                      recursive=False, debounce=5, step=5, rust_timeout=0,
                                      yield_on_timeout=False):
         yield
+
+
+async def close_watch(pending: asyncio.Future[Any] | None, changes: AsyncGenerator[Any, None] | None) -> None:
+    """End a file watch. A generator cannot be closed while a step of it runs, so that step ends first."""
+    if pending is not None:
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
+    if changes is not None:
+        with contextlib.suppress(BaseException):
+            await changes.aclose()
 
 
 async def wait_for_state(store: Store, cockpit_dir: Path, task_id: int, states: Iterable[State],
@@ -61,7 +73,4 @@ async def wait_for_state(store: Store, cockpit_dir: Path, task_id: int, states: 
             first = asyncio.ensure_future(changes.__anext__())
     finally:
         stop.set()
-        # The generator cannot be closed while a step of it still runs: end that step first.
-        first.cancel()
-        await asyncio.gather(first, return_exceptions=True)
-        await changes.aclose()
+        await close_watch(first, changes)

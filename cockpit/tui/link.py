@@ -27,6 +27,7 @@ from cockpit.core.errors import CockpitError, DaemonUnavailable
 from cockpit.core.models import JSON, Event, Task
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
+from cockpit.core.storewatch import close_watch
 from cockpit.tui.messages import AttentionNeeded, LinkChanged, TasksChanged
 from cockpit.tui.repo_model import CONNECTING, LIVE, OFFLINE, STORE, UNINITIALISED, RepoModel
 
@@ -239,13 +240,7 @@ class RepoLink:
                     return
         finally:
             stop.set()
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
-            if changes is not None:
-                with contextlib.suppress(BaseException):
-                    await changes.aclose()
+            await close_watch(pending, changes)
             await store.close()
 
     async def _wait_for_change(self, path: Path, done: Callable[[], bool]) -> None:
@@ -273,11 +268,7 @@ class RepoLink:
                     pending = asyncio.ensure_future(changes.__anext__())
         finally:
             stop.set()
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
-            with contextlib.suppress(BaseException):
-                await changes.aclose()
+            await close_watch(pending, changes)
 
     def _watch(self, path: Path, stop: asyncio.Event, names: frozenset[str] = STORE_NAMES) -> Any:
         """Changes to the store (and daemon.json) in `path`, not recursive: worktrees live below it."""

@@ -7,7 +7,6 @@ through the app, which sends the op in a worker and reports the outcome on the f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -25,6 +24,7 @@ from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from cockpit.core.models import Task
 from cockpit.core.states import State
+from cockpit.core.storewatch import close_watch
 from cockpit.tui.messages import AgentOutput
 from cockpit.tui.repo_model import CONNECTING, LIVE, OFFLINE, STORE, UNINITIALISED, RepoModel
 from cockpit.tui.screens.keys import bar_keys
@@ -406,13 +406,7 @@ class CockpitScreen(Screen[None]):
                         pending = asyncio.ensure_future(changes.__anext__())
         finally:
             stop.set()
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
-            if changes is not None:
-                with contextlib.suppress(BaseException):
-                    await changes.aclose()
+            await close_watch(pending, changes)
 
     def on_agent_output(self, message: AgentOutput) -> None:
         if (message.repo, message.task_id) != self._shown:
