@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import statistics
@@ -36,18 +35,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import git as gitpython
+
+from _merge_bench import bare_git, counting_git, isolated_env, make_big_repo
 
 from cockpit.core import merging
 from cockpit.core.config import Settings
 from cockpit.core.store import Store
-from tests.support.gitrepos import GIT_ENV, make_repo
 from tests.support.tasks import commit_files, init_cockpit, reviewable_task
 
 BARE_COMMANDS = [
@@ -58,50 +57,6 @@ BARE_COMMANDS = [
     "git merge --ff-only COMMIT",
     "git worktree remove WORKTREE",
 ]
-
-
-@contextlib.contextmanager
-def counting_git() -> Iterator[list[str]]:
-    """Count the git processes the tool starts (every one goes through GitPython's `Git.execute`)."""
-    started: list[str] = []
-    real = gitpython.Git.execute
-
-    def execute(self: gitpython.Git, command: Any, *args: Any, **kwargs: Any) -> Any:
-        started.append(" ".join(command[1:3]))
-        return real(self, command, *args, **kwargs)
-
-    gitpython.Git.execute = execute  # type: ignore[method-assign]
-    try:
-        yield started
-    finally:
-        gitpython.Git.execute = real  # type: ignore[method-assign]
-
-
-def bare_git(cwd: Path, *args: str) -> str:
-    """One bare git command, as a shell would run it."""
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-@contextlib.contextmanager
-def isolated_env(tmp: Path) -> Iterator[None]:
-    """No user or system git config (hooks, signing ...) and a fixed identity, for both sides alike."""
-    saved = dict(os.environ)
-    home = tmp / "home"
-    home.mkdir()
-    os.environ.update({"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", **GIT_ENV})
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def make_big_repo(path: Path, files: int, history: int = 20) -> Path:
-    """A repo of `files` files in 40 directories with `history` commits, `main` checked out."""
-    make_repo(path, {f"src/d{i % 40}/f{i}.txt": f"file {i}\n" * 10 for i in range(files)})
-    for n in range(history):
-        commit_files(path, {f"src/d{n % 40}/f{n}.txt": f"file {n} edited {n}\n"}, f"history {n}")
-    return path
 
 
 def bare_merge(root: Path, branch: str, worktree: Path) -> None:
