@@ -95,10 +95,30 @@ def ensure_excluded(root: Path) -> bool:
     return True
 
 
+# Agent CLIs `init` looks for, in order of preference.
+AGENT_CLIS = ("claude", "codex", "aider", "gemini")
+
+
+def current_branch(root: Path) -> str | None:
+    """The branch checked out at `root` (also on an unborn branch); None on a detached HEAD."""
+    from cockpit.core.git import run_git
+
+    result = run_git(root, "symbolic-ref", "--short", "--quiet", "HEAD", check=False)
+    return result.stdout if result.ok and result.stdout else None
+
+
+def first_installed_agent() -> str | None:
+    import shutil
+
+    return next((name for name in AGENT_CLIS if shutil.which(name) is not None), None)
+
+
 def init_repo(paths: RepoPaths) -> dict[str, Any]:
     for d in (paths.cockpit, paths.plans, paths.worktrees, paths.logs, paths.signals):
         d.mkdir(parents=True, exist_ok=True)
-    wrote_config = cfg.write_default(paths.config)
+    branch = current_branch(paths.root) or "main"
+    agent = first_installed_agent()
+    wrote_config = cfg.write_default(paths.config, target_branch=branch, backend=agent or "script")
     excluded = ensure_excluded(paths.root)
 
     async def create_store() -> None:
@@ -106,16 +126,65 @@ def init_repo(paths: RepoPaths) -> dict[str, Any]:
         await store.close()
 
     asyncio.run(create_store())
+    settings = cfg.load_settings(paths.config)
     return {"root": str(paths.root), "cockpit": str(paths.cockpit), "config_created": wrote_config,
-            "exclude_added": excluded, "db": str(paths.db)}
+            "exclude_added": excluded, "db": str(paths.db), "target_branch": settings.target_branch,
+            "backend": settings["agent.backend"]}
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     paths = repo_paths(args)
     result = init_repo(paths)
-    out(args, result, lambda: say(args, f"initialised {paths.cockpit}"
-                                  + ("" if result["config_created"] else " (config kept)")))
+
+    def human() -> None:
+        if not result["config_created"]:
+            say(args, f"initialised {paths.cockpit} (config kept: target branch "
+                      f"{result['target_branch']}, agent {result['backend']})")
+            return
+        say(args, f"initialised {paths.cockpit}")
+        say(args, f"  target branch: {result['target_branch']} (the branch checked out now); change it with "
+                  "`cockpit config set task.target_branch NAME`")
+        if result["backend"] == "script":
+            say(args, f"  agent: script, the built-in scripted agent (it only commits the plan): none of "
+                      f"{', '.join(AGENT_CLIS)} is installed; install one, then "
+                      "`cockpit config set agent.backend NAME`")
+        else:
+            say(args, f"  agent: {result['backend']} (the first installed of {', '.join(AGENT_CLIS)}); "
+                      "change it with `cockpit config set agent.backend NAME`")
+
+    out(args, result, human)
     return 0
+
+
+def setup_problems(paths: RepoPaths, settings: cfg.Settings, checks: dict[str, Any]) -> list[str]:
+    """What would make every task fail at its start: a target branch that does not exist, a missing agent."""
+    from cockpit.core.agents import agent_command
+    from cockpit.core.git import ref_sha
+
+    problems: list[str] = []
+    target = settings.target_branch
+    try:
+        found = ref_sha(paths.root, target) is not None
+    except CockpitError as exc:
+        found = False
+        checks["target_branch"] = exc.message
+    if found:
+        checks["target_branch"] = f"{target} exists"
+    else:
+        branch = current_branch(paths.root)
+        hint = f" (the current branch is {branch})" if branch and branch != target else ""
+        checks.setdefault("target_branch", f"{target} does not exist")
+        problems.append(f"target branch {target!r} does not exist{hint}; set it with "
+                        "`cockpit config set task.target_branch NAME`")
+    backend = settings["agent.backend"]
+    try:
+        agent_command(backend, prompt_file=paths.cockpit / "prompt.md", worktree=paths.root, task_id=0,
+                      custom_command=settings["agent.command"])
+        checks["backend"] = f"{backend} is installed"
+    except CockpitError as exc:
+        checks["backend"] = exc.message
+        problems.append(exc.message)
+    return problems
 
 
 async def doctor_report(paths: RepoPaths) -> JSON:
@@ -124,11 +193,13 @@ async def doctor_report(paths: RepoPaths) -> JSON:
     if not paths.db.exists():
         return {"ok": False, "problems": [f"no store at {paths.db}; run `cockpit init`"], "checks": {}}
     try:
-        cfg.load_settings(paths.config)
+        settings = cfg.load_settings(paths.config)
         checks["config"] = "ok"
     except CockpitError as exc:
         checks["config"] = exc.message
         problems.append(exc.message)
+    else:
+        problems.extend(await asyncio.to_thread(setup_problems, paths, settings, checks))
     store = await Store.open(paths.db)
     try:
         rows = await store.query("PRAGMA integrity_check")
@@ -314,6 +385,53 @@ def task_op(op: str, extra: Callable[[argparse.Namespace], dict[str, Any]] | Non
     return run
 
 
+def cmd_task_show(args: argparse.Namespace) -> int:
+    """The task, and where its agent's and its gates' logs are (the whole output, not just the tail)."""
+
+    async def body(b: Backend) -> int:
+        task = await b.call("get_task", {"id": args.id})
+        logs = {name: str(path) for name, path in (("agent", b.paths.task_log(args.id)),
+                                                   ("gates", b.paths.gate_log(args.id))) if path.exists()}
+
+        def human() -> None:
+            _print(task)
+            failed = any(g.get("status") == "failed" for g in task.get("gates") or [])
+            for name, path in logs.items():
+                note = " (the failing gate's whole output)" if name == "gates" and failed else ""
+                say(args, f"{name} log: {path}{note}")
+
+        out(args, {**task, "logs": logs}, human)
+        return 0
+
+    return run_async(with_backend(args, body))
+
+
+def cmd_task_approve(args: argparse.Namespace) -> int:
+    """Approve; an ambiguous task only with --anyway, and with no daemon say that nothing runs yet."""
+
+    async def body(b: Backend) -> int:
+        if not args.anyway:
+            current = await b.call("get_task", {"id": args.id})
+            if current.get("state") == State.PENDING_CLARIFICATION.value:
+                raise CockpitError(
+                    f"task {args.id} is ambiguous and its questions are not answered yet: answer them with "
+                    f"`cockpit task clarify {args.id} --answer TEXT`, or approve it as it is with --anyway",
+                    code="needs_answers")
+        task = await b.call("approve_task", {"id": args.id})
+        data = {**task, "daemon_running": b.client is not None}
+
+        def human() -> None:
+            say(args, f"task {task['id']} is {task['state']}")
+            if b.client is None and task.get("state") == State.APPROVED.value:
+                say(args, "no daemon is running for this repo: nothing runs until one starts "
+                          "(`cockpit daemon start`)")
+
+        out(args, data, human)
+        return 0
+
+    return run_async(with_backend(args, body))
+
+
 def _print(task: JSON) -> None:
     from cockpit.render import print_task
 
@@ -461,11 +579,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = tsub.add_parser("show", parents=[common], help="show one task")
     p.add_argument("id", type=task_id)
-    p.set_defaults(func=task_op("get_task"))
+    p.set_defaults(func=cmd_task_show)
 
     p = tsub.add_parser("approve", parents=[common], help="approve a pending task")
     p.add_argument("id", type=task_id)
-    p.set_defaults(func=task_op("approve_task", message="task {id} is {state}"))
+    p.add_argument("--anyway", action="store_true",
+                   help="approve an ambiguous task before its questions are answered")
+    p.set_defaults(func=cmd_task_approve)
 
     p = tsub.add_parser("reject", parents=[common], help="reject a task")
     p.add_argument("id", type=task_id)

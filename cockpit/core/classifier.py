@@ -563,6 +563,9 @@ def _analyse(text: str, peers: Sequence[str]) -> list[_Clause]:
 
 def _capitalize(text: str) -> str:
     text = " ".join(text.split()).rstrip(" .,;:")
+    first = text.split(" ", 1)[0]
+    if any(mark in first for mark in "/._`") or first[:1] in "-$":
+        return text  # a path or an identifier keeps its case: `app/reports.py`, not `App/reports.py`
     return text[:1].upper() + text[1:] if text else text
 
 

@@ -247,12 +247,16 @@ def load_settings(path: Path) -> Settings:
     return parse_settings(path.read_text(), str(path))
 
 
-def write_default(path: Path) -> bool:
-    """Write the commented default config; False when one already exists."""
+def write_default(path: Path, *, target_branch: str = "main", backend: str = "claude") -> bool:
+    """Write the commented default config with the given target branch and agent backend; False when one
+    already exists."""
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(DEFAULT_CONFIG)
+    branch = tomlkit.string(target_branch).as_string()
+    text = DEFAULT_CONFIG.replace('target_branch = "main"', f"target_branch = {branch}")
+    text = text.replace('backend = "claude"', f"backend = {tomlkit.string(backend).as_string()}")
+    path.write_text(text)
     return True
 
 

@@ -26,7 +26,8 @@ Each `[[step]]` (or `[[fix]]`) table holds exactly one action:
 - `commit = "message"` stages everything (`git add -A`) and commits; with nothing to commit it says so and
   goes on.
 - `ask = "question (y/n)"` prints the question and an `answer [y/n]:` prompt, then reads one line from stdin;
-  a line starting with `n` fails the agent, end of input fails it too, anything else goes on.
+  a line starting with `n` is a "no": the step after the question is skipped and the agent goes on (a no is
+  an answer, not a failure). End of input fails the agent; anything else goes on.
 - `sleep = 0.5` waits that many seconds.
 - `fail = "reason"` fails the agent with that reason.
 
@@ -268,12 +269,22 @@ class Runner:
 
     def run(self, actions: Sequence[Action], label: str = "step") -> None:
         total = len(actions)
+        skip_next = False
         for i, action in enumerate(actions, 1):
             text = action.describe()
+            if skip_next:
+                skip_next = False
+                self.say(f"[{label} {i}/{total}] skipped (answered no): {text}")
+                skipped = {"step": i, "total": total, "text": f"skipped: {text}", "phase": label}
+                self.signal("progress", skipped)
+                continue
             self.say(f"[{label} {i}/{total}] {text}")
             self.signal("progress", {"step": i, "total": total, "text": text, "phase": label})
             try:
-                self._do(action, i)
+                if action.kind == "ask":
+                    skip_next = not self._do_ask(action, i)
+                else:
+                    self._do(action, i)
             except AgentFailed as exc:
                 raise AgentFailed(f"{label} {i}/{total}: {exc}") from None
 
@@ -378,7 +389,8 @@ class Runner:
         sha = self._git("rev-parse", "--short", "HEAD").stdout.strip()
         self.say(f"    committed {sha}: {action.text.splitlines()[0]}")
 
-    def _do_ask(self, action: Action, index: int) -> None:
+    def _do_ask(self, action: Action, index: int) -> bool:
+        """Ask and read the answer; False for a no."""
         self.say(f"    {action.text}")
         self.signal("needs_input", {"question": action.text, "step": index})
         print("    waiting for input: answer [y/n]: ", end="", file=self.out, flush=True)
@@ -391,8 +403,10 @@ class Runner:
         if not self._is_tty():
             self.say(answer)  # echo what was read when no terminal did it
         if answer.lower().startswith("n"):
-            raise AgentFailed(f"answered {answer!r} to {action.text!r}")
+            self.say(f"    answered {answer!r}: skipping the next step")
+            return False
         self.say("    going on")
+        return True
 
     def _is_tty(self) -> bool:
         try:

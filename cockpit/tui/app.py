@@ -54,6 +54,7 @@ from cockpit.tui.screens.forms import (
     ReasonScreen,
 )
 from cockpit.tui.screens.keys import KeysScreen, binding_rows
+from cockpit.tui.screens.log import LogScreen
 from cockpit.tui.screens.merges import MergesScreen
 
 TICK_S = 30.0
@@ -72,7 +73,70 @@ DONE_VERBS = {
     "run_gates": "gates started for",
     "merge_task": "merged",
     "rollback_task": "rolled back",
+    "stop_task": "stopped",
+    "done_task": "marked done:",
+    "rework_task": "sent back with your comments:",
 }
+
+
+# What the flash line adds after an op's verb: what happens next (reported again when it happens).
+AFTER_OP = {
+    "approve_task": " · it starts when a slot is free",
+    "run_gates": " · the result shows here when they finish",
+    "retry_task": " · the agent starts again",
+    "clarify_task": " · classifying it again",
+}
+
+
+def transition_note(repo: str, task: Task, before: State | None) -> tuple[str, str]:
+    """The flash line for a watched task that moved: what happened, and what the person can do now."""
+    where = f"{repo}#{task.id}"
+    state = task.state
+    if state is State.FAILED:
+        failed = [g.name for g in task.gates if g.status != "passed"]
+        why = f"gate {', '.join(failed)} failed" if failed else (task.failure or "the agent failed")
+        retried = before in (State.APPROVED, State.EXECUTING, State.GATING) and task.attempt > 1
+        again = " again" if retried else ""
+        return f"{where} failed{again}: {why} · l shows the log, R retries", "warning"
+    if state is State.AWAITING_REVIEW:
+        return f"{where} passed its gates: awaiting review · d diff, m merge", "ok"
+    if state is State.EXECUTING and before is State.GATING:
+        return f"{where}: a gate failed, the agent is fixing it (attempt {task.attempt})", "warning"
+    if state is State.EXECUTING:
+        return f"{where} is executing (agent {task.agent or '?'})", "info"
+    if state is State.GATING:
+        return f"{where}: the agent finished, gates running", "info"
+    if state is State.DONE:
+        return f"{where} merged into {task.merge.target if task.merge else 'the target'}", "ok"
+    if state is State.PENDING_CLARIFICATION:
+        return f"{where} still needs answers: {len(task.questions)} question(s) · c answers", "warning"
+    if state is State.PENDING:
+        return f"{where} is planned ({task.scope}) and waits for approval · a approves", "warning"
+    return f"{where} is {state.value}", "info"
+
+
+def tmux_prefix(argv: list[str]) -> str:
+    """The tmux prefix key of the server `argv` attaches to, as tmux writes it ("C-b" unless configured).
+
+    Thread: it runs tmux."""
+    try:
+        at = argv.index("tmux")
+    except ValueError:
+        return "C-b"
+    base = argv[: at + 1] + (argv[at + 1 : at + 3] if argv[at + 1 : at + 2] == ["-L"] else [])
+    try:
+        found = subprocess.run([*base, "show-options", "-gv", "prefix"], capture_output=True, text=True,
+                               timeout=3, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "C-b"
+    return found.stdout.strip() or "C-b"
+
+
+def with_hint(argv: list[str], hint: str) -> list[str]:
+    """Have tmux show how to come back, on the status line, once the terminal is attached."""
+    if "attach-session" not in argv and "switch-client" not in argv:
+        return argv
+    return [*argv, ";", "display-message", "-d", "6000", hint]
 
 
 def styles_dir() -> Path:
@@ -255,6 +319,9 @@ class CockpitApp(App[int]):
         self.main = CockpitScreen(list(self.models), self.config.title or target.title)
         self._focus_when_seen: tuple[str, int] | None = None
         self._settled = False
+        # Tasks the person acted on, with the state last reported: their next moves go on the flash line.
+        self._watched: dict[tuple[str, int], State | None] = {}
+        self._inbox_at: tuple[str, int] | None = None  # what `!` showed last
 
     def get_default_screen(self) -> Screen[Any]:
         return self.main
@@ -313,6 +380,8 @@ class CockpitApp(App[int]):
             self._settled = True
             gc.freeze()
         self.main.tasks_changed(message.repo, ids)
+        if self._watched:
+            self._report_transitions(message.repo, ids)
         for screen in self.screen_stack:
             if isinstance(screen, MergesScreen):
                 screen.repo_changed(message.repo, ids)
@@ -370,9 +439,33 @@ class CockpitApp(App[int]):
             if int(result["id"]) in self.models[message.repo].tasks:
                 self.main.focus_task(message.repo, int(result["id"]))
                 self._focus_when_seen = None
-        state = result.get("state")
         verb = DONE_VERBS.get(message.op, message.op)
-        self.say(f"{verb} {where}" + (f" · now {state}" if isinstance(state, str) else ""), "ok")
+        self.say(f"{verb} {where}" + AFTER_OP.get(message.op, ""), "ok")
+        task_id = message.task_id if message.task_id is not None else result.get("id")
+        if isinstance(task_id, int):
+            self._watch(message.repo, task_id, result.get("state"))
+
+    # -- what happens next to a task the person acted on is reported when it happens ------------------------
+
+    def _watch(self, repo: str, task_id: int, state: object = None) -> None:
+        """Report the task's next moves; `state` is the one the op left it in (already said)."""
+        if isinstance(state, str) and state in State.__members__.values():
+            self._watched[(repo, task_id)] = State(state)
+            return
+        task = self.models[repo].tasks.get(task_id)
+        self._watched[(repo, task_id)] = task.state if task is not None else None
+
+    def _report_transitions(self, repo: str, ids: set[int]) -> None:
+        for key in [k for k in self._watched if k[0] == repo and k[1] in ids]:
+            task = self.models[repo].tasks.get(key[1])
+            if task is None or task.state == self._watched[key]:
+                continue
+            before = self._watched[key]
+            self._watched[key] = task.state
+            if task.state in (State.DONE, State.REJECTED, State.CANCELLED):
+                del self._watched[key]
+            text, level = transition_note(repo, task, before)
+            self.say(text, level)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
@@ -400,8 +493,31 @@ class CockpitApp(App[int]):
     # -- the actions (the main screen, the merges screen and the palette call these) -------------------------
 
     def approve(self, repo: str, task: Task) -> None:
+        if task.state is State.PENDING_CLARIFICATION:
+            self._approve_anyway(repo, task)
+            return
         self.say(f"approving {repo}#{task.id}…")
         self.run_op(repo, "approve_task", {"id": task.id, "by": "person"}, task_id=task.id)
+
+    def _approve_anyway(self, repo: str, task: Task) -> None:
+        """An ambiguous task is approved before its questions are answered only when the person says so."""
+        body = Text.assemble(
+            (f"{repo}#{task.id} is ambiguous: its questions are not answered yet.\n\n", "bold"),
+            *((f" {i}. {q}\n", "yellow") for i, q in enumerate(task.questions, 1)),
+            "\nc answers them (then it is planned again). Approving anyway hands the text to the agent as it "
+            "is.",
+        )
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.say(f"approving {repo}#{task.id} without answers…")
+                self.run_op(repo, "approve_task", {"id": task.id, "by": "person"}, task_id=task.id)
+
+        self.push_screen(
+            ConfirmScreen(f"approve {repo}#{task.id} anyway?", body, confirm="Approve anyway",
+                          cancel="Back"),
+            done,
+        )
 
     def reject(self, repo: str, task: Task) -> None:
         def done(reason: str | None) -> None:
@@ -444,7 +560,51 @@ class CockpitApp(App[int]):
             AnswerScreen(f"{repo}#{task.id}", context or [], blink=self.config.cursor_blink), done
         )
 
+    def open_log(self, repo: str, task: Task) -> None:
+        paths = self.links[repo].paths
+        if task.gates or task.state is State.GATING:
+            self.push_screen(LogScreen(f"{repo}#{task.id} gate log", paths.gate_log(task.id)))
+        elif task.pane or task.agent or task.attempt:
+            self.push_screen(LogScreen(f"{repo}#{task.id} agent log", paths.task_log(task.id)))
+        else:
+            self.say(f"{repo}#{task.id} has no log yet: nothing has run", "warning")
+
+    def stop(self, repo: str, task: Task) -> None:
+        if task.state not in (State.EXECUTING, State.GATING):
+            self.say(f"{repo}#{task.id} is {task.state.value}: only an executing task can be stopped",
+                     "warning")
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.say(f"stopping {repo}#{task.id}…")
+                self.run_op(repo, "stop_task", {"id": task.id, "by": "person"}, task_id=task.id)
+
+        self.push_screen(
+            ConfirmScreen(
+                f"stop {repo}#{task.id}",
+                Text(f"Stop the agent of “{task.title}”? Its pane is closed and the task is cancelled; its "
+                     "branch and worktree stay for a look."),
+                confirm="Stop it",
+                cancel="Keep it running",
+                danger=True,
+            ),
+            done,
+        )
+
+    def mark_done(self, repo: str, task: Task) -> None:
+        if task.state is not State.EXECUTING:
+            self.say(f"{repo}#{task.id} is {task.state.value}: only an executing agent can be marked done",
+                     "warning")
+            return
+        self.say(f"marking {repo}#{task.id} done; the gates run next…")
+        self.run_op(repo, "done_task", {"id": task.id}, task_id=task.id)
+
     def cancel(self, repo: str, task: Task) -> None:
+        if task.state in (State.EXECUTING, State.GATING):
+            self.stop(repo, task)
+            return
+
         def done(yes: bool | None) -> None:
             if yes:
                 self.run_op(repo, "cancel_task", {"id": task.id, "by": "person"}, task_id=task.id)
@@ -455,7 +615,8 @@ class CockpitApp(App[int]):
                 Text(
                     f"Cancel “{task.title}”? It is {task.state.value}; a cancelled task is finished for good."
                 ),
-                confirm="Cancel task",
+                confirm="Yes, cancel it",
+                cancel="Keep it",
                 danger=True,
             ),
             done,
@@ -574,7 +735,9 @@ class CockpitApp(App[int]):
             except CockpitError as exc:
                 self.say(f"{repo}#{task.id}: {exc.message}", "error")
                 return
-        self.run_attached(argv, f"{repo}#{task.id}'s agent")
+        prefix = await asyncio.to_thread(tmux_prefix, argv)
+        self.run_attached(with_hint(argv, f"{prefix} d comes back to the cockpit"),
+                          f"{repo}#{task.id}'s agent", hint=f"{prefix} d (detach) comes back")
 
     def _agent_argv(self, repo: str, task: Task, info: JSON) -> list[str]:
         """Build the attach argv from what is known of the pane (thread: tmux calls block)."""
@@ -614,25 +777,36 @@ class CockpitApp(App[int]):
         except CockpitError as exc:
             self.say(f"{repo}#{task.id}: {exc.message}", "error")
             return
-        self.run_attached(argv, f"the shell in {repo}#{task.id}'s worktree", cwd=worktree)
+        if argv and argv[0] in ("tmux", "env"):
+            prefix = await asyncio.to_thread(tmux_prefix, argv)
+            hint = f"exit (or {prefix} d) comes back to the cockpit"
+            argv = with_hint(argv, hint)
+        else:
+            hint = "exit comes back to the cockpit"
+        self.run_attached(argv, f"the shell in {repo}#{task.id}'s worktree", cwd=worktree, hint=hint)
 
     def _shell_argv(self, repo: str, task: Task, worktree: Path, info: JSON) -> list[str]:
         if not tmux_available():
             import os
 
             return [os.environ.get("SHELL") or "/bin/sh"]
-        panes = self._panes(repo, info)
+        agents = self._panes(repo, info)
+        # A session of its own: when the shell exits the session ends and the client comes back here,
+        # instead of landing on the agent's (maybe dead) window.
+        panes = TmuxPanes(agents.socket_name, f"{agents.session_name}-shell-{task.id}")
         pane = panes.open_shell(f"shell-{task.id}", worktree)
         return panes.attach_argv(pane)
 
-    def run_attached(self, argv: list[str], what: str, cwd: Path | None = None) -> None:
+    def run_attached(self, argv: list[str], what: str, cwd: Path | None = None, hint: str = "") -> None:
         """Hand the terminal to `argv` (the app suspends) and come back when it ends (tmux: on detach)."""
         runner = self.config.attach
+        self.say(f"opening {what}" + (f": {hint}" if hint else ""))
         try:
             if runner is not None:
                 code = runner(argv)
             else:
                 with self.suspend():
+                    print(f"cockpit: opening {what}" + (f"; {hint}" if hint else ""), flush=True)
                     code = subprocess.call(argv, cwd=cwd)
         except SuspendNotSupported:
             self.say(f"this terminal cannot hand over to {what}; run: {shlex.join(argv)}", "error")
@@ -661,19 +835,33 @@ class CockpitApp(App[int]):
         while self.screen is not self.main and len(self.screen_stack) > 1:
             self.pop_screen()
 
-    def action_inbox(self) -> None:
+    def inbox(self) -> list[tuple[str, Task]]:
+        """Everything that needs a person, across repos, the longest-waiting first."""
         waiting = [
-            (task.updated_at, i, name, task)
+            (task.updated_at, i, task.id, name, task)
             for i, (name, model) in enumerate(self.models.items())
             for task in model.waiting()
         ]
+        return [(name, task) for _, _, _, name, task in sorted(waiting, key=lambda w: w[:3])]
+
+    def action_inbox(self) -> None:
+        """Walk the inbox: the oldest item first, then on each press the next one (and round again)."""
+        waiting = self.inbox()
         if not waiting:
             self.say("nothing needs you", "ok")
             return
-        _, _, repo, task = min(waiting, key=lambda w: (w[0], w[1], w[3].id))
+        chosen = self.main.selected() if self.screen is self.main else None
+        here = (chosen[0], chosen[1].id) if chosen is not None else None
+        keys = [(repo, task.id) for repo, task in waiting]
+        # Still on the item the last press showed: the next one; anywhere else: the oldest again.
+        at = keys.index(here) + 1 if here is not None and here == self._inbox_at and here in keys else 0
+        repo, task = waiting[at % len(waiting)]
+        self._inbox_at = (repo, task.id)
         self._back_to_main()
         self.main.focus_task(repo, task.id)
-        self.say(f"{repo}#{task.id} {attention_kind(task)}: {task.title} ({len(waiting)} waiting)", "warning")
+        position = f"{at % len(waiting) + 1} of {len(waiting)}"
+        more = " · ! for the next" if len(waiting) > 1 else ""
+        self.say(f"{repo}#{task.id} {attention_kind(task)}: {task.title} ({position}{more})", "warning")
 
     def action_new_task(self) -> None:
         repos = list(self.models)

@@ -14,7 +14,7 @@ from typing import Any
 
 from cockpit.core.models import Event, Task
 from cockpit.core.projection import apply
-from cockpit.core.states import NEEDS_PERSON, State
+from cockpit.core.states import State
 
 # Link modes, shown in the repo's tab.
 CONNECTING = "connecting"
@@ -36,14 +36,33 @@ class Attention:
     title: str
 
 
+# Children in these states leave their parent waiting on a person.
+CHILD_FAILED = frozenset({State.FAILED.value, State.INTERRUPTED.value, State.REJECTED.value,
+                          State.CANCELLED.value})
+
+
+def failed_child(task: Task) -> str | None:
+    """'frontend#2' when a task this one delegated to failed and the parent is still at work."""
+    if task.state in FINISHED_STATES or task.state is State.FAILED:
+        return None
+    for child in task.children:
+        if child.state in CHILD_FAILED:
+            return f"{child.repo}#{child.id}"
+    return None
+
+
 def needs_person(task: Task) -> bool:
-    return task.state in NEEDS_PERSON or (task.needs_input and task.state is State.EXECUTING)
+    return attention_kind(task) is not None
 
 
 def attention_kind(task: Task) -> str | None:
     """Why the task needs a person, in the words of the inbox; None when it does not."""
     if task.needs_input and task.state is State.EXECUTING:
         return "needs input"
+    if task.state is State.FAILED:
+        return "failed"
+    if (child := failed_child(task)) is not None:
+        return f"waits on {child}, which failed"
     if task.state is State.PENDING:
         return "pending approval"
     if task.state is State.PENDING_CLARIFICATION:

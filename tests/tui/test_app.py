@@ -451,13 +451,23 @@ async def _run_to_review(ck: Cockpit, repo: Path, text: str, script: str | None 
     return int(task["id"])
 
 
+async def approve_anyway(ck: Cockpit, repo: str, task_id: int) -> None:
+    """`a`, and `y` when the task is ambiguous (the cockpit then asks before approving it unanswered)."""
+    await ck.wait(lambda: ck.state(repo, task_id) in ("pending", "pending_clarification"))
+    ambiguous = ck.state(repo, task_id) == "pending_clarification"
+    await ck.press("a")
+    if ambiguous:
+        await ck.screen(ConfirmScreen)
+        await ck.press("y")
+
+
 async def test_needs_input_toast_banner_and_enter_answers(workspace: Build) -> None:
     ws = workspace("backend")
     repo = ws.repos["backend"]
     task = create(repo, "Deploy the API to staging", script=ASK_SCRIPT)
     async with run_cockpit(ws.root) as ck:
         await ck.select("backend", task["id"])
-        await ck.press("a")
+        await approve_anyway(ck, "backend", task["id"])
         await ck.wait(
             lambda: (t := ck.task("backend", task["id"])) is not None and t.needs_input,
             timeout=60,
@@ -487,13 +497,15 @@ async def test_t_attaches_to_the_agents_pane(workspace: Build) -> None:
     task = create(repo, "Deploy the API to staging", script=ASK_SCRIPT)
     async with run_cockpit(ws.root, AppConfig.for_tests(attach=attach)) as ck:
         await ck.select("backend", task["id"])
-        await ck.press("a")
+        await approve_anyway(ck, "backend", task["id"])
         await ck.wait(lambda: (t := ck.task("backend", task["id"])) is not None and t.needs_input, timeout=60)
         await ck.press("t")
         await ck.wait(lambda: ran)
         argv = ran[0]
         assert argv[:3] == ["tmux", "-L", ws.tmux_socket]
         assert f"=cockpit-backend:=task-{task['id']}" in argv
+        # Once attached, tmux says how to come back.
+        assert argv[-5:-1] == [";", "display-message", "-d", "6000"] and "C-b d" in argv[-1]
         assert "back from" in ck.app.flash.text
         # Let the agent finish so no pane is left asking.
         await ck.press("i")
@@ -512,9 +524,16 @@ async def test_s_opens_a_shell_in_the_worktree(workspace: Build) -> None:
         task_id = await _run_to_review(ck, repo, "Write the plan down for the export endpoint")
         await ck.press("s")
         await ck.wait(lambda: ran)
-        panes = TmuxPanes(ws.tmux_socket, "cockpit-backend")
-        assert f"shell-{task_id}" in panes.list_windows()
-        assert f"=cockpit-backend:=shell-{task_id}" in ran[0]
+        # A session of its own, so that `exit` ends it and the terminal comes back to the cockpit.
+        panes = TmuxPanes(ws.tmux_socket, f"cockpit-backend-shell-{task_id}")
+        assert panes.list_windows() == [f"shell-{task_id}"]
+        assert f"=cockpit-backend-shell-{task_id}:=shell-{task_id}" in ran[0]
+        assert "exit (or C-b d) comes back" in ran[0][-1]
+        assert f"shell-{task_id}" not in TmuxPanes(ws.tmux_socket, "cockpit-backend").list_windows()
+        pane = panes.find_pane(f"shell-{task_id}")
+        assert pane is not None
+        panes.send_text(pane, "exit")
+        await ck.wait(lambda: not panes.list_windows(), message="the shell's session ends with the shell")
 
 
 async def test_d_shows_the_diff_file_by_file(workspace: Build) -> None:
@@ -654,7 +673,7 @@ async def test_action_buttons_follow_the_task(workspace: Build) -> None:
         task_id = await _run_to_review(ck, repo, "Write the plan down for the export endpoint")
         detail = ck.app.main.query_one(TaskDetail)
         shown = {b.id for b in detail.query(".task-action").results(Button) if b.display}
-        assert shown == {"merge", "diff", "shell", "reject"}
+        assert shown == {"merge", "diff", "shell", "reject", "log"}
         await ck.pilot.click("#diff")
         await ck.screen(DiffScreen)
         await ck.press("escape")
@@ -663,7 +682,9 @@ async def test_action_buttons_follow_the_task(workspace: Build) -> None:
         await ck.screen(ReasonScreen)
         await ck.press("enter")
         await wait_state(ck, repo, task_id, "rejected")
-        await ck.wait(lambda: not any(b.display for b in detail.query(".task-action").results(Button)))
+        # Nothing is left to do with a rejected task but read what ran.
+        await ck.wait(lambda: {b.id for b in detail.query(".task-action").results(Button) if b.display}
+                      == {"log"})
 
 
 async def test_key_bar_clicks_and_q_quits(workspace: Build) -> None:

@@ -143,3 +143,54 @@ def test_merges_view_with_no_merges(demo: Workspace, snap_compare: SnapCompare) 
 
 def test_reject_asks_for_a_reason(demo: Workspace, snap_compare: SnapCompare) -> None:
     assert snap_compare(cockpit(demo), press=["r"], terminal_size=SIZE, run_before=before())
+
+
+SIZES = [(80, 24), (120, 40), (200, 60)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_view_at_every_size(
+    demo: Workspace, snap_compare: SnapCompare, size: tuple[int, int]
+) -> None:
+    """The key bar keeps ? and q, the top bar keeps "? keys", the plan and its buttons show."""
+    assert snap_compare(cockpit(demo), terminal_size=size, run_before=before())
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_questions_at_every_size(
+    demo: Workspace, snap_compare: SnapCompare, size: tuple[int, int]
+) -> None:
+    async def clarify(pilot: Pilot[int]) -> None:
+        await pilot.press("down")
+        await pilot.pause(0.2)
+        await pilot.press("c")
+
+    assert snap_compare(cockpit(demo), terminal_size=size, run_before=before(clarify))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_keys_at_every_size(
+    demo: Workspace, snap_compare: SnapCompare, size: tuple[int, int]
+) -> None:
+    async def keys(pilot: Pilot[int]) -> None:
+        await pilot.press("question_mark")
+        while not isinstance(pilot.app.screen, KeysScreen):
+            await pilot.pause(0.05)
+
+    assert snap_compare(cockpit(demo), terminal_size=size, run_before=before(keys))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_new_task_form_at_every_size(
+    demo: Workspace, snap_compare: SnapCompare, size: tuple[int, int]
+) -> None:
+    """The Create button is on screen at 80x24."""
+
+    async def form(pilot: Pilot[int]) -> None:
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        await pilot.press(*"Add a dark mode toggle")
+        screen = pilot.app.screen
+        assert screen.query_one("#new-task-form").region.contains_region(screen.query_one("#ok").region)
+
+    assert snap_compare(cockpit(demo), terminal_size=size, run_before=before(form))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.widgets import TabbedContent, TabPane
 
 from cockpit.core.models import Link, Task
 from cockpit.core.states import State
@@ -69,3 +70,46 @@ async def test_rows_are_keyed_by_task_id_and_titles_stay_literal() -> None:
         table.refresh_ages(rows, NOW + 3600)
         assert str(table.get_cell("2", "age")) == "1h"
 
+
+
+class TabsApp(App[None]):
+    def compose(self) -> ComposeResult:
+        with TabbedContent(id="tabs"):
+            with TabPane("a", id="a"):
+                yield TaskTable("a", id="ta")
+            with TabPane("b", id="b"):
+                yield TaskTable("b", id="tb")
+
+
+async def test_a_row_changed_while_its_tab_is_hidden_is_right_when_shown() -> None:
+    app = TabsApp()
+    async with app.run_test(size=(160, 30)) as pilot:
+        table = app.query_one("#ta", TaskTable)
+        rows = tasks(5)
+        table.upsert_many(rows, NOW)
+        await pilot.pause()
+        tabs = app.query_one("#tabs", TabbedContent)
+        tabs.active = "b"
+        await pilot.pause()
+        rows[1].state = State.REJECTED
+        table.upsert(rows[1], NOW)
+        tabs.active = "a"
+        await pilot.pause()
+        await pilot.pause()
+        assert "rejected" in app.export_screenshot()
+
+
+async def test_the_selected_row_stays_in_view_when_the_window_shrinks() -> None:
+    app = TableApp()
+    async with app.run_test(size=(160, 60)) as pilot:
+        table = app.query_one("#fast", TaskTable)
+        table.upsert_many(tasks(60), NOW)
+        await pilot.pause()
+        table.move_cursor(row=25)
+        await pilot.pause()
+        await pilot.resize_terminal(100, 24)
+        await pilot.pause()
+        await pilot.pause()
+        top = table.scroll_offset.y
+        visible = table.size.height - table.header_height
+        assert top <= table.cursor_row < top + visible, (top, table.cursor_row, visible)

@@ -47,7 +47,10 @@ def test_init_creates_the_files_excludes_them_and_is_idempotent(repo: Path) -> N
     cockpit = repo / ".cockpit"
     assert first["config_created"] is True and first["exclude_added"] is True
     assert Path(first["root"]) == repo.resolve() and (cockpit / "index.db").is_file()
-    assert (cockpit / "config.toml").read_text() == DEFAULT_CONFIG
+    # No agent CLI on this PATH: the built-in script agent, and the branch checked out now.
+    assert first["backend"] == "script" and first["target_branch"] == "main"
+    assert (cockpit / "config.toml").read_text() == DEFAULT_CONFIG.replace(
+        'backend = "claude"', 'backend = "script"')
     exclude = repo / ".git" / "info" / "exclude"
     assert exclude.read_text().splitlines().count(".cockpit/") == 1
     assert git(repo, "status", "--porcelain") == "", "nothing of .cockpit/ shows up in git"
@@ -62,6 +65,34 @@ def test_init_creates_the_files_excludes_them_and_is_idempotent(repo: Path) -> N
     assert (cockpit / "config.toml").read_text().endswith("# my note\n")
     assert exclude.read_text().splitlines().count(".cockpit/") == 1
     assert cli_json("init", repo=repo)["exclude_added"] is False
+
+
+def test_init_takes_the_current_branch_and_the_first_installed_agent_and_doctor_checks_both(
+    repo: Path, short_tmp: Path
+) -> None:
+    git(repo, "branch", "-m", "main", "master")
+    bin_dir = short_tmp / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "codex"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    human = cli("init", repo=repo, env=env)
+    assert human.code == 0, human.stderr
+    assert "target branch: master" in human.stdout and "agent: codex" in human.stdout
+    assert "cockpit config set agent.backend NAME" in human.stdout
+    report = cli("doctor", "--json", repo=repo, env=env).json
+    assert report["ok"] is True, report
+    assert report["checks"]["target_branch"] == "master exists"
+    assert report["checks"]["backend"] == "codex is installed"
+
+    # Without codex on PATH and with a target branch that does not exist, doctor names both.
+    assert cli("config", "set", "task.target_branch", "main", repo=repo).code == 0
+    bad = cli("doctor", "--json", repo=repo)
+    assert bad.code == 1 and bad.json["ok"] is False
+    problems = " | ".join(bad.json["problems"])
+    assert "target branch 'main' does not exist (the current branch is master)" in problems
+    assert "agent backend 'codex' is not installed" in problems
 
 
 def test_outside_a_git_repository_is_a_clear_usage_error(short_tmp: Path) -> None:
@@ -287,3 +318,28 @@ def test_human_output_goes_to_stdout_and_errors_to_stderr(initialised: Path) -> 
     result = cli("task", "approve", "5", repo=initialised)
     assert result.code == 1 and result.stdout == "" and result.stderr.startswith("cockpit: no task 5")
     assert os.path.isdir(initialised / ".cockpit" / "plans")
+
+
+def test_an_ambiguous_task_is_approved_only_anyway_and_no_daemon_means_nothing_runs(
+    initialised: Path,
+) -> None:
+    repo = initialised
+    cli_json("task", "create", VAGUE, repo=repo)
+    assert cli_json("task", "show", "1", repo=repo)["state"] == "pending_clarification"
+    refused = cli("task", "approve", "1", "--json", repo=repo)
+    assert refused.code == 1 and refused.json["error"]["code"] == "needs_answers"
+    assert "--anyway" in refused.json["error"]["message"]
+    assert cli_json("task", "show", "1", repo=repo)["state"] == "pending_clarification", "nothing changed"
+    anyway = cli("task", "approve", "1", "--anyway", repo=repo)
+    assert anyway.code == 0 and "task 1 is approved" in anyway.stdout
+    assert "nothing runs until one starts" in anyway.stdout
+
+
+def test_task_show_points_at_the_gate_log(initialised: Path) -> None:
+    repo = initialised
+    cli_json("task", "create", SMALL, repo=repo)
+    log = repo / ".cockpit" / "logs" / "task-1-gates.log"
+    log.write_text("===== gate tests: pytest =====\nAssertionError: 1 != 2\n")
+    shown = cli("task", "show", "1", repo=repo)
+    assert shown.code == 0 and f"gates log: {log}" in shown.stdout
+    assert cli_json("task", "show", "1", repo=repo)["logs"] == {"gates": str(log)}

@@ -237,13 +237,24 @@ def test_ask_answered_yes_goes_on(worktree: Path, short_tmp: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize("answer", ["n\n", "No way\n", ""])
-def test_ask_answered_no_or_closed_fails(worktree: Path, short_tmp: Path, answer: str) -> None:
-    script = write_script(short_tmp, ASK_SCRIPT)
+@pytest.mark.parametrize("answer", ["n\n", "No way\n"])
+def test_ask_answered_no_skips_the_next_step_and_goes_on(
+    worktree: Path, short_tmp: Path, answer: str
+) -> None:
+    script = write_script(short_tmp, ASK_SCRIPT + '[[step]]\nwrite = { path = "last.txt", content = "x" }\n')
     proc = run_agent(worktree, "--script", str(script), "--task-id", "4", stdin=answer)
+    assert proc.returncode == 0, proc.stdout
+    assert not (worktree / "after.txt").exists()
+    assert (worktree / "last.txt").read_text() == "x"
+    assert "skipped (answered no)" in proc.stdout
+
+
+def test_ask_with_input_closed_fails(worktree: Path, short_tmp: Path) -> None:
+    script = write_script(short_tmp, ASK_SCRIPT)
+    proc = run_agent(worktree, "--script", str(script), "--task-id", "4", stdin="")
     assert proc.returncode == 1
     assert not (worktree / "after.txt").exists()
-    assert ("input closed" if answer == "" else "answered") in proc.stdout
+    assert "input closed" in proc.stdout
 
 
 FIX_SCRIPT = """

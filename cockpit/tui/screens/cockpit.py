@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import watchfiles
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -87,7 +87,9 @@ class CockpitScreen(Screen[None]):
         Binding("m", "merge", "Merge"),
         Binding("u", "rollback", "Roll back the task's merge", show=False),
         Binding("g", "run_gates", "Run the gates again", show=False),
-        Binding("x", "cancel_task", "Cancel the task", show=False),
+        Binding("l", "log", "Log: the whole gate log (or the agent's)", show=False),
+        Binding("x", "cancel_task", "Stop the agent (executing) or cancel the task", show=False),
+        Binding("f", "mark_done", "Mark the agent's work done (the gates run)", show=False),
         Binding("R", "retry", "Retry the task", show=False),
         Binding("D", "start_daemon", "Start this repo's daemon", show=False),
         *(Binding(str(n), f"switch_tab({n})", "", show=False) for n in range(1, 10)),
@@ -134,6 +136,11 @@ class CockpitScreen(Screen[None]):
         yield TaskDetail(id="detail")
         yield FlashLine(id="flash")
         yield KeyBar(bar_keys(self.BINDINGS) + bar_keys(self.cockpit.BINDINGS, "app"), id="keys")
+
+    def on_resize(self, event: events.Resize) -> None:
+        # No media queries in Textual CSS: the size classes do it (see app.tcss).
+        self.set_class(event.size.width < 120, "-narrow")
+        self.set_class(event.size.height < 32, "-short")
 
     def on_mount(self) -> None:
         for repo in self.repos:
@@ -243,7 +250,7 @@ class CockpitScreen(Screen[None]):
             parts.append((f"{i + 1} ", "dim"))
         parts.append((repo, "bold"))
         if model.loaded:
-            parts.append(f" {model.active_count():>2}")  # padded: a count's width changes less often
+            parts.append((f" {model.active_count():>2} open", ""))  # padded: its width changes less often
         waiting = model.waiting_count()
         # The marker keeps its place when it goes away, so the title's width (see `_relabel`) stays put.
         parts.append((f" ⚑{waiting:<2}", "bold $warning") if waiting else "    ")
@@ -502,6 +509,18 @@ class CockpitScreen(Screen[None]):
     def action_cancel_task(self) -> None:
         if chosen := self._chosen():
             self.cockpit.cancel(*chosen)
+
+    def action_log(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.open_log(*chosen)
+
+    def action_mark_done(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.mark_done(*chosen)
+
+    def action_stop(self) -> None:
+        if chosen := self._chosen():
+            self.cockpit.stop(*chosen)
 
     def action_retry(self) -> None:
         if chosen := self._chosen():

@@ -39,6 +39,7 @@ class FormScreen(ModalScreen[ResultT | None], Generic[ResultT]):
             yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
+        self.set_class(self.app.size.height < 32, "-small-form")
         for field in self.query(Input):
             field.cursor_blink = self.blink
         for area in self.query(TextArea):
@@ -217,6 +218,7 @@ class ConfirmScreen(ModalScreen[bool]):
         body: RenderableType,
         *,
         confirm: str = "Confirm",
+        cancel: str = "Cancel",
         danger: bool = False,
         allowed: bool = True,
     ) -> None:
@@ -224,6 +226,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.title_text = title
         self.body = body
         self.confirm_label = confirm
+        self.cancel_label = cancel
         self.danger = danger
         self.allowed = allowed
 
@@ -239,7 +242,7 @@ class ConfirmScreen(ModalScreen[bool]):
                     variant="error" if self.danger else "primary",
                     disabled=not self.allowed,
                 )
-                yield Button("Cancel (n)", id="no")
+                yield Button(f"{self.cancel_label} (n)", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#yes" if self.allowed else "#no", Button).focus()

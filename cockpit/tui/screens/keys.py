@@ -60,6 +60,10 @@ class KeysScreen(ModalScreen[None]):
             table.add_row("", "")
         with Vertical(classes="form", id="keys-form") as form:
             form.border_title = "keys"
-            with VerticalScroll():
+            with VerticalScroll(id="keys-scroll"):
                 yield Static(table)
-            yield Static(Text("esc closes · ctrl+p searches every action", style="dim"))
+            yield Static(Text("↑ ↓ PgUp PgDn scroll · esc closes · ctrl+p searches every action",
+                              style="dim"))
+
+    def on_mount(self) -> None:
+        self.query_one("#keys-scroll", VerticalScroll).focus()

@@ -37,18 +37,27 @@ class StatusBar(Static):
     def on_mount(self) -> None:
         self._render_bar()
 
+    def on_resize(self, event: events.Resize) -> None:
+        self._render_bar()
+
     def _render_bar(self) -> None:
+        width = self.size.width or 160
         bar = Text.assemble((" ◆ cockpit ", "bold reverse"), (f" {self.title}", "bold"))
         if self.waiting:
             bar.append(f"   ⚑ {self.waiting} need{'s' if self.waiting == 1 else ''} you", style="bold yellow")
-            bar.append("  (! jumps)", style="dim")
+            if width >= 100:
+                bar.append("  (! walks them)", style="dim")
         else:
             bar.append("   nothing needs you", style="dim")
         if self.repos_down:
             bar.append(f"   {self.repos_down} daemon{'s' if self.repos_down > 1 else ''} down", style="red")
         if self.clock:
             bar.append(f"   {self.clock}", style="dim")
-        bar.append("   ? keys · ctrl+p commands", style="dim")
+        # The help keys go last and only whole: at 80 columns "? keys" alone, never a cut "? keys ·".
+        for tail in ("   ? keys · ctrl+p commands", "   ? keys"):
+            if bar.cell_len + len(tail) <= width:
+                bar.append(tail, style="dim")
+                break
         self.update(bar, layout=False)  # one line, always
 
 
@@ -64,29 +73,57 @@ class FlashLine(Static):
 
 
 class KeyBar(Static):
-    """The screen's main keys on one line; a click on one runs it.
+    """The screen's main keys on one line, as many as fit the width; a click on one runs it.
 
-    Textual's Footer rebuilds its keys whenever the focus moves (every tab switch), which costs a frame many
-    times what a key press should; this bar is drawn once.
+    Keys marked `keep` (help, quit) are always shown, at the end; the others are dropped from the end of the
+    list when the line is too short. Textual's Footer rebuilds its keys whenever the focus moves (every tab
+    switch), which costs a frame many times what a key press should; this bar is drawn once per width.
     """
+
+    KEEP = frozenset({"app.keys", "app.quit", "app.inbox"})
 
     def __init__(self, keys: list[tuple[str, str, str]], *, id: str | None = None) -> None:
         """`keys`: (key as shown, what it does, action to run, e.g. "approve" or "app.inbox")."""
         super().__init__(id=id)
         self.keys = keys
         self._spans: list[tuple[int, int, str]] = []
+        self._width = -1
 
     def on_mount(self) -> None:
+        self._layout(self.size.width or 1000)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._layout(event.size.width)
+
+    def _layout(self, width: int) -> None:
+        if width == self._width:
+            return
+        self._width = width
+
+        def cost(key: tuple[str, str, str]) -> int:
+            return len(key[0]) + len(key[1]) + 4
+
+        kept = [k for k in self.keys if k[2] in self.KEEP]
+        room = width - 1 - sum(cost(k) for k in kept)
+        shown: list[tuple[str, str, str]] = []
+        for key in self.keys:
+            if key in kept:
+                continue
+            if cost(key) > room:
+                break
+            shown.append(key)
+            room -= cost(key)
         text = Text(" ")
-        for shown, description, action in self.keys:
+        self._spans = []
+        for shown_key, description, action in shown + kept:
             start = text.cell_len
-            text.append(f" {shown} ", style="bold reverse")
+            text.append(f" {shown_key} ", style="bold reverse")
             text.append(f" {description}  ")
             self._spans.append((start, text.cell_len, action))
         self.update(text, layout=False)
 
     async def on_click(self, event: events.Click) -> None:
         for start, end, action in self._spans:
-            if start <= event.x < end:
+            if start <= event.x < end and action:
                 await self.screen.run_action(action)
                 return

@@ -63,7 +63,8 @@ def head_text(repo: str, task: Task, ctx: DetailContext) -> Text:
     text = Text.assemble((f"{repo} #{task.id} ", "bold"), state_text(task.state.value))
     if task.scope:
         text.append(f"  {task.scope}", style="italic")
-    text.append(f"  {age_text(ctx.now - task.created_at)} old", style="dim")
+    age = age_text(ctx.now - task.created_at)
+    text.append("  created just now" if age == "now" else f"  created {age} ago", style="dim")
     if task.branch:
         text.append(f"  ⎇ {short_branch(task.branch)}", style="dim")
     text.append("\n")
@@ -167,22 +168,52 @@ def progress_text(task: Task, ctx: DetailContext) -> Text:
     return t
 
 
+# Lines of a failed gate's output that say why: assertions, errors, the failing test, a traceback's frames.
+FAILING_LINE = re.compile(
+    r"(Error|Exception|assert|FAIL|panic|fatal|expected|not ok|✗|✕|×|^E\s|^>\s)", re.IGNORECASE
+)
+TRACE_FRAME = re.compile(r'^\s*File "[^"]+", line \d+')
+FAILING_MAX = 8
+
+
+def failing_lines(lines: list[str], limit: int = FAILING_MAX) -> list[str]:
+    """The lines of a failed gate's tail that explain the failure: the traceback's last frame and the lines
+    matching an error or an assertion, in order; the tail's last lines when nothing matches."""
+    picked: set[int] = set()
+    frames = [i for i, line in enumerate(lines) if TRACE_FRAME.match(line)]
+    if frames:
+        last = frames[-1]
+        picked.update(range(last, min(last + 2, len(lines))))
+    picked.update(i for i, line in enumerate(lines) if FAILING_LINE.search(line))
+    if not picked:
+        return lines[-GATE_TAIL:]
+    chosen = sorted(picked)
+    return [lines[i] for i in chosen[-limit:]]
+
+
 def gates_text(task: Task) -> Text:
+    """Failed gates first, with the lines that say why; passed ones on a line each."""
     t = Text()
     if not task.gates:
         t.append("gates: none run yet" if task.state is not State.GATING else "gates: running…", style="dim")
         return t
-    for gate in task.gates:
+    failed = [g for g in task.gates if g.status != "passed"]
+    for gate in failed + [g for g in task.gates if g.status == "passed"]:
         ok = gate.status == "passed"
         t.append("✓ " if ok else "✗ ", style="green" if ok else "bold red")
         t.append(gate.name, style="bold")
         t.append(f"  {gate.status}", style="green" if ok else "red")
-        t.append(f"  exit {gate.exit_code}  {gate.duration_s:.1f}s", style="dim")
+        if gate.exit_code is not None:
+            t.append(f"  exit {gate.exit_code}", style="dim")
+        t.append(f"  {gate.duration_s:.1f}s", style="dim")
         if gate.reason:
             t.append(f"  {gate.reason}", style="yellow")
         t.append("\n")
-        for line in gate.log_tail[-GATE_TAIL:]:
-            t.append(f"  │ {line}\n", style="dim")
+        if not ok:
+            for line in failing_lines(gate.log_tail):
+                t.append(f"  │ {line}\n", style="red" if FAILING_LINE.search(line) else "")
+    if failed:
+        t.append("l pages the whole gate log", style="dim italic")
     t.rstrip()
     return t
 
@@ -194,6 +225,9 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("merge", "Merge (m)", "success"),
     ("answer", "Answer (enter)", "warning"),
     ("attach", "Attach (t)", "primary"),
+    ("mark_done", "Done (f)", "success"),
+    ("stop", "Stop (x)", "error"),
+    ("log", "Log (l)", "default"),
     ("retry", "Retry (R)", "primary"),
     ("rollback", "Roll back (u)", "error"),
     ("diff", "Diff (d)", "default"),
@@ -214,6 +248,8 @@ OFFERED: dict[str, frozenset[State]] = {
     "run_gates": frozenset({S.FAILED}),
     "retry": frozenset({S.FAILED, S.INTERRUPTED, S.ROLLED_BACK}),
     "cancel_task": frozenset({S.APPROVED, S.FAILED, S.INTERRUPTED}),
+    "stop": frozenset({S.EXECUTING, S.GATING}),
+    "mark_done": frozenset({S.EXECUTING}),
 }
 
 
@@ -223,6 +259,9 @@ def offered(task: Task) -> list[str]:
     for name, _, _ in ACTIONS:
         if name == "answer":
             ok = task.needs_input and task.state is State.EXECUTING
+        elif name == "log":
+            ok = bool(task.gates) or task.state is State.GATING or (
+                task.state in WORK_STATES and (task.pane is not None or task.attempt > 0))
         elif name == "rollback":
             ok = task.merge is not None and task.merge.state == "merged"
         elif name in ("diff", "shell"):
@@ -316,7 +355,7 @@ class TaskDetail(Vertical):
         if task is None or ctx is None:
             self._put("detail-head", Text("no task selected: n creates one", style="dim"), layout=False)
             self._put("plan-text", Text(""))
-            for name in ("-has-agent", "-has-gates", "-needs-input"):
+            for name in ("-has-agent", "-has-gates", "-needs-input", "-gates-failed"):
                 self.remove_class(name)
             return
         self._put("detail-head", head_text(ctx.repo, task, ctx), layout=False)  # two lines, always
@@ -333,6 +372,7 @@ class TaskDetail(Vertical):
         waiting = task.needs_input and task.state is State.EXECUTING
         self.set_class(has_agent, "-has-agent")
         self.set_class(has_gates, "-has-gates")
+        self.set_class(any(g.status != "passed" for g in task.gates), "-gates-failed")
         self.set_class(waiting, "-needs-input")
         # Hidden sections are not updated: they are when they show.
         if waiting:

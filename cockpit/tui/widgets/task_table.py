@@ -42,6 +42,9 @@ class TaskTable(DataTable[Text]):
             return
         self._drawn_size = event.size
         self._fit_title(event.size.width)
+        if self.row_count:
+            # A smaller window must not leave the selected row out of sight (as after a terminal resize).
+            self.call_after_refresh(self.move_cursor, row=self.cursor_row, scroll=True)
 
     def _fit_title(self, width: int) -> None:
         """The title column takes the width the other (fixed) columns leave."""
@@ -107,7 +110,12 @@ class TaskTable(DataTable[Text]):
                 continue
             if owner == row_key:
                 by_line.discard(cache_key)
-        self.refresh_row(index)
+        if self.window_region.area and self.is_on_screen:
+            self.refresh_row(index)
+        else:
+            # Hidden (its tab is not shown): `refresh_row` skips rows outside the window, so the lines painted
+            # before would come back when the tab is shown. A full refresh costs nothing until then.
+            self.refresh()
         return True
 
     def upsert_many(self, tasks: Iterable[Task], now: float) -> None:
