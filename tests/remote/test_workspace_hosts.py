@@ -1,4 +1,4 @@
-"""Workspace entries on another host: the file format, and `cockpit workspace add --host` checking the host."""
+"""Workspace entries on another host: the file format, and `cockpit workspace add --host` checking it."""
 
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def test_workspace_add_refuses_an_unreachable_host_or_a_path_that_is_no_repo(
     box = ssh_lab.add_host("build-box")
     Workspace.init(short_tmp)
     before = (short_tmp / "cockpit-workspace.toml").read_text()
-    result = cli("workspace", "add", "api", "--host", "build-box", "--path", "/nonexistent/api", cwd=short_tmp)
+    result = cli("workspace", "add", "api", "--host", "build-box", "--path", "/nonexistent/api",
+                 cwd=short_tmp)
     assert result.code != 0 and "build-box" in result.stderr, result.stderr
     box.down()
     box.ssh.stop_master()
