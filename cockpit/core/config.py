@@ -49,6 +49,16 @@ command = ""
 # Extra regexes that mean "the agent waits for a person"; built-ins cover the common agents.
 needs_input_patterns = []
 
+[notify]
+# When something newly needs you, the cockpit says so in the terminal (OSC 9 and OSC 777 notifications) ...
+terminal = true
+# ... rings the bell ...
+bell = true
+# ... and shows a desktop notification where notify-send is installed.
+desktop = true
+# `cockpit status --tmux` (for tmux's status-right) names this repo's waiting tasks.
+tmux = true
+
 [tmux]
 # A private server name (tmux -L NAME); empty means your own server, so you can attach.
 socket_name = ""
@@ -99,6 +109,10 @@ KEYS: tuple[Key, ...] = (
     Key("agent", "command", str, ""),
     Key("agent", "needs_input_patterns", list, []),
     Key("tmux", "socket_name", str, ""),
+    Key("notify", "terminal", bool, True),
+    Key("notify", "bell", bool, True),
+    Key("notify", "desktop", bool, True),
+    Key("notify", "tmux", bool, True),
     Key("tdd", "enabled", (bool, str), "auto"),
     Key("tdd", "source_patterns", list, []),
     Key("tdd", "test_patterns", list, []),

@@ -28,6 +28,7 @@ from textual.app import App, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from cockpit.core import daemonctl
@@ -42,7 +43,8 @@ from cockpit.core.workspace import WORKSPACE_FILE, Workspace
 from cockpit.tui.commands import CockpitCommands
 from cockpit.tui.link import RepoLink
 from cockpit.tui.messages import AgentOutput, AttentionNeeded, LinkChanged, OpFinished, TasksChanged
-from cockpit.tui.repo_model import OFFLINE, UNINITIALISED, RepoModel, attention_kind
+from cockpit.tui.notify import NotifySettings, desktop_notify, summary, terminal_sequences
+from cockpit.tui.repo_model import OFFLINE, UNINITIALISED, Attention, RepoModel, attention_kind
 from cockpit.tui.screens.cockpit import CockpitScreen
 from cockpit.tui.screens.diff import DiffScreen
 from cockpit.tui.screens.forms import (
@@ -58,6 +60,7 @@ from cockpit.tui.screens.log import LogScreen
 from cockpit.tui.screens.merges import MergesScreen
 
 TICK_S = 30.0
+NOTIFY_BURST_S = 0.3  # notes arriving within this make one notification
 LINK_STOP_S = 3.0
 OUTPUT_LINES = 60
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -161,6 +164,9 @@ class AppConfig:
     # Runs an attach argv (tmux); the default suspends the app and runs it in this terminal.
     attach: Callable[[list[str]], int] | None = None
     title: str | None = None  # the top bar's title; default: the workspace's directory name
+    notify: bool = True  # terminal / bell / desktop notifications when something newly needs a person
+    # Where terminal notifications are written; default: the app's terminal. Tests capture them here.
+    terminal_write: Callable[[str], None] | None = None
 
     @classmethod
     def for_tests(cls, now: float | None = None, **changes: Any) -> AppConfig:
@@ -322,6 +328,9 @@ class CockpitApp(App[int]):
         # Tasks the person acted on, with the state last reported: their next moves go on the flash line.
         self._watched: dict[tuple[str, int], State | None] = {}
         self._inbox_at: tuple[str, int] | None = None  # what `!` showed last
+        self._notes: list[Attention] = []
+        self._notes_timer: Timer | None = None
+        self._notify_settings: dict[str, NotifySettings] = {}
 
     def get_default_screen(self) -> Screen[Any]:
         return self.main
@@ -385,6 +394,8 @@ class CockpitApp(App[int]):
         for screen in self.screen_stack:
             if isinstance(screen, MergesScreen):
                 screen.repo_changed(message.repo, ids)
+            elif isinstance(screen, DiffScreen) and screen.repo == message.repo and screen.subject.id in ids:
+                screen.task_changed()
         if (
             self._focus_when_seen is not None
             and self._focus_when_seen[0] == message.repo
@@ -399,7 +410,11 @@ class CockpitApp(App[int]):
 
     def on_attention_needed(self, message: AttentionNeeded) -> None:
         note = message.note
-        if not self.config.toasts:
+        if self.config.notify:
+            self._notes.append(note)
+            if self._notes_timer is None:
+                self._notes_timer = self.set_timer(NOTIFY_BURST_S, self._flush_notes)
+        if not self.config.toasts or note.kind == "waiting":
             return
         if note.kind == "needs_input":
             self.notify(
@@ -414,6 +429,48 @@ class CockpitApp(App[int]):
                 title="a peer's task waits for approval",
                 timeout=10,
             )
+
+    def _flush_notes(self) -> None:
+        self._notes_timer = None
+        notes, self._notes = self._notes, []
+        if notes:
+            self._notify(notes)
+
+    @work(thread=True, exit_on_error=False, group="notify")
+    def _notify(self, notes: list[Attention]) -> None:
+        """One notification per burst, on the channels the repos leave on (thread: config, a process)."""
+        chosen: dict[str, NotifySettings] = {}
+        for repo in {n.repo for n in notes}:
+            if repo not in self._notify_settings:
+                try:
+                    values = load_settings(self.links[repo].paths.config).values
+                except CockpitError:
+                    values = {}
+                self._notify_settings[repo] = NotifySettings(
+                    terminal=bool(values.get("notify.terminal", True)),
+                    bell=bool(values.get("notify.bell", True)),
+                    desktop=bool(values.get("notify.desktop", True)),
+                )
+            chosen[repo] = self._notify_settings[repo]
+        for channel in ("terminal", "bell", "desktop"):
+            wanted = [n for n in notes if getattr(chosen[n.repo], channel)]
+            if not wanted:
+                continue
+            title, body = summary(wanted)
+            if channel == "desktop":
+                desktop_notify(title, body)
+                continue
+            only = NotifySettings(terminal=channel == "terminal", bell=channel == "bell", desktop=False)
+            self.call_from_thread(self._write_terminal, terminal_sequences(title, body, only))
+
+    def _write_terminal(self, data: str) -> None:
+        if self.config.terminal_write is not None:
+            self.config.terminal_write(data)
+            return
+        driver = self._driver
+        if driver is not None and not self.is_headless:
+            driver.write(data)
+            driver.flush()
 
     def on_agent_output(self, message: AgentOutput) -> None:
         if self.ready:
@@ -591,6 +648,11 @@ class CockpitApp(App[int]):
             ),
             done,
         )
+
+    def rework(self, repo: str, task: Task, message: str) -> None:
+        """Send the task back to its agent with the person's review comments."""
+        self.say(f"sending {repo}#{task.id} back to the agent…")
+        self.run_op(repo, "rework_task", {"id": task.id, "message": message, "by": "person"}, task_id=task.id)
 
     def mark_done(self, repo: str, task: Task) -> None:
         if task.state is not State.EXECUTING:

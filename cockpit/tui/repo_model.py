@@ -32,8 +32,9 @@ class Attention:
 
     repo: str
     task_id: int
-    kind: str  # "pending" (a peer's task waits for approval) | "needs_input"
+    kind: str  # "pending" (a peer's task waits for approval) | "needs_input" | "waiting" (anything else)
     title: str
+    why: str = ""  # the inbox's words: "awaiting review", "failed", ...
 
 
 # Children in these states leave their parent waiting on a person.
@@ -116,6 +117,7 @@ class RepoModel:
                 continue
             before_state = before.state if before is not None else None
             before_input = before.needs_input if before is not None else False
+            before_kind = attention_kind(before) if before is not None else None
             task = apply(self.tasks, event)
             if task is None:
                 continue
@@ -125,7 +127,7 @@ class RepoModel:
                 self.trace.append((task.id, event.ts))
             self.dirty.add(task.id)
             if event.seq > quiet_until:
-                note = self._attention(task, before_state, before_input)
+                note = self._attention(task, before_state, before_input, before_kind)
                 if note is not None:
                     notes.append(note)
         return notes
@@ -138,12 +140,17 @@ class RepoModel:
             return True
         return task.updated_at >= event.ts
 
-    def _attention(self, task: Task, before_state: State | None, before_input: bool) -> Attention | None:
+    def _attention(self, task: Task, before_state: State | None, before_input: bool,
+                   before_kind: str | None) -> Attention | None:
+        """What newly needs a person: an agent asking, a peer's task to approve, any other inbox item."""
+        kind = attention_kind(task)
         if task.needs_input and not before_input and task.state is State.EXECUTING:
-            return Attention(self.name, task.id, "needs_input", task.title)
+            return Attention(self.name, task.id, "needs_input", task.title, kind or "")
         waiting = (State.PENDING, State.PENDING_CLARIFICATION)
         if task.source_repo is not None and task.state in waiting and before_state not in waiting:
-            return Attention(self.name, task.id, "pending", task.title)
+            return Attention(self.name, task.id, "pending", task.title, kind or "")
+        if kind is not None and kind != before_kind and task.state is not State.CREATED:
+            return Attention(self.name, task.id, "waiting", task.title, kind)
         return None
 
     def take_dirty(self) -> set[int]:

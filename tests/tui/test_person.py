@@ -4,6 +4,7 @@ the palette finds tasks, a failed gate says why and its whole log is a key away.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,10 @@ async def test_bang_walks_everything_needing_a_person_oldest_first(workspace: Bu
         await ck.wait(lambda: ck.selected() == ("backend", newer["id"]))
         assert "2 of 3" in ck.app.flash.text
         await ck.press("exclamation_mark")
-        await ck.wait(lambda: ck.selected() == ("backend", vague["id"]), message=f"{vague}")
-        print("SEL", ck.selected())
+        await ck.wait(lambda: ck.selected() == ("backend", vague["id"]))
         assert "needs answers" in ck.app.flash.text
         await ck.press("exclamation_mark")
-        await ck.wait(lambda: ck.selected() == ("frontend", oldest["id"]), message=f"round again {ck.selected()}")
+        await ck.wait(lambda: ck.selected() == ("frontend", oldest["id"]), message="round again")
 
 
 async def test_an_ambiguous_task_is_approved_only_anyway(workspace: Build) -> None:
@@ -100,7 +100,7 @@ command = "python3 -c 'assert 1 == 2, \\"expected 2 reports, got 1\\"'"
 
 
 async def test_a_failed_gate_shows_why_and_l_pages_its_log(workspace: Build) -> None:
-    ws = workspace("backend", start=False, settings={"task.fix_attempts": 0})
+    ws = workspace("backend", start=False, settings={"task.fix_attempts": "0"})
     repo = ws.repos["backend"]
     with (repo / ".cockpit" / "config.toml").open("a") as fh:
         fh.write(FAILING_GATE)
@@ -124,3 +124,72 @@ async def test_a_failed_gate_shows_why_and_l_pages_its_log(workspace: Build) -> 
         await ck.wait(lambda: "failed" in ck.app.flash.text and "1 of 1" in ck.app.flash.text)
     shown = await asyncio.to_thread(cli, "task", "show", str(task["id"]), repo=repo)
     assert f"gates log: {RepoPaths(repo).gate_log(task['id'])}" in shown.stdout
+
+
+async def test_review_like_a_pull_request_and_send_comments_back(workspace: Build) -> None:
+    from textual.widgets import TextArea
+
+    from cockpit.tui.screens.diff import DiffScreen
+    from cockpit.tui.screens.forms import CommentScreen
+
+    ws = workspace("backend")
+    repo = ws.repos["backend"]
+    task = create(repo, "Write the plan down for the export endpoint")
+    async with run_cockpit(ws.root) as ck:
+        ck.expect_error("rework_task")  # a daemon from before rework_task says it does not offer it
+        await ck.select("backend", task["id"])
+        await ck.press("a")
+        await wait_state(ck, repo, task["id"], "awaiting_review")
+        await ck.press("d")
+        screen = await ck.screen(DiffScreen)
+        await ck.wait(lambda: screen.files)
+        plan = str(screen.query_one("#diff-plan", Static).render())
+        assert "approved by" in plan and "reason" in plan
+        assert "has-commits" in str(screen.query_one("#diff-gates", Static).render())
+        await ck.press("n")
+        assert screen.hunk == 0 and screen.where().startswith(f"docs/tasks/task-{task['id']}.md (-")
+        await ck.press("c")
+        form = await ck.screen(CommentScreen)
+        area = form.query_one("#comment", TextArea)
+        assert area.text.startswith(f"docs/tasks/task-{task['id']}.md")
+        area.insert(" say which endpoint")
+        await ck.press("ctrl+s")
+        await ck.closed(CommentScreen)
+
+        def sent() -> bool:
+            flash = ck.app.flash.text
+            moved = ck.state("backend", task["id"]) != "awaiting_review"
+            return "rework_task" in flash or "back with your comments" in flash or moved
+
+        await ck.wait(sent, message="the comment went to the daemon")
+
+
+async def test_something_newly_waiting_notifies_the_terminal_the_desktop_and_the_tmux_segment(
+    workspace: Build, short_tmp: Path, monkeypatch: Any
+) -> None:
+    from cockpit.tui.app import AppConfig
+
+    bin_dir = short_tmp / "bin"
+    bin_dir.mkdir()
+    sent = short_tmp / "notify-send.args"
+    fake = bin_dir / "notify-send"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {sent}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    ws = workspace("backend", settings={"notify.bell": "false"})
+    repo = ws.repos["backend"]
+    written: list[str] = []
+    async with run_cockpit(ws.root, AppConfig.for_tests(terminal_write=written.append)) as ck:
+        task = await asyncio.to_thread(create, repo, "Add an /export endpoint to the API")
+        await ck.wait(lambda: any("backend#1" in w for w in written), message="no terminal notification")
+        note = "".join(written)
+        title = "cockpit: backend#1 pending approval"
+        assert f"\x1b]777;notify;{title};Add an /export endpoint to the API" in note
+        assert "\x1b]9;" in note and "\a" not in note, "the bell is off in this repo's config"
+        await ck.wait(lambda: sent.exists() and "backend#1" in sent.read_text(), message="no notify-send")
+        assert ck.state("backend", task["id"]) == "pending"
+    segment = await asyncio.to_thread(cli, "status", "--tmux", str(ws.root))
+    assert segment.code == 0 and segment.stdout.strip() == "⚑ 1 backend#1 approve"
+    status = await asyncio.to_thread(cli, "status", "--json", str(ws.root))
+    assert [(t["repo"], t["id"], t["why"]) for t in status.json["waiting"]] == [
+        ("backend", 1, "pending approval")]

@@ -42,8 +42,17 @@ def initialised(repo: Path) -> Path:
     return repo
 
 
+def path_without_agents() -> dict[str, str]:
+    """PATH without the directories holding an agent CLI (the suite may have installed them)."""
+    from cockpit.cli import AGENT_CLIS
+
+    dirs = [d for d in os.environ["PATH"].split(os.pathsep)
+            if d and not any((Path(d) / name).exists() for name in AGENT_CLIS)]
+    return {"PATH": os.pathsep.join(dirs)}
+
+
 def test_init_creates_the_files_excludes_them_and_is_idempotent(repo: Path) -> None:
-    first = cli_json("init", repo=repo)
+    first = cli("init", "--json", repo=repo, env=path_without_agents()).json
     cockpit = repo / ".cockpit"
     assert first["config_created"] is True and first["exclude_added"] is True
     assert Path(first["root"]) == repo.resolve() and (cockpit / "index.db").is_file()
@@ -76,7 +85,8 @@ def test_init_takes_the_current_branch_and_the_first_installed_agent_and_doctor_
     fake = bin_dir / "codex"
     fake.write_text("#!/bin/sh\nexit 0\n")
     fake.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    bare = path_without_agents()
+    env = {"PATH": f"{bin_dir}:{bare['PATH']}"}
     human = cli("init", repo=repo, env=env)
     assert human.code == 0, human.stderr
     assert "target branch: master" in human.stdout and "agent: codex" in human.stdout
@@ -88,7 +98,7 @@ def test_init_takes_the_current_branch_and_the_first_installed_agent_and_doctor_
 
     # Without codex on PATH and with a target branch that does not exist, doctor names both.
     assert cli("config", "set", "task.target_branch", "main", repo=repo).code == 0
-    bad = cli("doctor", "--json", repo=repo)
+    bad = cli("doctor", "--json", repo=repo, env=bare)
     assert bad.code == 1 and bad.json["ok"] is False
     problems = " | ".join(bad.json["problems"])
     assert "target branch 'main' does not exist (the current branch is master)" in problems

@@ -1,17 +1,19 @@
-"""A task's diff against its target, file by file, syntax-highlighted. git runs in a thread worker."""
+"""Review a task like a pull request: its diff against the target with a file list, file by file and hunk by
+hunk, the plan, classification, approval and gates beside it, and a comment box whose text goes back to the
+agent as a rework request. git runs in a thread worker."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.syntax import Syntax
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import OptionList, Static
@@ -23,7 +25,11 @@ from cockpit.core.errors import CockpitError
 from cockpit.core.models import Task
 from cockpit.core.states import State
 from cockpit.tui.screens.keys import bar_keys
-from cockpit.tui.widgets.bars import KeyBar
+from cockpit.tui.widgets.bars import FlashLine, KeyBar
+from cockpit.tui.widgets.task_detail import DetailContext, gates_text, plan_text
+
+if TYPE_CHECKING:
+    from cockpit.tui.app import CockpitApp
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,19 @@ class FileDiff:
     text: str
     added: int
     removed: int
+
+    @property
+    def hunks(self) -> list[int]:
+        """The line of each hunk header (`@@ ... @@`) in `text`."""
+        return [i for i, line in enumerate(self.text.split("\n")) if line.startswith("@@")]
+
+    def hunk_header(self, line: int) -> str:
+        """The hunk around `line`, as `@@ -a,b +c,d @@`, or "" before the first."""
+        lines = self.text.split("\n")
+        for i in reversed(self.hunks):
+            if i <= line:
+                return lines[i].split("@@")[1].strip() if lines[i].count("@@") >= 2 else lines[i]
+        return ""
 
 
 def split_diff(text: str) -> list[FileDiff]:
@@ -72,6 +91,11 @@ class DiffScreen(Screen[None]):
         Binding("escape,q,d", "app.pop_screen", "Back"),
         Binding("right_square_bracket", "step(1)", "Next file"),
         Binding("left_square_bracket", "step(-1)", "Previous file"),
+        Binding("n", "hunk(1)", "Next hunk"),
+        Binding("p", "hunk(-1)", "Previous hunk"),
+        Binding("c", "comment", "Comment: send it back to the agent"),
+        Binding("m", "merge", "Merge"),
+        Binding("i", "toggle_info", "Plan and gates", show=False),
     ]
 
     @dataclass
@@ -86,6 +110,15 @@ class DiffScreen(Screen[None]):
         self.root = root
         self.subject = task
         self.files: list[FileDiff] = []
+        self.current = 0
+        self.hunk = -1  # index in the current file's hunks; -1: its top
+
+    @property
+    def cockpit(self) -> CockpitApp:
+        from cockpit.tui.app import CockpitApp
+
+        assert isinstance(self.app, CockpitApp)
+        return self.app
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -95,10 +128,29 @@ class DiffScreen(Screen[None]):
             yield OptionList(id="diff-files")
             with VerticalScroll(id="diff-scroll"):
                 yield Static(Text("loading the diff…", style="dim italic"), id="diff-text")
+            with Vertical(id="diff-info"), VerticalScroll(id="diff-info-scroll"):
+                yield Static(id="diff-plan")
+                yield Static(id="diff-gates")
+        yield FlashLine(id="flash")
         yield KeyBar(bar_keys(self.BINDINGS), id="keys")
 
     def on_mount(self) -> None:
+        self.query_one("#diff-info").border_title = "plan · gates"
+        self.show_info()
         self.load()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < 120, "-narrow")
+
+    def show_info(self) -> None:
+        """The task's plan, classification reason, who approved it and its gates, from the live model."""
+        task = self.cockpit.models[self.repo].tasks.get(self.subject.id, self.subject)
+        self.subject = task
+        ctx = DetailContext(repo=self.repo, now=self.cockpit.now())
+        self.query_one("#diff-plan", Static).update(plan_text(task, ctx))
+        gates = gates_text(task)
+        gates.append("\n")
+        self.query_one("#diff-gates", Static).update(gates)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="diff")
     def load(self) -> None:
@@ -119,11 +171,16 @@ class DiffScreen(Screen[None]):
         self.files = message.files
         head = self.query_one("#diff-head", Static)
         shown = message.base[:12] if len(message.base) == 40 else message.base
+        added = sum(f.added for f in message.files)
+        removed = sum(f.removed for f in message.files)
         head.update(
             Text.assemble(
                 (f"{self.repo} #{self.subject.id} ", "bold"),
                 self.subject.title,
                 (f"   {shown}...{self.subject.branch or ''}" if message.base else "", "dim"),
+                (f"   {len(message.files)} file{'s' if len(message.files) != 1 else ''}", "dim"),
+                (f" +{added}", "green"),
+                (f" -{removed}", "red"),
             )
         )
         files = self.query_one("#diff-files", OptionList)
@@ -147,6 +204,9 @@ class DiffScreen(Screen[None]):
     def _show(self, index: int) -> None:
         if not 0 <= index < len(self.files):
             return
+        if index != self.current or self.hunk != -1:
+            self.hunk = -1
+        self.current = index
         view = self.query_one("#diff-text", Static)
         view.update(Syntax(self.files[index].text, "diff", theme="ansi_dark", word_wrap=False))
         self.query_one("#diff-scroll", VerticalScroll).scroll_home(animate=False)
@@ -155,3 +215,58 @@ class DiffScreen(Screen[None]):
         files = self.query_one("#diff-files", OptionList)
         if self.files:
             files.highlighted = ((files.highlighted or 0) + delta) % len(self.files)
+
+    def action_hunk(self, delta: int) -> None:
+        """The next (or previous) hunk, on to the next file's first hunk after a file's last."""
+        if not self.files:
+            return
+        hunks = self.files[self.current].hunks
+        target = self.hunk + delta
+        if 0 <= target < len(hunks):
+            self.hunk = target
+            self.query_one("#diff-scroll", VerticalScroll).scroll_to(y=hunks[target], animate=False)
+            return
+        if len(self.files) == 1:
+            return
+        index = (self.current + (1 if delta > 0 else -1)) % len(self.files)
+        self.query_one("#diff-files", OptionList).highlighted = index
+        self._show(index)
+        if delta < 0 and self.files[index].hunks:
+            self.hunk = len(self.files[index].hunks) - 1
+            self.call_after_refresh(self.query_one("#diff-scroll", VerticalScroll).scroll_to,
+                                    y=self.files[index].hunks[-1], animate=False)
+        else:
+            self.hunk = 0 if self.files[index].hunks else -1
+
+    def where(self) -> str:
+        """`path (hunk -a,b +c,d)` of what is on screen, for the comment's first line."""
+        if not self.files:
+            return ""
+        current = self.files[self.current]
+        hunks = current.hunks
+        header = current.hunk_header(hunks[self.hunk]) if 0 <= self.hunk < len(hunks) else ""
+        return f"{current.path}" + (f" ({header})" if header else "")
+
+    def action_comment(self) -> None:
+        from cockpit.tui.screens.forms import CommentScreen
+
+        task = self.cockpit.models[self.repo].tasks.get(self.subject.id, self.subject)
+        where = self.where()
+
+        def done(text: str | None) -> None:
+            if text:
+                self.cockpit.rework(self.repo, task, text)
+
+        self.app.push_screen(
+            CommentScreen(f"{self.repo}#{task.id}", where, blink=self.cockpit.config.cursor_blink), done
+        )
+
+    def action_merge(self) -> None:
+        task = self.cockpit.models[self.repo].tasks.get(self.subject.id, self.subject)
+        self.cockpit.merge(self.repo, task)
+
+    def action_toggle_info(self) -> None:
+        self.toggle_class("-no-info")
+
+    def task_changed(self) -> None:
+        self.show_info()

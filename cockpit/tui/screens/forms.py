@@ -204,6 +204,37 @@ class AnswerScreen(FormScreen[str]):
         return self.query_one("#answer", Input).value
 
 
+class CommentScreen(FormScreen[str]):
+    """A review comment: sent to the agent as a rework request (the task goes back to work)."""
+
+    def __init__(self, what: str, where: str, *, blink: bool = True) -> None:
+        super().__init__(blink=blink)
+        self.what = what
+        self.where = where
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="form", id="comment-form") as form:
+            form.border_title = f"request changes on {self.what}"
+            yield Label(Text("What should change? The agent gets this text and works on the task again."))
+            yield TextArea(f"{self.where}: " if self.where else "", id="comment", soft_wrap=True,
+                           show_line_numbers=False)
+            yield Static(classes="form-error")
+            yield from self.buttons("Send back to the agent (ctrl+s)")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        area = self.query_one("#comment", TextArea)
+        area.focus()
+        area.move_cursor(area.document.end)
+
+    def result(self) -> str | None:
+        text = self.query_one("#comment", TextArea).text.strip()
+        if not text or text == f"{self.where}:":
+            self.complain("say what should change")
+            return None
+        return text
+
+
 class ConfirmScreen(ModalScreen[bool]):
     """Say what will happen; y / enter confirms, n / escape cancels."""
 
