@@ -39,10 +39,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cockpit.core.backend import backend_for
-from cockpit.core.delegation import Delegation, PeerRef, Sender, describe, wait_peer_task
+from cockpit.core.delegation import Delegation, PeerRef, Sender, describe, open_peer, wait_peer_task
 from cockpit.core.errors import CockpitError
 from cockpit.core.models import JSON, Event, Link, PlanStep, Task
-from cockpit.core.paths import RepoPaths
 from cockpit.core.prompts import render_prompt
 from cockpit.core.states import FINISHED, State
 from cockpit.core.workspace import repo_identity
@@ -438,7 +437,7 @@ class StepExecutor:
             if result.get("fallback"):
                 line += f" ({repo}'s daemon is down: it is classified when that daemon starts)"
             await self._note(task_id, line)
-        ref = PeerRef(repo, RepoPaths(sender.workspace.path_of(repo)))
+        ref = PeerRef.resolve(sender.workspace, repo)
 
         async def changed(peer_task: JSON) -> None:
             await self._peer_changed(task_id, step.n, repo, peer_task)
@@ -453,7 +452,7 @@ class StepExecutor:
         """Follow a child the agent created until it finishes, and record its finish on the task."""
         delegation = Delegation(self.service)
         sender = Sender.of(self.service.paths.root)
-        ref = PeerRef(child.repo, RepoPaths(sender.workspace.path_of(child.repo)))
+        ref = PeerRef.resolve(sender.workspace, child.repo)
 
         async def changed(peer_task: JSON) -> None:
             await self._note(task_id, describe(child.repo, peer_task))
@@ -553,13 +552,19 @@ class ParentNotifier:
             return
         try:
             sender = Sender.of(self.daemon.service.paths.root)
-            parent_root = sender.workspace.path_of(task.source_repo)
+            ref = PeerRef.resolve(sender.workspace, task.source_repo)
         except CockpitError:
             return
+        args: JSON = {"id": task.source_task_id, "repo": sender.name, "child": task_id}
         try:
-            async with asyncio.timeout(NOTIFY_TIMEOUT_S), backend_for(RepoPaths(parent_root)) as backend:
-                await backend.call("child_finished", {"id": task.source_task_id, "repo": sender.name,
-                                                      "child": task_id})
+            async with asyncio.timeout(NOTIFY_TIMEOUT_S):
+                if ref.hosted is not None:
+                    async with open_peer(ref) as remote:
+                        assert remote.client is not None
+                        await remote.client.call("child_finished", args)
+                else:
+                    async with backend_for(ref.paths) as backend:
+                        await backend.call("child_finished", args)
         except (CockpitError, OSError, TimeoutError) as exc:
             # The parent's own follower (while it runs) or its next look at the child records it instead.
             log.info("could not tell %s#%s that task %d finished: %s", task.source_repo, task.source_task_id,
