@@ -203,6 +203,8 @@ class Runner:
     task_id: int
     steps: dict[int, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
     children: dict[tuple[str, int], asyncio.Task[None]] = dataclasses.field(default_factory=dict)
+    # Children whose follower saw them finish (their finish is recorded by then).
+    settled: set[tuple[str, int]] = dataclasses.field(default_factory=set)
     main: asyncio.Task[None] | None = None
     finished: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     # Set when the task's links change (a new child, a child's finish): the runner looks again.
@@ -385,6 +387,12 @@ class StepExecutor:
                     if step.n not in runner.steps:
                         runner.steps[step.n] = asyncio.ensure_future(self._step(task_id, step))
                 for child in pending_children:
+                    if (child.repo, child.id) in runner.settled:
+                        # Seen finished, yet not recorded as such: never follow it round in circles.
+                        await self._fail_parent_with(
+                            task_id, f"cockpit could not record the finish of {child.repo}#{child.id} (it is "
+                                     "not linked to this task there)", child=child)
+                        return
                     if (child.repo, child.id) not in runner.children:
                         runner.children[(child.repo, child.id)] = asyncio.ensure_future(
                             self._follow_child(task_id, child))
@@ -408,6 +416,8 @@ class StepExecutor:
                 for key, t in list(runner.children.items()):
                     if t.done():
                         del runner.children[key]
+                        if not t.cancelled() and t.exception() is None:
+                            runner.settled.add(key)
                         if not t.cancelled() and t.exception() is not None:
                             await self._fail_parent_with(
                                 task_id, f"cockpit could not follow delegated task {key[0]}#{key[1]}: "

@@ -155,7 +155,7 @@ def test_a_chain_across_three_repos_stays_linked(short_tmp: Path, daemons: Daemo
     assert middle["parent"] == {"repo": "backend", "id": 1}
     assert middle["children"] == [{"repo": "mobile", "id": 1, "state": "pending"}]
     top = cli_json("task", "show", "1", repo=repos["backend"])
-    assert top["children"] == [{"repo": "frontend", "id": 1, "state": "pending"}]
+    assert top["children"] == [{"repo": "frontend", "id": 1, "state": "executing"}]
     # Following the links from the top reaches the bottom.
     below = cli_json("remote", "show", "frontend", "1", repo=repos["backend"])["task"]["children"][0]
     bottom = cli_json("remote", "show", below["repo"], str(below["id"]), repo=repos["frontend"])
