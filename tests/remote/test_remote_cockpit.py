@@ -59,9 +59,9 @@ async def test_a_hosted_repo_is_a_tab_like_the_others_and_its_host_going_away_is
     cli_json("daemon", "start", repo=web)
     try:
         async with run_cockpit(short_tmp, AppConfig.for_tests(backoff=(0.1, 0.5))) as ck:
-            await ck.wait(lambda: ck.app.models["api"].mode == LIVE, message="api live over ssh")
+            await ck.wait(lambda: "api on build-box" in banner(ck, "api"), message="api live over ssh")
+            assert ck.app.models["api"].mode == LIVE
             assert "api@build-box" in tab_label(ck, "api") and "@" not in tab_label(ck, "web")
-            assert "api on build-box" in banner(ck, "api")
             # A task made on the host shows up here, pushed through the forward.
             made = await asyncio.to_thread(create_there, box, api, "add a health endpoint to the API")
             await ck.wait(lambda: ck.task("api", made["id"]) is not None, message="the remote task shows")
