@@ -133,7 +133,8 @@ def cmd_workspace_list(args: argparse.Namespace) -> int:
     workspace = Workspace.locate(_workspace_start(args))
 
     async def body() -> int:
-        repos = [await repo_status(name, path) for name, path in workspace.repos.items()]
+        repos = [await repo_status(name, path, workspace.host_of(name))
+                 for name, path in workspace.repos.items()]
         data = {"file": str(workspace.file), "repos": repos}
 
         def human() -> None:
@@ -150,11 +151,16 @@ def cmd_workspace_list(args: argparse.Namespace) -> int:
             for r in repos:
                 daemon = (f"[green]up[/green] (pid {r['pid']})" if r["daemon"] == "up"
                           else f"[dim]{esc(r['daemon'])}[/dim]")
-                if not r["initialised"]:
+                if r.get("host") and r["daemon"] != "up":
+                    counts = "[dim]unknown while its daemon is down[/dim]"
+                elif not r["initialised"]:
                     counts = "[dim]not initialised[/dim]"
                 else:
                     counts = ", ".join(f"{n} {s}" for s, n in sorted(r["counts"].items())) or "none"
-                table.add_row(plain(r["name"]), daemon, counts, plain(r["path"]))
+                where = f"{r['host']}:{r['path']}" if r.get("host") else r["path"]
+                if r["daemon"] == "unreachable":
+                    daemon, counts = f"[red]⊘ {esc(r['host'])} unreachable[/red]", "[dim]unknown[/dim]"
+                table.add_row(plain(r["name"]), daemon, counts, plain(where))
             console.print(table)
 
         cli.out(args, data, human)

@@ -18,6 +18,7 @@ from cockpit.core.models import Classification, Task
 from cockpit.core.paths import RepoPaths
 from cockpit.core.states import State
 from cockpit.core.store import Store, Tx
+from cockpit.core.titles import check_text
 from cockpit.core.workspace import repo_identity
 
 # Tasks that no longer take part in dedup: their work is finished or abandoned.
@@ -91,6 +92,7 @@ class TaskService:
         description = limits.check_text(description).strip()
         if not description:
             raise UsageError("the task description is empty; say what should be done")
+        check_text(description)
         if script is not None:
             limits.check_text(script, "the script")
             from cockpit.core.script_agent import parse_script
