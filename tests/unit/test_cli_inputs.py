@@ -116,10 +116,10 @@ def test_a_zero_length_store_is_an_error_not_a_new_store(initialised: Path) -> N
 
 
 def test_doctor_on_a_malformed_page_reports_the_integrity_check(initialised: Path) -> None:
-    for i in range(30):
-        cli_json("task", "create", f"add the feature number {i} to module_{i}.py", "--force", "--no-wait",
-                 repo=initialised)
     db = initialised / ".cockpit" / "index.db"
+    with sqlite3.connect(db) as conn:  # a few pages of events
+        conn.executemany("INSERT INTO events (ts, task_id, type, data) VALUES (0, NULL, 'note', ?)",
+                         [(f'{{"n": {i}, "pad": "{"p" * 400}"}}',) for i in range(60)])
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = bytearray(db.read_bytes())
