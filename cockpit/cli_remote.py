@@ -17,14 +17,15 @@ import os
 import shutil
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from cockpit import cli
 from cockpit.core import git
-from cockpit.core.backend import Backend
+from cockpit.core.backend import Backend, backend_for
 from cockpit.core.delegation import DEFAULT_WAIT_CLASSIFIED_S, repo_status
-from cockpit.core.errors import ConfigError, RefusedError, UsageError
+from cockpit.core.errors import ConfigError, DaemonUnavailable, RefusedError, UsageError
 from cockpit.core.mcp_config import SERVER_NAME, shared_server_entry
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths
@@ -222,9 +223,18 @@ def cmd_remote_approve(args: argparse.Namespace) -> int:
 def cmd_remote_wait(args: argparse.Namespace) -> int:
     until = [s for group in args.until or [] for s in group]
 
-    async def body(b: Backend) -> int:
-        result = await b.call("wait_remote_task", {"repo": args.peer, "id": args.id, "until": until,
-                                                   "timeout_s": args.timeout})
+    async def body() -> int:
+        paths = cli.repo_paths(args)
+        deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                async with backend_for(paths) as b:
+                    result = await b.call("wait_remote_task", {"repo": args.peer, "id": args.id,
+                                                               "until": until, "timeout_s": remaining})
+                break
+            except DaemonUnavailable:
+                continue  # this repo's daemon stopped during the wait: wait on, from its store
         if result.get("timed_out"):
             if args.json:
                 cli.out(args, {"error": {"code": "timeout", "message": f"{result['status']} (timed out)"},
@@ -235,7 +245,7 @@ def cmd_remote_wait(args: argparse.Namespace) -> int:
         cli.out(args, result, lambda: cli.say(args, result["status"]))
         return 0
 
-    return cli.run_async(cli.with_backend(args, body))
+    return cli.run_async(body())
 
 
 # -- mcp -----------------------------------------------------------------------------------------------------
