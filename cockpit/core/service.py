@@ -85,7 +85,7 @@ class TaskService:
     async def create_task(
         self, description: str, *, force: bool = False, script: str | None = None,
         source_repo: str | None = None, source_task_id: int | None = None, key: str | None = None,
-        classify: bool = True, by: str = "person",
+        classify: bool = True, by: str = "person", on_behalf_of: int | None = None,
     ) -> Task:
         """Record a task (dedup checked inside the insert transaction), then classify it unless told not to.
         """
@@ -115,6 +115,9 @@ class TaskService:
             task_id = await tx.next_task_id()
             data: dict[str, Any] = {"description": description, "title": classifier.make_title(description),
                                     "by": by}
+            if on_behalf_of is not None:
+                # An agent's call: `by` is the agent, acting for this task of the repo.
+                data["on_behalf_of"] = on_behalf_of
             if source_repo is not None:
                 data["source_repo"] = source_repo
                 data["source_task_id"] = source_task_id
