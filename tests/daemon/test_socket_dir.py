@@ -3,7 +3,6 @@ able to plant a directory or a fake daemon that the CLI believes."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -17,7 +16,6 @@ import pytest
 from cockpit.core.client import DaemonClient
 from cockpit.core.errors import CockpitError, DaemonUnavailable
 from cockpit.core.paths import runtime_dir
-from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -82,8 +80,11 @@ conn.sendall(b'{"id": 1, "ok": true, "result": {"pong": true}}\\n')
 """
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to run a server as another user")
-async def test_the_client_refuses_a_daemon_run_by_another_user() -> None:
+@pytest.fixture
+def fake_daemon_of_another_user() -> Iterator[Path]:
+    """A socket that greets like a daemon, served by `nobody`."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to run a server as another user")
     import pwd
 
     nobody = pwd.getpwnam("nobody")
@@ -94,12 +95,14 @@ async def test_the_client_refuses_a_daemon_run_by_another_user() -> None:
     proc = subprocess.Popen([python, "-c", FAKE_DAEMON, str(sock)], stdout=subprocess.PIPE, text=True,
                             user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[], cwd="/")
     try:
-        assert proc.stdout is not None
-        assert await asyncio.to_thread(proc.stdout.readline) == "ready\n"
-        wait_until(sock.exists, message="the fake daemon's socket")
-        with pytest.raises(DaemonUnavailable, match="another user"):
-            await DaemonClient.connect(sock, timeout=5)
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        yield sock
     finally:
         proc.kill()
         proc.wait(timeout=10)
         shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_the_client_refuses_a_daemon_run_by_another_user(fake_daemon_of_another_user: Path) -> None:
+    with pytest.raises(DaemonUnavailable, match="another user"):
+        await DaemonClient.connect(fake_daemon_of_another_user, timeout=5)
