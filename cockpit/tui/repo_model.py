@@ -46,6 +46,8 @@ def failed_child(task: Task) -> str | None:
     """'frontend#2' when a task this one delegated to failed and the parent is still at work."""
     if task.state in FINISHED_STATES or task.state is State.FAILED:
         return None
+    if task.child_failure:
+        return "a delegated task"
     for child in task.children:
         if child.state in CHILD_FAILED:
             return f"{child.repo}#{child.id}"
