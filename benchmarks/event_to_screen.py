@@ -1,8 +1,9 @@
-"""Benchmark: an event committed in a daemon to the cockpit frame showing it, 20 repos at 100 events/s.
+"""Benchmark: an event committed in a daemon to the cockpit frame showing it, 50 repos at 100 events/s.
 
-Run from the repo root: `.venv/bin/python benchmarks/event_to_screen.py [--seconds 30]`; prints one JSON line.
+Run from the repo root: `.venv/bin/python benchmarks/event_to_screen.py [--seconds 30] [--repos 50]`; prints
+one JSON line.
 
-20 real repos with running daemons; a driver process (this script with --drive) sends ops to the daemons
+50 real repos with running daemons; a driver process (this script with --drive) sends ops to the daemons
 over their sockets at a steady 100 ops/s round-robin, each op committing one event: `create_task` (no
 classification: task.created, a new row), `classify_task` (task.classified) and `reject_task`
 (task.rejected) in turn. The cockpit runs headless in this process. For each event, the latency is from its
@@ -38,7 +39,7 @@ from cockpit.tui.screens.cockpit import SUMMARY_DELAY_S, CockpitScreen
 from cockpit.tui.widgets.task_table import TaskTable
 from tests.tui.many_repos import build
 
-REPOS = 20
+REPOS = 50
 RATE = 100.0
 WARMUP_S = 1.0
 SIZE = (160, 48)
@@ -203,13 +204,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=RATE)
+    parser.add_argument("--repos", type=int, default=REPOS)
     parser.add_argument("--drive", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
         sent = asyncio.run(drive(json.loads(args.drive), args.rate, args.seconds))
         print(json.dumps({"sent": sent}))
         return
-    workspace = build(REPOS)
+    workspace = build(args.repos)
     try:
         workspace.start()
         result = asyncio.run(measure(workspace.root, args.rate, args.seconds))
@@ -219,7 +221,8 @@ def main() -> None:
         "name": "event_to_screen",
         "value": result["p99_ms"],
         "unit": "ms",
-        "params": {"repos": REPOS, "events_per_s": args.rate, "seconds": args.seconds, "size": list(SIZE),
+        "params": {"repos": args.repos, "events_per_s": args.rate, "seconds": args.seconds,
+                   "size": list(SIZE),
                    "python": sys.version.split()[0]},
         "goal": "p99 < 25 ms",
         **result,
