@@ -43,6 +43,17 @@ def _gate_lines(gates: Sequence[GateSpec]) -> list[str]:
     return lines
 
 
+def approval_note(approved_by: str | None) -> str:
+    """Who let the task run, as the prompt says it: only `person` is a person's approval."""
+    if approved_by == "person":
+        return "approved by a person"
+    if approved_by and approved_by.startswith("remote:"):
+        return f"approved by the peer repo {approved_by.removeprefix('remote:')}, not by a person"
+    if approved_by and approved_by.startswith("auto:"):
+        return f"approved automatically ({approved_by}), not by a person"
+    return f"approved by {approved_by or 'nobody recorded'}, not by a person"
+
+
 def _task_section(task: Task) -> list[str]:
     lines = [f"# Task {task.id}: {task.title}", "", task.description.strip() or "(no description)", ""]
     if task.answers and task.questions:
@@ -51,7 +62,7 @@ def _task_section(task: Task) -> list[str]:
             lines += [f"- Q: {question}", f"  A: {answer}"]
         lines.append("")
     if task.plan:
-        lines += ["## Plan (approved by a person)", ""]
+        lines += [f"## Plan ({approval_note(task.approved_by)})", ""]
         lines += [_step_line(step) for step in sorted(task.plan, key=lambda s: s.n)]
         lines.append("")
     return lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -293,3 +294,16 @@ def test_render_fix_prompt_shows_failures_first(tmp_path: Path) -> None:
     assert "## Task 12: Add rate limiting" in text, "the original task follows, one heading level down"
     assert "1. [add] a token bucket in auth/limits.py" in text
     assert "Never merge, never push" in text
+
+
+@pytest.mark.parametrize(("approved_by", "says"), [
+    ("person", "## Plan (approved by a person)"),
+    ("auto:small", "## Plan (approved automatically (auto:small), not by a person)"),
+    ("remote:frontend", "## Plan (approved by the peer repo frontend, not by a person)"),
+])
+def test_render_prompt_says_who_approved(tmp_path: Path, approved_by: str, says: str) -> None:
+    task = dataclasses.replace(make_task(), approved_by=approved_by)
+    text = render_prompt(task, GATES, repo_name="backend", worktree=tmp_path / "wt", target_branch="main")
+    assert says in text
+    if approved_by != "person":
+        assert "approved by a person" not in text
