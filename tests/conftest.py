@@ -3,7 +3,8 @@ import os
 import shutil
 import tempfile
 
-pytest_plugins = ["tests.support.gitrepos", "tests.support.tmuxserver", "tests.support.daemons"]
+pytest_plugins = ["tests.support.gitrepos", "tests.support.tmuxserver", "tests.support.daemons",
+                  "tests.support.sshhosts"]
 
 # One person token per test process, never the person's own: the CLI, the cockpit and the daemons the tests
 # start (which inherit the environment) all read it from here.

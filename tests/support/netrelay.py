@@ -1,0 +1,54 @@
+"""`python netrelay.py HOST PORT`: join stdin/stdout to a TCP connection (an ssh ProxyCommand, like `nc`).
+
+The ssh tests run it inside their private network namespace (`ip netns exec NS ...`), so the client side of
+every ssh connection lives in that namespace too and nothing is reachable from the machine's own network.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import sys
+
+
+def main() -> int:
+    host, port = sys.argv[1], int(sys.argv[2])
+    try:
+        conn = socket.create_connection((host, port), timeout=5)
+    except OSError as exc:
+        print(f"netrelay: {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    conn.settimeout(None)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sel = selectors.DefaultSelector()
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    sel.register(stdin, selectors.EVENT_READ)
+    sel.register(conn, selectors.EVENT_READ)
+    open_in = True
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj == stdin:
+                data = os.read(stdin, 65536)
+                if not data:
+                    sel.unregister(stdin)
+                    open_in = False
+                    conn.shutdown(socket.SHUT_WR)
+                    continue
+                conn.sendall(data)
+            else:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    return 0
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(stdout, view):]
+        if not open_in and not sel.get_map():
+            return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
