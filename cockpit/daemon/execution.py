@@ -47,6 +47,7 @@ from typing import Any
 
 import watchfiles
 
+from cockpit.core import sandbox
 from cockpit.core.agents import AgentCommand, agent_command
 from cockpit.core.errors import CockpitError, TmuxError, UsageError
 from cockpit.core.execution_ops import (
@@ -447,9 +448,13 @@ class Executor:
             "COCKPIT_HOOK": shlex.join(["sh", str(HOOK_SCRIPT)]),
             "COCKPIT_PYTHON": sys.executable,
         }
-        line = pane_command(command.shell, self.paths.signals, task_id, attempt)
+        mode = self.service.settings.agent_sandbox
+        used = "none"
 
         def start() -> PaneRef:
+            nonlocal used
+            shell, used = sandbox.wrap(command.shell, sandbox.for_task(self.paths, task_id, worktree), mode)
+            line = pane_command(shell, self.paths.signals, task_id, attempt)
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(header)
             return panes.start_window(
@@ -489,6 +494,7 @@ class Executor:
                 "pane_id": pane.pane_id,
                 "socket_name": panes.socket_name,
                 "attempt": attempt,
+                "sandbox": used,
             },
         )
         if died_signal_path(self.paths.signals, task_id).exists():
