@@ -151,6 +151,7 @@ class Ops:
             key=arg_opt_str(args, "key"),
             classify=not arg_bool(args, "no_wait"),
             by=_by(args),
+            on_behalf_of=arg_int(args, "on_behalf_of") if args.get("on_behalf_of") is not None else None,
         )
         return await self.task_json(task)
 

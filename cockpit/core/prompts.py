@@ -43,15 +43,15 @@ def _gate_lines(gates: Sequence[GateSpec]) -> list[str]:
     return lines
 
 
-def approval_note(approved_by: str | None) -> str:
-    """Who let the task run, as the prompt says it: only `person` is a person's approval."""
-    if approved_by == "person":
+def _approval(by: str | None) -> str:
+    """Who approved the plan, said plainly: an automatic approval is not a person's."""
+    if by == "person":
         return "approved by a person"
-    if approved_by and approved_by.startswith("remote:"):
-        return f"approved by the peer repo {approved_by.removeprefix('remote:')}, not by a person"
-    if approved_by and approved_by.startswith("auto:"):
-        return f"approved automatically ({approved_by}), not by a person"
-    return f"approved by {approved_by or 'nobody recorded'}, not by a person"
+    if by and by.startswith("auto:"):
+        return f"approved automatically as a small task ({by}); no person reviewed it"
+    if by and by.startswith("remote:"):
+        return f"approved by the peer repo {by.removeprefix('remote:')}; no person reviewed it here"
+    return f"approved by {by}" if by else "not yet approved"
 
 
 def _task_section(task: Task) -> list[str]:
@@ -62,7 +62,7 @@ def _task_section(task: Task) -> list[str]:
             lines += [f"- Q: {question}", f"  A: {answer}"]
         lines.append("")
     if task.plan:
-        lines += [f"## Plan ({approval_note(task.approved_by)})", ""]
+        lines += [f"## Plan ({_approval(task.approved_by)})", ""]
         lines += [_step_line(step) for step in sorted(task.plan, key=lambda s: s.n)]
         lines.append("")
     return lines

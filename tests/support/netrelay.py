@@ -1,7 +1,9 @@
-"""`python netrelay.py HOST PORT`: join stdin/stdout to a TCP connection (an ssh ProxyCommand, like `nc`).
+"""`python netrelay.py [--fdpass] HOST PORT`: an ssh ProxyCommand that connects to HOST:PORT (like `nc`).
 
 The ssh tests run it inside their private network namespace (`ip netns exec NS ...`), so the client side of
 every ssh connection lives in that namespace too and nothing is reachable from the machine's own network.
+With `--fdpass` (ssh's `ProxyUseFdpass yes`) it hands the connected socket to ssh and exits, so no relay
+process sits in the data path; without it, it joins stdin/stdout to the connection.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import sys
 
 
 def main() -> int:
-    host, port = sys.argv[1], int(sys.argv[2])
+    args = sys.argv[1:]
+    fdpass = args[:1] == ["--fdpass"]
+    host, port = args[-2], int(args[-1])
     try:
         conn = socket.create_connection((host, port), timeout=5)
     except OSError as exc:
@@ -21,6 +25,10 @@ def main() -> int:
         return 1
     conn.settimeout(None)
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if fdpass:
+        channel = socket.socket(fileno=os.dup(sys.stdout.fileno()))
+        socket.send_fds(channel, [b"\0"], [conn.fileno()])
+        return 0
     sel = selectors.DefaultSelector()
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     sel.register(stdin, selectors.EVENT_READ)

@@ -77,6 +77,20 @@ class LabHost:
             raise RuntimeError(f"sshd on {self.name} did not start: "
                                f"{(self.dir / 'sshd.log').read_text(errors='replace')[-500:]}")
 
+    def on_host(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run `argv` inside the host (its namespace), not through ssh: what runs there regardless of us."""
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+        return subprocess.run(["ip", "netns", "exec", self.ns, *argv], capture_output=True, text=True,
+                              timeout=timeout, env=env, check=False)
+
+    def kill_master(self) -> int:
+        """SIGKILL this machine's ssh master for the host: every forward through it drops at once."""
+        pid = self.ssh.master_pid()
+        assert pid is not None, f"no ssh master for {self.name}"
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), 10)
+        return pid
+
     def down(self) -> None:
         """The host goes away: every process in it dies (connections reset), then its link drops."""
         self.kill_all()
@@ -145,7 +159,7 @@ class SshLab:
             f"ListenAddress {address}\nPort 22\nHostKey {host_key}\nPidFile {host.dir / 'sshd.pid'}\n"
             f"AuthorizedKeysFile {self.base / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-            "AllowStreamLocalForwarding yes\nAllowTcpForwarding no\nX11Forwarding no\nPrintMotd no\n"
+            "AllowStreamLocalForwarding yes\nX11Forwarding no\nPrintMotd no\n"
             "LogLevel ERROR\n"
             f"SetEnv PATH={venv_bin}/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "
             f"XDG_RUNTIME_DIR={runtime} {CONFIG_ENV}={self.ssh_config}\n")
@@ -157,7 +171,8 @@ class SshLab:
                      "  IdentitiesOnly yes\n"
                      f"  UserKnownHostsFile {self.home / '.ssh' / 'known_hosts'}\n"
                      "  StrictHostKeyChecking yes\n"
-                     f"  ProxyCommand ip netns exec {self.lan} {sys.executable} {RELAY} %h %p\n")
+                     f"  ProxyCommand ip netns exec {self.lan} {sys.executable} {RELAY} --fdpass %h %p\n"
+                     "  ProxyUseFdpass yes\n")
         host.start_sshd()
         return host
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shlex
@@ -296,14 +295,22 @@ def test_render_fix_prompt_shows_failures_first(tmp_path: Path) -> None:
     assert "Never merge, never push" in text
 
 
-@pytest.mark.parametrize(("approved_by", "says"), [
-    ("person", "## Plan (approved by a person)"),
-    ("auto:small", "## Plan (approved automatically (auto:small), not by a person)"),
-    ("remote:frontend", "## Plan (approved by the peer repo frontend, not by a person)"),
-])
-def test_render_prompt_says_who_approved(tmp_path: Path, approved_by: str, says: str) -> None:
-    task = dataclasses.replace(make_task(), approved_by=approved_by)
-    text = render_prompt(task, GATES, repo_name="backend", worktree=tmp_path / "wt", target_branch="main")
-    assert says in text
+@pytest.mark.parametrize(
+    ("approved_by", "heading"),
+    [
+        ("person", "## Plan (approved by a person)"),
+        ("auto:small",
+         "## Plan (approved automatically as a small task (auto:small); no person reviewed it)"),
+        ("auto:delegated-small from frontend",
+         "## Plan (approved automatically as a small task (auto:delegated-small from frontend); no person "
+         "reviewed it)"),
+        ("remote:frontend", "## Plan (approved by the peer repo frontend; no person reviewed it here)"),
+    ],
+)
+def test_the_prompt_says_who_approved_the_plan(tmp_path: Path, approved_by: str, heading: str) -> None:
+    task = make_task()
+    task.approved_by = approved_by
+    text = render_prompt(task, GATES, repo_name="backend", worktree=tmp_path, target_branch="main")
+    assert heading in text
     if approved_by != "person":
         assert "approved by a person" not in text

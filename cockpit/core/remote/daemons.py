@@ -122,8 +122,10 @@ class HostedRepo:
         try:
             return await DaemonClient.connect(local, timeout)
         except DaemonUnavailable:
-            raise DaemonUnavailable(f"{self.name}'s daemon on {self.host.destination} does not answer",
-                                    code="remote_daemon_down") from None
+            raise DaemonUnavailable(
+                f"{self.name}'s daemon on {self.host.destination} does not answer through ssh (running? "
+                "does that sshd allow forwarding: AllowStreamLocalForwarding, AllowTcpForwarding?)",
+                code="remote_daemon_down") from None
 
 
 def local_version() -> str:
