@@ -73,7 +73,7 @@ def arg_states(args: dict[str, Any], name: str) -> list[State]:
 
 def _by(args: dict[str, Any]) -> str:
     """Who the event records as acting: the caller's label, never "person" for a peer."""
-    return principals.current().label(arg_str(args, "by", principals.current().principal))
+    return principals.by_label(arg_opt_str(args, "by"))
 
 
 class Ops:

@@ -77,6 +77,12 @@ def acting_as(context: OpContext) -> Iterator[OpContext]:
         _CURRENT.reset(token)
 
 
+def by_label(by: str | None) -> str:
+    """The `by` to record for the current caller: its label, by default (and never above) its principal."""
+    context = current()
+    return context.label(by if by else context.principal)
+
+
 def require_person(what: str) -> None:
     """Refuse `what` unless a person asked for it."""
     if current().is_person:

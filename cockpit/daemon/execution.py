@@ -47,7 +47,7 @@ from typing import Any
 
 import watchfiles
 
-from cockpit.core import sandbox
+from cockpit.core import principals, sandbox
 from cockpit.core.agents import AgentCommand, agent_command
 from cockpit.core.errors import CockpitError, TmuxError, UsageError
 from cockpit.core.execution_ops import (
@@ -60,7 +60,7 @@ from cockpit.core.execution_ops import (
 from cockpit.core.gates import TddRule, run_gates
 from cockpit.core.models import JSON, Event, GateResult, Task
 from cockpit.core.needs_input import NeedsInputDetector, clean_lines
-from cockpit.core.ops import arg_int, arg_str
+from cockpit.core.ops import arg_int, arg_opt_str
 from cockpit.core.projection import EVENT_STATE
 from cockpit.core.prompts import render_fix_prompt, render_prompt
 from cockpit.core.signals import Signal, read_signals
@@ -1089,7 +1089,7 @@ class Executor:
     async def op_run_gates(self, args: dict[str, Any]) -> JSON:
         """`run_gates {id}`: check a finished task's worktree again (approved -> executing -> gating)."""
         task_id = arg_int(args, "id")
-        by = arg_str(args, "by", "person")
+        by = principals.by_label(arg_opt_str(args, "by"))
         task = await self.store.get_task(task_id)
         if task.state is State.EXECUTING:
             raise CockpitError(
