@@ -123,7 +123,9 @@ def _workspace_add_hosted(args: argparse.Namespace, workspace: Workspace) -> int
     def human() -> None:
         cli.say(args, f"added {args.name} ({args.host}:{where}, cockpit {version}) to {workspace.file}")
         if data.get("warning"):
-            cli.say(args, f"[yellow]{data['warning']}[/yellow]")
+            from cockpit.render import esc
+
+            cli.say(args, f"[yellow]{esc(data['warning'])}[/yellow]", markup=True)
         if not status.get("running"):
             cli.say(args, f"its daemon is not running there; the cockpit starts it (D), or "
                           f"`ssh {args.host} cockpit daemon start --repo {where}`")
@@ -143,17 +145,17 @@ def cmd_workspace_list(args: argparse.Namespace) -> int:
         def human() -> None:
             from rich.table import Table
 
-            from cockpit.render import console
+            from cockpit.render import console, esc, plain
 
             if not repos:
-                console.print(f"{workspace.file}: no repos yet (`cockpit workspace add NAME PATH`)")
+                console.print(f"{esc(workspace.file)}: no repos yet (`cockpit workspace add NAME PATH`)")
                 return
             table = Table(box=None, pad_edge=False, header_style="bold")
             for col in ("repo", "daemon", "tasks", "path"):
                 table.add_column(col)
             for r in repos:
                 daemon = (f"[green]up[/green] (pid {r['pid']})" if r["daemon"] == "up"
-                          else f"[dim]{r['daemon']}[/dim]")
+                          else f"[dim]{esc(r['daemon'])}[/dim]")
                 if r.get("host") and r["daemon"] != "up":
                     counts = "[dim]unknown while its daemon is down[/dim]"
                 elif not r["initialised"]:
@@ -162,8 +164,8 @@ def cmd_workspace_list(args: argparse.Namespace) -> int:
                     counts = ", ".join(f"{n} {s}" for s, n in sorted(r["counts"].items())) or "none"
                 where = f"{r['host']}:{r['path']}" if r.get("host") else r["path"]
                 if r["daemon"] == "unreachable":
-                    daemon, counts = f"[red]⊘ {r['host']} unreachable[/red]", "[dim]unknown[/dim]"
-                table.add_row(r["name"], daemon, counts, where)
+                    daemon, counts = f"[red]⊘ {esc(r['host'])} unreachable[/red]", "[dim]unknown[/dim]"
+                table.add_row(plain(r["name"]), daemon, counts, plain(where))
             console.print(table)
 
         cli.out(args, data, human)
@@ -181,7 +183,9 @@ def _print_remote(args: argparse.Namespace, result: JSON, headline: str | None =
         if headline:
             cli.say(args, headline)
         print_task(result["task"])
-        cli.say(args, f"[dim]{result['hint']}[/dim]")
+        from cockpit.render import esc
+
+        cli.say(args, f"[dim]{esc(result['hint'])}[/dim]", markup=True)
 
     cli.out(args, result, human)
 
@@ -360,13 +364,9 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------------------------
 
 def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError("seconds must be 0 or more")
-    return number
+    from cockpit.cli import seconds_arg
+
+    return seconds_arg(value)
 
 
 def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from cockpit.core import classifier, plans
+from cockpit.core import classifier, limits, plans
 from cockpit.core.config import Settings, load_settings
 from cockpit.core.dedup import DedupIndex
 from cockpit.core.errors import DuplicateError, RefusedError, UsageError
@@ -89,11 +89,12 @@ class TaskService:
     ) -> Task:
         """Record a task (dedup checked inside the insert transaction), then classify it unless told not to.
         """
-        description = description.strip()
+        description = limits.check_text(description).strip()
         if not description:
             raise UsageError("the task description is empty; say what should be done")
         check_text(description)
         if script is not None:
+            limits.check_text(script, "the script")
             from cockpit.core.script_agent import parse_script
 
             parse_script(script, source="script")
@@ -188,7 +189,7 @@ class TaskService:
         return [await self.classify_task(t.id) for t in await self.store.list_tasks([State.CREATED])]
 
     async def clarify(self, task_id: int, answers: list[str], *, by: str = "person") -> Task:
-        answers = [a.strip() for a in answers if a.strip()]
+        answers = [limits.check_text(a, "an answer").strip() for a in answers if a.strip()]
         if not answers:
             raise UsageError("give at least one answer: --answer TEXT")
         task = await self.store.get_task(task_id)
