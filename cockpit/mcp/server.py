@@ -175,7 +175,10 @@ class CockpitTools:
         if client is not None:
             try:
                 return await client.call(op, args)
-            except DaemonUnavailable:
+            except CockpitError as exc:
+                # The connection dropped, or the call failed inside the daemon (as when it shuts down).
+                if not isinstance(exc, DaemonUnavailable) and exc.code != "internal":
+                    raise
                 self._client = None
                 await client.close()
                 if op not in RETRYABLE:
