@@ -336,6 +336,9 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
             )
     if task.state is State.DONE and task.merge is not None and task.merge.state == "merged":
         return MergeOutcome(task, _merge_json(task), None, dry_run=dry_run, already_merged=True)
+    if task.state is State.AWAITING_REVIEW and await _put_back(
+            ctx, task, "a previous merge of this task stopped after rebasing its branch"):
+        task = await store.get_task(task_id)
     if task.state is not State.AWAITING_REVIEW:
         hints = {State.ROLLED_BACK: f"; run it again with `cockpit task retry {task_id}` first",
                  State.DONE: " without a merge (a read-only result); there is nothing to merge"}
@@ -370,7 +373,12 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
     undo: _Rebase | None = None
     commit = pf.branch_sha
     if pf.target_moved:
-        undo = await _rebase_and_regate(ctx, task, pf)
+        try:
+            undo = await _rebase_and_regate(ctx, task, pf)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await _put_back(ctx, await store.get_task(task_id), "the merge was cancelled")
+            raise
         commit = undo.rebased
     rebased = undo is not None
 
@@ -418,10 +426,50 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
             settled = await _settle(ctx, await store.get_task(task_id), reason)
             if settled.state is State.DONE and not isinstance(exc, asyncio.CancelledError):
                 return MergeOutcome(settled, _merge_json(settled), report, rebased=rebased)
+            if settled.state is State.AWAITING_REVIEW:
+                await _put_back(ctx, settled, reason)
         raise
     task, finished = await _finish(ctx, task_id, planned.target, planned.merge_sha, planned.rollback_sha,
                                    planned.strategy)
     return MergeOutcome(task, _merge_json(task, **finished), report, rebased=rebased)
+
+
+# Events after a merge.rebased that settle what became of the rebased branch.
+_REBASE_SETTLED = frozenset({"merge.finished", "task.awaiting_review", "task.executing", "task.approved"})
+
+
+async def _dangling_rebase(ctx: MergeContext, task: Task) -> _Rebase | None:
+    """The rebase a merge made of the task branch and never concluded (merged, or put back), if any."""
+    for event in reversed(await ctx.store.task_events(task.id)):
+        d = event.data
+        if event.type in _REBASE_SETTLED or (
+                event.type == "merge.refused" and ("branch_restored" in d or "branch_left" in d)):
+            return None
+        if event.type == "merge.rebased":
+            if not task.worktree or not d.get("from_sha") or not d.get("to_sha"):
+                return None
+            return _Rebase(Path(task.worktree), str(d["to_sha"]), str(d["from_sha"]),
+                           d.get("previous_base_sha"))
+    return None
+
+
+async def _put_back(ctx: MergeContext, task: Task, why: str) -> bool:
+    """Put back a task branch that a stopped merge rebased (see `_dangling_rebase`); True when it recorded
+    something."""
+    undo = await _dangling_rebase(ctx, task)
+    if undo is None:
+        return False
+    left = await _blocking(merge.restore_branch, undo.worktree, undo.rebased, undo.original)
+    data: dict[str, Any] = {"step": "reconcile", "cause": "interrupted"}
+    if left is None:
+        data["reason"] = f"{why}; the task branch was put back at {_short(undo.original)} (before the rebase)"
+        data["branch_restored"] = {"from_sha": undo.rebased, "to_sha": undo.original,
+                                   "base_sha": undo.base_sha}
+    else:
+        data["reason"] = f"{why}; the rebased task branch could not be put back: {left}"
+        data["branch_left"] = left
+    await ctx.store.append(task.id, "merge.refused", data)
+    return True
 
 
 async def _rebase_and_regate(ctx: MergeContext, task: Task, pf: merge.Preflight) -> _Rebase:
@@ -456,7 +504,8 @@ async def _rebase_and_regate(ctx: MergeContext, task: Task, pf: merge.Preflight)
     assert head is not None  # the rebase just succeeded
     undo = _Rebase(worktree, head, original, task.base_sha)
     await ctx.store.append(task_id, "merge.rebased", {"onto": onto, "base_sha": onto, "target": target,
-                                                      "from_sha": original, "to_sha": head})
+                                                      "from_sha": original, "to_sha": head,
+                                                      "previous_base_sha": task.base_sha})
     await pause_point(ctx.paths, "rebased")
     if head == onto:
         await _refuse(ctx, task_id, "rebase",
@@ -571,9 +620,13 @@ async def reconcile_merging(ctx: MergeContext, *, wait: bool = True) -> list[Tas
     async with merge_lock(ctx.paths, wait=wait):
         await asyncio.to_thread(_clean_scratch, ctx)
         settled: list[Task] = []
+        why = "the merge was interrupted (the process running it stopped)"
         for task in await ctx.store.list_tasks([State.MERGING]):
-            why = "the merge was interrupted (the process running it stopped)"
             settled.append(await _settle(ctx, task, why))
+        # A merge that stopped after rebasing the task branch (killed, or cancelled) puts it back.
+        for task in await ctx.store.list_tasks([State.AWAITING_REVIEW]):
+            if await _put_back(ctx, task, why):
+                settled.append(await ctx.store.get_task(task.id))
         return settled
 
 

@@ -7,6 +7,7 @@ refusal after a rebase, and titles no commit message can hold.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from cockpit.core import git as cg
+from cockpit.core import merge as mg
 from cockpit.core import merging
 from cockpit.core.config import Settings
 from cockpit.core.errors import RefusedError
@@ -26,6 +28,7 @@ from cockpit.core.states import State
 from cockpit.core.store import Store
 from tests.support.gitrepos import git
 from tests.support.tasks import commit_files, init_cockpit, reviewable_task
+from tests.support.waiting import async_wait_until
 
 BASE_FILES = {"README.md": "# demo\n", "app.txt": "line 1\nline 2\nline 3\n", ".gitignore": "*.env\nbuild/\n"}
 
@@ -352,3 +355,48 @@ async def test_a_verify_failure_after_the_rebase_puts_the_task_branch_back(env: 
     refusal = await env.refused(task.id)
     assert refusal.details["step"] == "verify" and "put back" in refusal.message
     assert env.tip() == before and env.tip(task.branch or "") == branch_tip
+
+
+async def test_a_merge_cancelled_after_the_rebase_puts_the_branch_back(env: Env, short_tmp: Path) -> None:
+    fifo = short_tmp / "hold.fifo"
+    os.mkfifo(fifo)
+    # Holds the re-gate of the rebased branch (in the task's worktree) until the test cancels the merge.
+    env.settings.gates = [GateSpec("hold", f"cat {fifo} > /dev/null", 60)]
+    task = await env.task({"feature.txt": "new\n"})
+    branch_tip, base = env.tip(task.branch or ""), task.base_sha
+    commit_files(env.root, {"other.txt": "from main\n"}, "main moved")
+    running = asyncio.ensure_future(env.merge(task.id))
+    log = env.paths.gate_log(task.id)
+
+    def holding() -> bool:
+        return log.exists() and "===== gate hold:" in log.read_text()
+
+    await async_wait_until(holding, timeout=30, message="the rebase gate never started")
+    assert env.tip(task.branch or "") != branch_tip  # rebased
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert env.tip(task.branch or "") == branch_tip
+    after = await env.store.get_task(task.id)
+    assert after.state is State.AWAITING_REVIEW and after.base_sha == base
+
+
+async def test_a_merge_killed_after_the_rebase_is_put_back_on_the_next_start(env: Env) -> None:
+    task = await env.task({"feature.txt": "new\n"})
+    assert task.worktree is not None
+    branch_tip = env.tip(task.branch or "")
+    moved = commit_files(env.root, {"other.txt": "from main\n"}, "main moved")
+    # What a process killed right after the rebase leaves: the branch rebased, the rebase on record.
+    assert mg.rebase_branch(Path(task.worktree), "main") == []
+    await env.store.append(task.id, "merge.preflight", {"target": "main", "strategy": "merge"})
+    await env.store.append(task.id, "merge.rebased", {
+        "onto": moved, "base_sha": moved, "target": "main", "from_sha": branch_tip,
+        "to_sha": env.tip(task.branch or ""), "previous_base_sha": task.base_sha})
+    settled = await merging.reconcile_merging(env.ctx())
+    assert [t.id for t in settled] == [task.id]
+    assert env.tip(task.branch or "") == branch_tip
+    after = await env.store.get_task(task.id)
+    assert after.state is State.AWAITING_REVIEW and after.base_sha == task.base_sha
+    assert await merging.reconcile_merging(env.ctx()) == []  # once
+    outcome = await env.merge(task.id)  # and it merges (rebased again) as if nothing had happened
+    assert outcome.task.state is State.DONE and outcome.rebased
