@@ -111,3 +111,44 @@ def make_reviewable_task(
             await store.close()
 
     return asyncio.run(run())
+
+
+def make_executing_task(root: Path, title: str) -> Task:
+    """A task of `root` recorded as executing (approved, its run started), with no agent pane behind it.
+
+    For tests that need a parent that may delegate (only an executing task can) without running an agent.
+    Make it after the repo's daemon started: a starting daemon sweeps an executing task with no pane.
+    """
+
+    async def run() -> Task:
+        store = await Store.open(RepoPaths(root).db)
+        try:
+            async with store.tx() as tx:
+                task_id = await tx.next_task_id()
+                await tx.append(task_id, "task.created", {"description": title, "title": title, "by": "test"})
+                await tx.append(task_id, "task.classified", {
+                    "state": "pending", "scope": "large", "reason": "test task", "title": title,
+                    "plan": [{"n": 1, "verb": "modify", "description": title}], "classifier": "test"})
+                await tx.append(task_id, "task.approved", {"by": "test"})
+                await tx.append(task_id, "task.executing", {"attempt": 1, "agent": "test"})
+            return await store.get_task(task_id)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def store_executing(root: Path, task_id: int) -> Task:
+    """Record a classified task of `root` as approved and executing, with no agent pane behind it."""
+
+    async def run() -> Task:
+        store = await Store.open(RepoPaths(root).db)
+        try:
+            async with store.tx() as tx:
+                await tx.append(task_id, "task.approved", {"by": "test"})
+                await tx.append(task_id, "task.executing", {"attempt": 1, "agent": "test"})
+            return await store.get_task(task_id)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
