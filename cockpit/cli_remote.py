@@ -107,6 +107,9 @@ def _workspace_add_hosted(args: argparse.Namespace, workspace: Workspace) -> int
     host = SshHost(args.host)
     # Checked before anything is written: a bad name or path fails here without a round trip.
     workspace.check_new_name(args.name)
+    if sys.stdin.isatty() and not args.json:
+        # A person at a terminal may have to unlock a key or type a password once: the shared master keeps it.
+        host.ensure_master(batch=False)
     version = remote_version(host)
     hosted = HostedRepo(args.name, host, where)
     status = hosted.status()
