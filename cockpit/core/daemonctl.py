@@ -65,8 +65,7 @@ def start(paths: RepoPaths, *, timeout: float = START_TIMEOUT_S) -> StartResult:
     log = open(paths.logs / "daemon.out", "ab")  # noqa: SIM115  (handed to the child)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cockpit", "daemon", "run", "--repo", str(paths.root), "--ready-fd",
-             str(write_fd)],
+            [sys.executable, "-m", "cockpit.daemon", "--repo", str(paths.root), "--ready-fd", str(write_fd)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,), start_new_session=True,
             cwd=paths.root,
         )

@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import git as gitpython
-
 from cockpit.core.errors import GitError, RefusedError
 
 __all__ = [
@@ -115,6 +113,8 @@ def run_git(
 
     With `check`, an exit status outside `ok_codes` raises GitError naming the command and git's message.
     """
+    import git as gitpython  # here, not at the top: an idle daemon never runs git and need not hold GitPython
+
     command = ["git", *args]
     lock = _worktree_admin_lock(cwd) if "worktree" in args[:4] else contextlib.nullcontext()
     try:

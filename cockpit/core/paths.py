@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -109,6 +108,8 @@ class RepoPaths:
         preferred = self.cockpit / "daemon.sock"
         if len(os.fsencode(preferred)) <= MAX_SOCKET_PATH:
             return preferred
+        import hashlib  # only here: hashlib maps OpenSSL's libcrypto, megabytes an idle daemon need not hold
+
         digest = hashlib.sha256(os.fsencode(self.root)).hexdigest()[:16]
         return runtime_dir() / f"{digest}.sock"
 

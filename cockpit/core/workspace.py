@@ -17,10 +17,6 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomlkit
-import tomlkit.exceptions
-from tomlkit.items import Table
-
 from cockpit.core.errors import ConfigError, NotFoundError, RefusedError, UsageError
 
 WORKSPACE_FILE = "cockpit-workspace.toml"
@@ -120,6 +116,10 @@ class Workspace:
                                    code="duplicate_path")
         stored = os.path.relpath(target, self.root) if target.is_relative_to(self.root) else str(target)
         text = self.file.read_text()
+        import tomlkit  # only edits need it: reading uses tomllib
+        import tomlkit.exceptions
+        from tomlkit.items import Table
+
         try:
             doc = tomlkit.parse(text)
         except tomlkit.exceptions.TOMLKitError as exc:
