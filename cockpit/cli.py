@@ -72,8 +72,8 @@ async def with_backend(args: argparse.Namespace, body: Callable[[Backend], Await
 
 # -- init, doctor --------------------------------------------------------------------------------------------
 
-def ensure_excluded(root: Path) -> bool:
-    """List `.cockpit/` in `.git/info/exclude` (never in a tracked file). True when added."""
+def ensure_excluded(root: Path, entry: str = ".cockpit/") -> bool:
+    """List `entry` (default `.cockpit/`) in `.git/info/exclude`, never in a tracked file. True if added."""
     git_dir = root / ".git"
     if git_dir.is_file():  # a linked worktree or submodule: .git names the real dir
         text = git_dir.read_text().strip()
@@ -85,12 +85,13 @@ def ensure_excluded(root: Path) -> bool:
     exclude = git_dir / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     existing = exclude.read_text() if exclude.exists() else ""
-    if any(line.strip() in (".cockpit/", ".cockpit", "/.cockpit/") for line in existing.splitlines()):
+    bare = entry.strip("/")
+    if any(line.strip() in (bare, f"{bare}/", f"/{bare}", f"/{bare}/") for line in existing.splitlines()):
         return False
     with exclude.open("a") as fh:
         if existing and not existing.endswith("\n"):
             fh.write("\n")
-        fh.write(".cockpit/\n")
+        fh.write(f"{entry}\n")
     return True
 
 

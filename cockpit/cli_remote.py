@@ -1,6 +1,6 @@
 """CLI verbs for workspaces, cross-repo delegation and the MCP server.
 
-    cockpit workspace init [DIR] | add NAME PATH | list
+    cockpit workspace init [DIR] | add NAME PATH | add NAME --host HOST --path PATH [--trust] | list
     cockpit remote create REPO TEXT | show REPO ID | approve REPO ID | wait REPO ID
     cockpit mcp [install]
 
@@ -15,19 +15,23 @@ import asyncio
 import json
 import os
 import shutil
+import stat
 import sys
 from pathlib import Path
 from typing import Any
 
 from cockpit import cli
+from cockpit.core import git
 from cockpit.core.backend import Backend
 from cockpit.core.delegation import DEFAULT_WAIT_CLASSIFIED_S, repo_status
-from cockpit.core.errors import ConfigError
+from cockpit.core.errors import ConfigError, RefusedError, UsageError
+from cockpit.core.mcp_config import SERVER_NAME, shared_server_entry
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths
 from cockpit.core.workspace import Workspace
 
-MCP_SERVER_NAME = "cockpit"
+MCP_SERVER_NAME = SERVER_NAME
+MCP_FILE = ".mcp.json"
 
 
 # -- workspace -----------------------------------------------------------------------------------------------
@@ -56,7 +60,14 @@ def _ask_init(path: Path) -> bool:
 
 def cmd_workspace_add(args: argparse.Namespace) -> int:
     workspace = Workspace.locate(_workspace_start(args))
-    path = Path(args.path).expanduser().resolve()
+    if args.host is not None:
+        return _workspace_add_hosted(args, workspace)
+    if args.trust:
+        raise UsageError("--trust is for a repo on another host (with --host)")
+    where = args.path or args.path_opt
+    if not where:
+        raise UsageError("give the repo's PATH: `cockpit workspace add NAME PATH`")
+    path = Path(where).expanduser().resolve()
     workspace = workspace.add(args.name, path)
     paths = RepoPaths(path)
     initialised = paths.db.exists()
@@ -84,11 +95,48 @@ def cmd_workspace_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workspace_add_hosted(args: argparse.Namespace, workspace: Workspace) -> int:
+    """Add a repo on another host, once cockpit answers there and the path is a git repo."""
+    from cockpit.core.remote.daemons import HostedRepo, local_version, remote_version
+    from cockpit.core.remote.ssh import SshHost
+
+    where = args.path_opt or args.path
+    if not where:
+        raise UsageError(f"give the repo's path on {args.host}: --path /srv/{args.name}")
+    host = SshHost(args.host)
+    # Checked before anything is written: a bad name or path fails here without a round trip.
+    workspace.check_new_name(args.name)
+    version = remote_version(host)
+    hosted = HostedRepo(args.name, host, where)
+    status = hosted.status()
+    workspace = workspace.add_hosted(args.name, args.host, where, trust=args.trust)
+    data: JSON = {"file": str(workspace.file), "name": args.name, "host": args.host, "path": where,
+                  "remote_version": version, "local_version": local_version(), "trust": args.trust,
+                  "daemon": "up" if status.get("running") else "down",
+                  "repos": {k: str(v) for k, v in workspace.repos.items()},
+                  "hosts": dict(workspace.hosts)}
+    if version != local_version():
+        data["warning"] = (f"{args.host} runs cockpit {version}, this machine {local_version()}; install the "
+                           "same version on both if they disagree")
+
+    def human() -> None:
+        cli.say(args, f"added {args.name} ({args.host}:{where}, cockpit {version}) to {workspace.file}")
+        if data.get("warning"):
+            cli.say(args, f"[yellow]{data['warning']}[/yellow]")
+        if not status.get("running"):
+            cli.say(args, f"its daemon is not running there; the cockpit starts it (D), or "
+                          f"`ssh {args.host} cockpit daemon start --repo {where}`")
+
+    cli.out(args, data, human)
+    return 0
+
+
 def cmd_workspace_list(args: argparse.Namespace) -> int:
     workspace = Workspace.locate(_workspace_start(args))
 
     async def body() -> int:
-        repos = [await repo_status(name, path) for name, path in workspace.repos.items()]
+        repos = [await repo_status(name, path, workspace.host_of(name))
+                 for name, path in workspace.repos.items()]
         data = {"file": str(workspace.file), "repos": repos}
 
         def human() -> None:
@@ -105,11 +153,16 @@ def cmd_workspace_list(args: argparse.Namespace) -> int:
             for r in repos:
                 daemon = (f"[green]up[/green] (pid {r['pid']})" if r["daemon"] == "up"
                           else f"[dim]{r['daemon']}[/dim]")
-                if not r["initialised"]:
+                if r.get("host") and r["daemon"] != "up":
+                    counts = "[dim]unknown while its daemon is down[/dim]"
+                elif not r["initialised"]:
                     counts = "[dim]not initialised[/dim]"
                 else:
                     counts = ", ".join(f"{n} {s}" for s, n in sorted(r["counts"].items())) or "none"
-                table.add_row(r["name"], daemon, counts, r["path"])
+                where = f"{r['host']}:{r['path']}" if r.get("host") else r["path"]
+                if r["daemon"] == "unreachable":
+                    daemon, counts = f"[red]⊘ {r['host']} unreachable[/red]", "[dim]unknown[/dim]"
+                table.add_row(r["name"], daemon, counts, where)
             console.print(table)
 
         cli.out(args, data, human)
@@ -187,20 +240,44 @@ def cmd_remote_wait(args: argparse.Namespace) -> int:
 
 # -- mcp -----------------------------------------------------------------------------------------------------
 
-def _server_command(root: Path) -> JSON:
-    """How Claude Code should start `cockpit mcp` for this repo."""
+def _local_entry() -> JSON:
+    """The entry for a `.mcp.json` kept out of git: `cockpit` from PATH when it is there, else this install's
+    own command (the file stays on this machine, so its path may too)."""
+    if shutil.which("cockpit"):
+        return shared_server_entry().to_json()
     script = Path(sys.executable).parent / "cockpit"
-    if script.exists():
-        return {"command": str(script), "args": ["mcp", "--repo", str(root)]}
-    found = shutil.which("cockpit")
-    if found:
-        return {"command": found, "args": ["mcp", "--repo", str(root)]}
-    return {"command": sys.executable, "args": ["-m", "cockpit", "mcp", "--repo", str(root)]}
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cockpit"]
+    return {"type": "stdio", "command": command[0], "args": [*command[1:], "mcp"], "env": {}}
 
 
-def install_mcp_json(root: Path) -> JSON:
-    """Add (or update) the cockpit server in `<root>/.mcp.json`, keeping every other server and key."""
-    file = root / ".mcp.json"
+def _tracked(root: Path, name: str) -> bool:
+    return git.run_git(root, "ls-files", "--error-unmatch", "--", name, check=False).ok
+
+
+def _uncommitted(root: Path, name: str) -> bool:
+    return bool(git.run_git(root, "status", "--porcelain=v1", "--", name).stdout.strip())
+
+
+def _write_keeping_mode(file: Path, text: str) -> None:
+    """Replace `file` atomically, with the mode it had (a new file gets the umask's)."""
+    tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    try:
+        if file.exists():
+            os.chmod(tmp, stat.S_IMODE(file.stat().st_mode))
+        os.replace(tmp, file)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def install_mcp_json(root: Path, *, shared: bool = False) -> JSON:
+    """Add (or update) the cockpit server in `<root>/.mcp.json`, keeping every other server and key.
+
+    Nothing is left that blocks a merge (an untracked or modified file in the target's checkout): by default
+    the file is this machine's and is listed in `.git/info/exclude`; with `shared`, it holds only the portable
+    entry (`cockpit mcp`, no absolute paths) and is committed, that file alone.
+    """
+    file = root / MCP_FILE
     data: dict[str, Any] = {}
     if file.exists():
         try:
@@ -214,33 +291,58 @@ def install_mcp_json(root: Path) -> JSON:
     servers = data.setdefault("mcpServers", {})
     if not isinstance(servers, dict):
         raise ConfigError(f"{file}: mcpServers must be an object; nothing was changed")
-    entry = {"type": "stdio", **_server_command(root), "env": {}}
+    tracked = _tracked(root, MCP_FILE)
+    if tracked and not shared:
+        raise RefusedError(
+            f"{file} is tracked in git: a local edit would leave an uncommitted change that blocks merges; "
+            "run `cockpit mcp install --shared` to add the portable entry and commit it", code="tracked")
+    if shared and _uncommitted(root, MCP_FILE) and tracked:
+        raise RefusedError(f"{file} has uncommitted changes; commit or stash them first, nothing was changed",
+                           code="dirty")
+    entry = shared_server_entry().to_json() if shared else _local_entry()
     previous = servers.get(MCP_SERVER_NAME)
     if isinstance(previous, dict):
+        # Keep what the person added (env, extra keys); the command is ours.
         entry = {**previous, **{k: v for k, v in entry.items() if k != "env"}}
         entry.setdefault("env", {})
     changed = previous != entry
     servers[MCP_SERVER_NAME] = entry
     if changed:
-        tmp = file.with_name(f".mcp.json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, file)
+        _write_keeping_mode(file, json.dumps(data, indent=2) + "\n")
+    excluded = False
+    committed = None
+    if shared:
+        if _uncommitted(root, MCP_FILE):
+            git.run_git(root, "add", "--", MCP_FILE)
+            git.run_git_with_identity(root, "commit", "--quiet", "--no-verify", "-m",
+                                      f"Add the {MCP_SERVER_NAME} MCP server to {MCP_FILE}", "--", MCP_FILE)
+            committed = git.run_git(root, "rev-parse", "HEAD").stdout.strip()
+    else:
+        excluded = cli.ensure_excluded(root, f"/{MCP_FILE}")
     return {"file": str(file), "server": MCP_SERVER_NAME, "entry": entry, "changed": changed,
-            "updated": previous is not None and changed, "servers": sorted(servers)}
+            "updated": previous is not None and changed, "servers": sorted(servers), "shared": shared,
+            "excluded_added": excluded, "committed": committed,
+            "on_path": shutil.which(str(entry.get("command", ""))) is not None}
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
     if args.action == "install":
         root = cli.repo_paths(args).root
-        result = install_mcp_json(root)
-        cli.out(args, result, lambda: cli.say(
-            args, (f"added the {MCP_SERVER_NAME} MCP server to {result['file']}" if result["changed"]
-                   else f"{result['file']} already has the {MCP_SERVER_NAME} MCP server")
-            + "; Claude Code picks it up in this repo (approve it when asked)"))
+        result = install_mcp_json(root, shared=bool(args.shared))
+        where = ("committed it" if result["committed"] else "it is shared: commit it") if result["shared"] \
+            else "it stays on this machine (listed in .git/info/exclude)"
+        line = (f"added the {MCP_SERVER_NAME} MCP server to {result['file']}" if result["changed"]
+                else f"{result['file']} already has the {MCP_SERVER_NAME} MCP server")
+        line += f"; {where}. Claude Code picks it up in this repo (approve it when asked)"
+        if not result["on_path"]:
+            line += f"; note: `{result['entry']['command']}` is not on PATH here"
+        cli.out(args, result, lambda: cli.say(args, line))
         return 0
+    if args.shared:
+        raise UsageError("--shared goes with `cockpit mcp install`")
     from cockpit.mcp.server import serve
 
-    start = Path(args.repo).expanduser().resolve() if args.repo else None
+    start = Path(args.repo).expanduser() if args.repo else None
     asyncio.run(serve(start))
     return 0
 
@@ -264,9 +366,15 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
     p = wsub.add_parser("init", parents=[common], help="create cockpit-workspace.toml in DIR (default: here)")
     p.add_argument("dir", nargs="?")
     p.set_defaults(func=cmd_workspace_init)
-    p = wsub.add_parser("add", parents=[common], help="add the git repo at PATH as NAME")
+    p = wsub.add_parser("add", parents=[common],
+                        help="add the git repo at PATH as NAME (or at --path on another --host)")
     p.add_argument("name")
-    p.add_argument("path")
+    p.add_argument("path", nargs="?")
+    p.add_argument("--host", metavar="HOST",
+                   help="the repo is on another machine: an ssh destination as ~/.ssh/config knows it")
+    p.add_argument("--path", dest="path_opt", metavar="PATH", help="the repo's absolute path (on --host)")
+    p.add_argument("--trust", action="store_true",
+                   help="with --host: the person's credential may be presented to that host's daemon")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--init", dest="init", action="store_true", default=None,
                        help="also create its .cockpit/ when it has none")
@@ -307,6 +415,9 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("mcp", parents=[common], help="serve the MCP tools over stdio, or `mcp install` them")
     p.add_argument("action", nargs="?", choices=["serve", "install"], default="serve",
                    help="install: add the server to the repo's .mcp.json for Claude Code")
+    p.add_argument("--shared", action="store_true",
+                   help="install: write the portable entry (`cockpit mcp`) and commit .mcp.json, for "
+                        "everyone who clones the repo (default: a local file, kept out of git)")
     p.set_defaults(func=cmd_mcp)
 
 

@@ -64,8 +64,14 @@ def print_task(t: dict[str, Any]) -> None:
     if t.get("parent"):
         p = t["parent"]
         c.print(f"parent: {p['repo']}#{p['id']}")
+    if t.get("created_by"):
+        behalf = f" on behalf of task {t['on_behalf_of']}" if t.get("on_behalf_of") else ""
+        c.print(f"[dim]created by {t['created_by']}{behalf}[/dim]")
     for child in t.get("children") or []:
-        c.print(f"child:  {child['repo']}#{child['id']} {child.get('state') or ''}")
+        note = " (released by a retry)" if child.get("released") else ""
+        c.print(f"child:  {child['repo']}#{child['id']} {child.get('state') or ''}{note}")
+    if t.get("child_failure"):
+        c.print(f"[bold red]a delegated child went wrong:[/bold red] {t['child_failure']}")
     if t.get("plan"):
         c.print("[bold]plan[/bold]")
         for s in t["plan"]:

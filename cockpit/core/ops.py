@@ -137,6 +137,7 @@ class Ops:
             key=arg_opt_str(args, "key"),
             classify=not arg_bool(args, "no_wait"),
             by=arg_str(args, "by", "person"),
+            on_behalf_of=arg_int(args, "on_behalf_of") if args.get("on_behalf_of") is not None else None,
         )
         return await self.task_json(task)
 

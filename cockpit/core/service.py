@@ -18,6 +18,7 @@ from cockpit.core.models import Classification, Task
 from cockpit.core.paths import RepoPaths
 from cockpit.core.states import State
 from cockpit.core.store import Store, Tx
+from cockpit.core.titles import check_text
 from cockpit.core.workspace import repo_identity
 
 # Tasks that no longer take part in dedup: their work is finished or abandoned.
@@ -84,13 +85,14 @@ class TaskService:
     async def create_task(
         self, description: str, *, force: bool = False, script: str | None = None,
         source_repo: str | None = None, source_task_id: int | None = None, key: str | None = None,
-        classify: bool = True, by: str = "person",
+        classify: bool = True, by: str = "person", on_behalf_of: int | None = None,
     ) -> Task:
         """Record a task (dedup checked inside the insert transaction), then classify it unless told not to.
         """
         description = description.strip()
         if not description:
             raise UsageError("the task description is empty; say what should be done")
+        check_text(description)
         if script is not None:
             from cockpit.core.script_agent import parse_script
 
@@ -112,6 +114,9 @@ class TaskService:
             task_id = await tx.next_task_id()
             data: dict[str, Any] = {"description": description, "title": classifier.make_title(description),
                                     "by": by}
+            if on_behalf_of is not None:
+                # An agent's call: `by` is the agent, acting for this task of the repo.
+                data["on_behalf_of"] = on_behalf_of
             if source_repo is not None:
                 data["source_repo"] = source_repo
                 data["source_task_id"] = source_task_id

@@ -119,8 +119,8 @@ def _row_event(row: Sequence[Any]) -> Event:
 def projection_rows(task: Task) -> dict[str, list[tuple[Any, ...]]]:
     """The rows one task contributes to each projection table."""
     doc = task.to_json()
-    # Children carry live peer states only when shown; the stored projection keeps the links.
-    doc["children"] = [{"repo": c.repo, "id": c.id} for c in task.children]
+    # The stored links carry the state their finish recorded (live states are filled in only when shown).
+    doc["children"] = [c.to_json() for c in task.children]
     rows: dict[str, list[tuple[Any, ...]]] = {
         "tasks": [(task.id, task.state.value, task.title, task.scope, task.source_repo, task.source_task_id,
                    task.created_at, task.updated_at, _dumps(doc))],
