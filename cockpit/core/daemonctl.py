@@ -1,6 +1,6 @@
 """Start, stop and inspect a repo's daemon process.
 
-`start` detaches a `cockpit daemon run` and returns once its socket answers: the child reports readiness on a
+`start` detaches a daemon (`python -m cockpit.daemon`) and returns once its socket answers: the child reports readiness on a
 pipe, so nothing polls. `stop` sends SIGTERM and waits on a pidfd for the process to end.
 """
 
