@@ -17,14 +17,15 @@ import os
 import shutil
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from cockpit import cli
-from cockpit.core import git
-from cockpit.core.backend import Backend
+from cockpit.core import daemonfile, git
+from cockpit.core.backend import Backend, backend_for
 from cockpit.core.delegation import DEFAULT_WAIT_CLASSIFIED_S, repo_status
-from cockpit.core.errors import ConfigError, RefusedError, UsageError
+from cockpit.core.errors import CockpitError, ConfigError, DaemonUnavailable, RefusedError, UsageError
 from cockpit.core.mcp_config import SERVER_NAME, shared_server_entry
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths
@@ -106,6 +107,9 @@ def _workspace_add_hosted(args: argparse.Namespace, workspace: Workspace) -> int
     host = SshHost(args.host)
     # Checked before anything is written: a bad name or path fails here without a round trip.
     workspace.check_new_name(args.name)
+    if sys.stdin.isatty() and not args.json:
+        # A person at a terminal may have to unlock a key or type a password once: the shared master keeps it.
+        host.ensure_master(batch=False)
     version = remote_version(host)
     hosted = HostedRepo(args.name, host, where)
     status = hosted.status()
@@ -122,7 +126,9 @@ def _workspace_add_hosted(args: argparse.Namespace, workspace: Workspace) -> int
     def human() -> None:
         cli.say(args, f"added {args.name} ({args.host}:{where}, cockpit {version}) to {workspace.file}")
         if data.get("warning"):
-            cli.say(args, f"[yellow]{data['warning']}[/yellow]")
+            from cockpit.render import esc
+
+            cli.say(args, f"[yellow]{esc(data['warning'])}[/yellow]", markup=True)
         if not status.get("running"):
             cli.say(args, f"its daemon is not running there; the cockpit starts it (D), or "
                           f"`ssh {args.host} cockpit daemon start --repo {where}`")
@@ -142,17 +148,17 @@ def cmd_workspace_list(args: argparse.Namespace) -> int:
         def human() -> None:
             from rich.table import Table
 
-            from cockpit.render import console
+            from cockpit.render import console, esc, plain
 
             if not repos:
-                console.print(f"{workspace.file}: no repos yet (`cockpit workspace add NAME PATH`)")
+                console.print(f"{esc(workspace.file)}: no repos yet (`cockpit workspace add NAME PATH`)")
                 return
             table = Table(box=None, pad_edge=False, header_style="bold")
             for col in ("repo", "daemon", "tasks", "path"):
                 table.add_column(col)
             for r in repos:
                 daemon = (f"[green]up[/green] (pid {r['pid']})" if r["daemon"] == "up"
-                          else f"[dim]{r['daemon']}[/dim]")
+                          else f"[dim]{esc(r['daemon'])}[/dim]")
                 if r.get("host") and r["daemon"] != "up":
                     counts = "[dim]unknown while its daemon is down[/dim]"
                 elif not r["initialised"]:
@@ -161,8 +167,8 @@ def cmd_workspace_list(args: argparse.Namespace) -> int:
                     counts = ", ".join(f"{n} {s}" for s, n in sorted(r["counts"].items())) or "none"
                 where = f"{r['host']}:{r['path']}" if r.get("host") else r["path"]
                 if r["daemon"] == "unreachable":
-                    daemon, counts = f"[red]⊘ {r['host']} unreachable[/red]", "[dim]unknown[/dim]"
-                table.add_row(r["name"], daemon, counts, where)
+                    daemon, counts = f"[red]⊘ {esc(r['host'])} unreachable[/red]", "[dim]unknown[/dim]"
+                table.add_row(plain(r["name"]), daemon, counts, plain(where))
             console.print(table)
 
         cli.out(args, data, human)
@@ -180,7 +186,9 @@ def _print_remote(args: argparse.Namespace, result: JSON, headline: str | None =
         if headline:
             cli.say(args, headline)
         print_task(result["task"])
-        cli.say(args, f"[dim]{result['hint']}[/dim]")
+        from cockpit.render import esc
+
+        cli.say(args, f"[dim]{esc(result['hint'])}[/dim]", markup=True)
 
     cli.out(args, result, human)
 
@@ -222,9 +230,22 @@ def cmd_remote_approve(args: argparse.Namespace) -> int:
 def cmd_remote_wait(args: argparse.Namespace) -> int:
     until = [s for group in args.until or [] for s in group]
 
-    async def body(b: Backend) -> int:
-        result = await b.call("wait_remote_task", {"repo": args.peer, "id": args.id, "until": until,
-                                                   "timeout_s": args.timeout})
+    async def body() -> int:
+        paths = cli.repo_paths(args)
+        deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                async with backend_for(paths) as b:
+                    result = await b.call("wait_remote_task", {"repo": args.peer, "id": args.id,
+                                                               "until": until, "timeout_s": remaining})
+                break
+            except CockpitError as exc:
+                # This repo's daemon stopped during the wait (the connection dropped, or the call failed
+                # inside it as it shut down): wait on, from its store.
+                if not isinstance(exc, DaemonUnavailable) and (
+                        exc.code != "internal" or daemonfile.read_live(paths.daemon_json)):
+                    raise
         if result.get("timed_out"):
             if args.json:
                 cli.out(args, {"error": {"code": "timeout", "message": f"{result['status']} (timed out)"},
@@ -235,7 +256,7 @@ def cmd_remote_wait(args: argparse.Namespace) -> int:
         cli.out(args, result, lambda: cli.say(args, result["status"]))
         return 0
 
-    return cli.run_async(cli.with_backend(args, body))
+    return cli.run_async(body())
 
 
 # -- mcp -----------------------------------------------------------------------------------------------------
@@ -350,13 +371,9 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------------------------
 
 def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError("seconds must be 0 or more")
-    return number
+    from cockpit.cli import seconds_arg
+
+    return seconds_arg(value)
 
 
 def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """Start, stop and inspect a repo's daemon process.
 
-`start` detaches a daemon (`python -m cockpit.daemon`) and returns once its socket answers: the child reports readiness on a
-pipe, so nothing polls. `stop` sends SIGTERM and waits on a pidfd for the process to end.
+`start` detaches a daemon (`python -m cockpit.daemon`) and returns once its socket answers: the child
+reports readiness on a pipe, so nothing polls. `stop` sends SIGTERM and waits on a pidfd for the process to
+end.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cockpit.core import daemonfile, filewatch
+from cockpit.core import daemonfile, filewatch, limits
 from cockpit.core.client import DaemonClient
 from cockpit.core.errors import (
     CockpitError,
@@ -174,6 +174,7 @@ class RemoteRepo:
     async def create(self, text: str, *, source_repo: str, source_task_id: int | None, key: str | None,
                      force: bool = False) -> JSON:
         """Record the task at `created`; the peer's daemon classifies it (now, or when it starts)."""
+        limits.check_text(text)
         by = f"remote:{source_repo}"
         if self.client is not None:
             return await self.client.call("create_task", {
@@ -368,8 +369,7 @@ async def wait_peer_task(ref: PeerRef, task_id: int, *, until: Iterable[str | St
     Over the socket while the peer's daemon is up, on a file watch of its store while it is down, switching
     either way as the daemon comes and goes. `on_change` sees every state the task is observed in.
     """
-    if timeout_s is not None and timeout_s < 0:
-        raise UsageError("timeout_s must be 0 or more seconds", code="bad_request")
+    timeout_s = limits.seconds(timeout_s, "timeout_s")
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     waiting = _Waiting(task_id, wait_states(until), deadline, since_state, on_change, last=since_state)
     while True:
@@ -660,12 +660,7 @@ async def repo_status(name: str, root: Path, host: str | None = None) -> JSON:
 # -- socket ops ----------------------------------------------------------------------------------------------
 
 def _arg_float(args: dict[str, Any], name: str, default: float | None) -> float | None:
-    value = args.get(name, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise UsageError(f"{name} must be a number of seconds (0 or more)", code="bad_request")
-    return float(value)
+    return limits.seconds(args.get(name), name, default)
 
 
 def _arg_opt_int(args: dict[str, Any], name: str) -> int | None:

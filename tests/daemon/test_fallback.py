@@ -139,3 +139,25 @@ def test_cli_wait_follows_the_fallback_to_the_daemon(short_tmp: Path, daemons: D
                 if e["type"] == "delegation.finished"]
     assert [(e["data"]["repo"], e["data"]["id"], e["data"]["ok"]) for e in finished] == [
         ("frontend", 1, False)]
+
+
+def test_cli_wait_outlives_the_sender_s_daemon(short_tmp: Path, daemons: Daemons) -> None:
+    repos = build_workspace(short_tmp, ["backend", "frontend"])
+    daemons(repos["frontend"])
+    daemons(repos["backend"])
+    cli_json("remote", "create", "frontend", LARGE, repo=repos["backend"])
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "cockpit", "remote", "wait", "frontend", "1", "--timeout", "60", "--json",
+         "--repo", str(repos["backend"])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Whether the wait is under way in backend's daemon when that daemon stops or starts after, it ends
+        # with the peer task, never with daemon_unavailable.
+        assert cli_json("daemon", "stop", repo=repos["backend"])["stopped"] is True
+        cli_json("task", "reject", "1", "--reason", "no", repo=repos["frontend"])
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+    assert waiter.returncode == 0, err
+    assert json.loads(out)["state"] == "rejected"
