@@ -134,13 +134,28 @@ class MergeInfo:
 class Link:
     repo: str
     id: int
+    # The child's last recorded state (its finish, as `delegation.finished` recorded it); shown live instead.
     state: str | None = None
+    # The delegate step it was sent for; None for a child an agent created with create_remote_task.
+    step: int | None = None
+    # A retry of the parent no longer waits on this (failed) child.
+    released: bool = False
 
     def to_json(self) -> JSON:
         data: JSON = {"repo": self.repo, "id": self.id}
         if self.state is not None:
             data["state"] = self.state
+        if self.step is not None:
+            data["step"] = self.step
+        if self.released:
+            data["released"] = True
         return data
+
+    @classmethod
+    def from_json(cls, data: JSON) -> Link:
+        step = data.get("step")
+        return cls(str(data["repo"]), int(data["id"]), data.get("state"),
+                   int(step) if step is not None else None, bool(data.get("released", False)))
 
 
 @dataclass
@@ -172,11 +187,18 @@ class Task:
     script: str | None = None
     progress: str | None = None
     gates: list[GateResult] = field(default_factory=list)
+    gated_sha: str | None = None  # the commit the gates last passed on: what a merge takes, exactly
     failure: str | None = None
     # Merge (the merge issue).
     merge: MergeInfo | None = None
-    # Delegation (the delegation issue): children are filled with live states when shown.
+    # Delegation: children are filled with live states when shown.
     children: list[Link] = field(default_factory=list)
+    # A child that failed, was rejected or rolled back once this task could no longer fail (in review or
+    # merged): the child named, and why.
+    child_failure: str | None = None
+    # Who created it: "person", "remote:<repo>", "agent" (a tool call, on behalf of task `on_behalf_of`)...
+    created_by: str | None = None
+    on_behalf_of: int | None = None
 
     @property
     def parent(self) -> Link | None:
@@ -213,10 +235,14 @@ class Task:
             "script": self.script,
             "progress": self.progress,
             "gates": [g.to_json() for g in self.gates],
+            "gated_sha": self.gated_sha,
             "failure": self.failure,
             "merge": self.merge.to_json() if self.merge else None,
             "children": [c.to_json() for c in self.children],
             "parent": parent.to_json() if parent else None,
+            "child_failure": self.child_failure,
+            "created_by": self.created_by,
+            "on_behalf_of": self.on_behalf_of,
         }
 
     @classmethod
@@ -249,9 +275,13 @@ class Task:
             script=data.get("script"),
             progress=data.get("progress"),
             gates=[GateResult.from_json(g) for g in data.get("gates", [])],
+            gated_sha=data.get("gated_sha"),
             failure=data.get("failure"),
             merge=MergeInfo(**merge) if merge else None,
-            children=[Link(c["repo"], int(c["id"]), c.get("state")) for c in data.get("children", [])],
+            children=[Link.from_json(c) for c in data.get("children", [])],
+            child_failure=data.get("child_failure"),
+            created_by=data.get("created_by"),
+            on_behalf_of=data.get("on_behalf_of"),
         )
 
 

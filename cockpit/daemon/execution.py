@@ -927,6 +927,8 @@ class Executor:
                     task_id, "gate.finished", {**result.to_json(), "attempt": task.attempt}
                 )
 
+            # The commit the gates check: a merge takes exactly it (a later commit needs the gates again).
+            gated_sha = await asyncio.to_thread(self._head, worktree)
             results = await run_gates(
                 worktree,
                 base_sha,
@@ -944,7 +946,9 @@ class Executor:
                         task_id, "task.failed", {"reason": reason, "stage": "review_guard"}
                     )
                 else:
-                    await self.store.append(task_id, "task.awaiting_review", {"attempt": task.attempt})
+                    await self.store.append(
+                        task_id, "task.awaiting_review", {"attempt": task.attempt, "gated_sha": gated_sha}
+                    )
                 return
             if not gates_only and fix_round < settings.fix_attempts:
                 await self._start_fix(task_id, failed, fix_round + 1)
@@ -962,6 +966,11 @@ class Executor:
         except Exception as exc:
             log.exception("task %d: running the gates crashed", task_id)
             await self._fail_quietly(task_id, f"running the gates crashed: {exc}")
+
+    def _head(self, worktree: Path) -> str | None:
+        from cockpit.core import git
+
+        return git.head_sha(worktree)
 
     def _base_sha(self, worktree: Path) -> str:
         from cockpit.core import git
@@ -1034,7 +1043,7 @@ class Executor:
         # agent has exited, so it gives its slot back meanwhile (a peer's request back into this repo must
         # be able to run, or two repos could wait on each other for ever). It takes the slot again after,
         # even when that means more than max_parallel for a while.
-        waits = any(step.verb == "delegate" for step in task.plan)
+        waits = any(step.verb == "delegate" for step in task.plan) or bool(task.children)
         if waits and task_id in self.active:
             self.active.discard(task_id)
             self.kick()
