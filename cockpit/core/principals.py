@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hmac
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,6 +139,8 @@ def ensure_token(path: Path | None = None) -> str:
     if found is not None:
         return found
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    import secrets  # here, not at import: the daemon's lean start loads no hashlib until it needs it
+
     token = secrets.token_hex(TOKEN_BYTES)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -162,5 +162,7 @@ def ensure_token(path: Path | None = None) -> str:
 
 
 def matches(presented: object, token: str | None) -> bool:
+    import hmac  # as secrets above
+
     return (isinstance(presented, str) and token is not None
             and hmac.compare_digest(presented.encode(), token.encode()))
