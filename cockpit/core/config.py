@@ -12,10 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomlkit
-import tomlkit.exceptions
-from tomlkit.items import Table
-
 from cockpit.core.errors import CockpitError, ConfigError
 from cockpit.core.models import GateSpec
 
@@ -48,6 +44,9 @@ backend = "claude"
 command = ""
 # Extra regexes that mean "the agent waits for a person"; built-ins cover the common agents.
 needs_input_patterns = []
+# "auto": bubblewrap where installed; "bwrap": always (an error where it cannot run); "none": no sandbox.
+# Inside it the agent writes only its worktree, its branch's git data and its own config (docs/security.md).
+sandbox = "auto"
 
 [notify]
 # When something newly needs you, the cockpit says so in the terminal (OSC 9 and OSC 777 notifications) ...
@@ -108,6 +107,7 @@ KEYS: tuple[Key, ...] = (
     Key("agent", "backend", str, "claude", ("claude", "codex", "aider", "gemini", "script", "custom")),
     Key("agent", "command", str, ""),
     Key("agent", "needs_input_patterns", list, []),
+    Key("agent", "sandbox", str, "auto", ("auto", "bwrap", "none")),
     Key("tmux", "socket_name", str, ""),
     Key("notify", "terminal", bool, True),
     Key("notify", "bell", bool, True),
@@ -169,6 +169,10 @@ class Settings:
     @property
     def agent_command(self) -> str:
         return str(self.values["agent.command"])
+
+    @property
+    def agent_sandbox(self) -> str:
+        return str(self.values["agent.sandbox"])
 
     @property
     def needs_input_patterns(self) -> list[str]:
@@ -309,6 +313,10 @@ def set_value(path: Path, dotted: str, raw: str) -> Any:
     value = _check_value(key, coerce(key, raw), "value")
     text = path.read_text() if path.exists() else DEFAULT_CONFIG
     parse_settings(text, str(path))  # never edit a file that is already broken
+    import tomlkit  # only edits need it: readers (the daemon among them) use tomllib
+    import tomlkit.exceptions
+    from tomlkit.items import Table
+
     try:
         doc = tomlkit.parse(text)
     except tomlkit.exceptions.TOMLKitError as exc:

@@ -36,6 +36,7 @@ from cockpit.core.git import (
     WorktreeInfo,
     branch_ref,
     checkout_infos,
+    checkout_paths,
     checkouts_of,
     commit_env,
     dirty_files,
@@ -65,6 +66,7 @@ __all__ = [
     "preflight",
     "rebase_branch",
     "reconcile",
+    "restore_branch",
     "revert_tree",
     "rollback",
     "rollback_method",
@@ -578,11 +580,14 @@ def _unmerged_files(worktree: Path) -> list[str]:
     return sorted({name for name in out.split("\0") if name})
 
 
-def rebase_branch(worktree: Path, onto: str) -> list[str]:
+def rebase_branch(worktree: Path, onto: str, *, expected_head: str | None = None) -> list[str]:
     """Rebase the branch checked out in `worktree` onto `onto`.
 
     Returns [] on success. On a conflict the rebase is aborted (branch, index and files exactly as before)
-    and the conflicting files are returned. Refuses a worktree with uncommitted work or a detached HEAD.
+    and the conflicting files are returned. Refuses a worktree with uncommitted changes to tracked files, a
+    detached HEAD, a HEAD other than `expected_head` (when given: the commit that was gated), and untracked or
+    ignored files that the rebase would write over (named). Other untracked files (gate artefacts such as
+    `__pycache__/`) stay where they are and never block it.
     """
     symbolic = run_git(worktree, "symbolic-ref", "--quiet", "HEAD", check=False)
     if not symbolic.ok or not symbolic.stdout.startswith("refs/heads/"):
@@ -590,7 +595,7 @@ def rebase_branch(worktree: Path, onto: str) -> list[str]:
     branch = short_branch(symbolic.stdout)
     if _git_paths_exist(worktree, "rebase-merge", "rebase-apply"):
         raise RefusedError(f"a rebase is already in progress in {worktree}; finish or abort it first")
-    dirty = dirty_files(worktree)
+    dirty = dirty_files(worktree, untracked=False)
     if dirty:
         raise RefusedError(
             f"{worktree} has uncommitted changes ({_list_files(dirty, 3)}); commit them before rebasing"
@@ -599,6 +604,21 @@ def rebase_branch(worktree: Path, onto: str) -> list[str]:
     if onto_sha is None:
         raise GitError(f"cannot rebase {branch}: {onto!r} does not exist")
     before = head_sha(worktree)
+    if expected_head is not None and before != expected_head:
+        raise RefusedError(
+            f"{branch} is at {_short(before)}, not at {_short(expected_head)} as expected; "
+            "nothing was changed",
+            details={"reason": "branch_moved", "expected": expected_head, "actual": before},
+        )
+    if before is not None:
+        # The rebase starts by checking out `onto`: nothing untracked may be in the way of what that writes.
+        hits = overwritten_paths(worktree, tree_changes(worktree, before, onto_sha))
+        if hits:
+            raise RefusedError(
+                f"rebasing {branch} onto {onto} would write over {_list_files(hits)} in {worktree}, not "
+                "tracked there (ignored or untracked); nothing was changed: move them away and merge again",
+                details={"reason": "would_overwrite", "checkout": str(worktree), "files": hits},
+            )
 
     result = run_git(
         worktree,
@@ -633,6 +653,23 @@ def rebase_branch(worktree: Path, onto: str) -> list[str]:
     if conflicts:
         return conflicts
     raise GitError(f"rebase of {branch} onto {onto} failed: {result.first_error_line()}")
+
+
+def restore_branch(worktree: Path, rebased: str, original: str) -> str | None:
+    """Put the branch checked out in `worktree` back from `rebased` to `original` (undoing our rebase).
+
+    Compare-and-set: only while HEAD is still `rebased`, with `reset --keep` (local changes are kept, or it
+    refuses). Returns None when the branch is back at `original`, else one line saying why it was left.
+    """
+    head = head_sha(worktree)
+    if head == original:
+        return None
+    if head != rebased:
+        return f"it moved since the rebase (now {_short(head)}), so it was left there"
+    result = run_git(worktree, "reset", "--keep", "--quiet", original, check=False)
+    if not result.ok:
+        return f"`git reset --keep {_short(original)}` refused: {result.first_error_line()}"
+    return None
 
 
 # ---------------------------------------------------------------------------------------- build a merge
@@ -939,6 +976,7 @@ class RollbackPlan:
     tip: str | None  # the target's tip, None when the target does not exist
     parents: tuple[str, ...]  # the merge commit's parents (empty when it does not exist)
     contains_merge: bool  # the tip is the merge or has it in its history
+    tip_tree: str = ""  # the tip's tree: a revert that would leave it as it is has nothing to undo
 
     @property
     def method(self) -> str:
@@ -949,22 +987,36 @@ class RollbackPlan:
 
 
 def rollback_plan(repo: Path, target: str, merge_sha: str) -> RollbackPlan:
-    """Read the target's tip, the merge's parents and whether the tip contains the merge (one `rev-parse`:
-    `<ref> <merge>...<ref> <merge>^@`, the symmetric difference giving the merge base)."""
+    """Read the target's tip and its tree, the merge's parents and whether the tip contains the merge (one
+    `rev-parse`: `<ref> <merge>...<ref> <ref>^{tree} <merge>^@`, the symmetric difference giving the merge
+    base)."""
     name = short_branch(target)
     ref = branch_ref(name)
     got = None
     if _SHA.fullmatch(merge_sha):
-        got = _rev_parse(repo, ref, f"{merge_sha}...{ref}", f"{merge_sha}^@")
-    if got is None or len(got[0]) < 3:  # the target or the merge commit does not exist
+        got = _rev_parse(repo, ref, f"{merge_sha}...{ref}", f"{ref}^{{tree}}", f"{merge_sha}^@")
+    if got is None or len(got[0]) < 4:  # the target or the merge commit does not exist
         return RollbackPlan(name, merge_sha, ref_sha(repo, ref), (), False)
     positive, bases = got
-    return RollbackPlan(name, merge_sha, positive[0], tuple(positive[3:]), bases == [merge_sha])
+    return RollbackPlan(name, merge_sha, positive[0], tuple(positive[4:]), bases == [merge_sha],
+                        tip_tree=positive[3])
 
 
 def rollback_method(repo: Path, target: str, merge_sha: str) -> str:
     """ "reset" while the target tip is the merge, "revert" once later commits exist, else "gone"."""
     return rollback_plan(repo, target, merge_sha).method
+
+
+def _holder_at_tip(repo: Path, plan: RollbackPlan) -> WorktreeInfo | None:
+    """The checkout that has the target checked out, if any, with the tip `plan` read as its HEAD.
+
+    Read from git's admin files, no git process: that checkout's HEAD is the branch, so its commit is the tip
+    the plan's `rev-parse` just read. Falls back to `git worktree list` where the layout is unusual.
+    """
+    paths = checkout_paths(repo, plan.target)
+    if paths is None:
+        return _sole(plan.target, checkout_infos(repo, plan.target))
+    return _sole(plan.target, [WorktreeInfo(path, plan.target, plan.tip or "") for path in paths])
 
 
 def _reset_back(repo: Path, plan: RollbackPlan, rollback_sha: str) -> RollbackResult:
@@ -974,13 +1026,13 @@ def _reset_back(repo: Path, plan: RollbackPlan, rollback_sha: str) -> RollbackRe
             f"rollback point {_short(rollback_sha)} is not an ancestor of merge {_short(merge_sha)}; "
             f"refusing to move {target} there"
         )
-    holder = _sole(target, checkout_infos(repo, target))
+    holder = _holder_at_tip(repo, plan)
     if holder is None:
         _cas_update_ref(
             repo, target, rollback_sha, merge_sha, "rollback", f"cockpit: roll back merge {merge_sha}"
         )
     else:
-        # The worktree list read the checkout's HEAD just now: the compare of the compare-and-set.
+        # The plan read the checkout's HEAD (its branch's tip) just now: the compare of the compare-and-set.
         if holder.head != merge_sha:
             raise _moved(target, merge_sha, holder.head or None, "rollback")
         result = run_git(holder.path, "reset", "--keep", "--quiet", rollback_sha, check=False)
@@ -1002,6 +1054,10 @@ def _revert_message(repo: Path, merge_sha: str, message: str) -> str:
     return f'Revert "{subject}"\n\nThis reverts commit {merge_sha}.'
 
 
+class AlreadyReverted(RefusedError):
+    """The target's tip no longer has what the merge changed (a revert is there already): nothing to build."""
+
+
 def _build_revert(repo: Path, plan: RollbackPlan, message: str) -> str:
     """Create (never publish) a commit on top of the tip that undoes the merge; return its sha."""
     target, merge_sha, tip = plan.target, plan.merge_sha, plan.tip
@@ -1017,6 +1073,8 @@ def _build_revert(repo: Path, plan: RollbackPlan, message: str) -> str:
             f"{_list_files(reverted.conflicts)}; nothing was changed, revert it by hand",
             details={"reason": "conflicts", "conflicts": list(reverted.conflicts)},
         )
+    if reverted.tree == plan.tip_tree:
+        raise AlreadyReverted(f"{target} no longer has the changes of merge {_short(merge_sha)}")
     text = _revert_message(repo, merge_sha, message)
     return _commit_tree(repo, reverted.tree, [tip], text, "the revert")
 
@@ -1051,7 +1109,7 @@ def rollback(
     tip = plan.tip
     assert tip is not None  # method is "revert"
     revert_sha = _build_revert(repo, plan, message)
-    holder = _sole(name, checkout_infos(repo, name))
+    holder = _holder_at_tip(repo, plan)
     if holder is None:
         _cas_update_ref(repo, name, revert_sha, tip, "rollback", f"cockpit: revert merge {merge_sha}")
     else:

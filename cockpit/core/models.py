@@ -187,6 +187,7 @@ class Task:
     script: str | None = None
     progress: str | None = None
     gates: list[GateResult] = field(default_factory=list)
+    gated_sha: str | None = None  # the commit the gates last passed on: what a merge takes, exactly
     failure: str | None = None
     # Merge (the merge issue).
     merge: MergeInfo | None = None
@@ -234,6 +235,7 @@ class Task:
             "script": self.script,
             "progress": self.progress,
             "gates": [g.to_json() for g in self.gates],
+            "gated_sha": self.gated_sha,
             "failure": self.failure,
             "merge": self.merge.to_json() if self.merge else None,
             "children": [c.to_json() for c in self.children],
@@ -273,6 +275,7 @@ class Task:
             script=data.get("script"),
             progress=data.get("progress"),
             gates=[GateResult.from_json(g) for g in data.get("gates", [])],
+            gated_sha=data.get("gated_sha"),
             failure=data.get("failure"),
             merge=MergeInfo(**merge) if merge else None,
             children=[Link.from_json(c) for c in data.get("children", [])],

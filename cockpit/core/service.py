@@ -7,10 +7,11 @@ is up, and a peer's fallback write does too, so every path gets the same dedup, 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cockpit.core import classifier, limits, plans
+from cockpit.core import classifier, limits, plans, principals
 from cockpit.core.config import Settings, load_settings
 from cockpit.core.dedup import DedupIndex
 from cockpit.core.errors import DuplicateError, RefusedError, UsageError
@@ -20,6 +21,8 @@ from cockpit.core.states import State
 from cockpit.core.store import Store, Tx
 from cockpit.core.titles import check_text
 from cockpit.core.workspace import repo_identity
+
+PEER_CREATES_PER_MINUTE = 60
 
 # Tasks that no longer take part in dedup: their work is finished or abandoned.
 DEDUP_CLOSED = frozenset({State.DONE, State.REJECTED, State.CANCELLED})
@@ -77,6 +80,17 @@ class TaskService:
         self.dedup = DedupSync()
         self._classifying: dict[int, asyncio.Future[Task]] = {}
 
+    async def require_peer(self, name: str, what: str) -> None:
+        """Refuse a `name` that is no peer repo of this workspace (read again once: repos may be new)."""
+        if name in self.peers:
+            return
+        _, found, _ = await asyncio.to_thread(repo_identity, self.paths.root)
+        self.peers = found
+        if name not in found:
+            known = ", ".join(found) or "none: this repo is in no workspace"
+            raise RefusedError(f"{what} {name!r} is not a peer repo of this workspace (peers: {known})",
+                               code="not_a_peer")
+
     def reload_settings(self) -> None:
         self.settings = load_settings(self.paths.config)
 
@@ -93,11 +107,15 @@ class TaskService:
         if not description:
             raise UsageError("the task description is empty; say what should be done")
         check_text(description)
+        if source_repo is not None and not principals.current().is_person:
+            await self.require_peer(source_repo, "source_repo")
         if script is not None:
             limits.check_text(script, "the script")
             from cockpit.core.script_agent import parse_script
 
             parse_script(script, source="script")
+        if source_repo is not None:
+            await self._check_peer_rate(source_repo)
         async with self.store.tx() as tx:
             if key is not None:
                 existing = await tx.event_for_key(key)
@@ -129,6 +147,16 @@ class TaskService:
         if classify:
             task = await self.classify_task(task_id)
         return task
+
+    async def _check_peer_rate(self, source_repo: str) -> None:
+        """A peer may create at most `PEER_CREATES_PER_MINUTE` tasks a minute here (counted in the store, so
+        fallback writes count too): a flood from one peer cannot fill the repo."""
+        recent = await self.store.recent_creates_from(source_repo, time.time() - 60)
+        if recent >= PEER_CREATES_PER_MINUTE:
+            raise RefusedError(
+                f"{source_repo} sent {recent} tasks to {self.repo_name} in the last minute, the most a peer "
+                f"may send per minute is {PEER_CREATES_PER_MINUTE}; wait a minute and send it again",
+                code="rate_limited")
 
     async def _classify(self, task: Task, answers: list[str]) -> Classification:
         return await classifier.classify(
@@ -218,6 +246,7 @@ class TaskService:
 
     async def approve_remote(self, task_id: int, *, from_repo: str) -> Task:
         """A peer's approve_remote_task: allowed only as far as this repo's `remote_approval` says."""
+        await self.require_peer(from_repo, "from_repo")
         task = await self.store.get_task(task_id)
         policy = self.settings.remote_approval
         allowed = policy == "all" or (policy == "small" and task.scope == "small")

@@ -6,12 +6,13 @@ How things are noticed (nothing polls):
   calls `Executor._on_event` for every event, its own and other writers' alike. Approved tasks start oldest
   first, up to `[task] max_parallel` at once; a task holds its slot while executing and gating.
 - An agent's exit: tmux runs the pane's `pane-died` hook, which writes the exit status into
-  `.cockpit/signals/died/task-<id>.status`; the signals folder is watched with watchfiles (10 ms debounce).
+  `.cockpit/signals/died/task-<id>.status`; the signals folder is watched with inotify (`core.filewatch`,
+  10 ms debounce).
   The status itself is read back from tmux (`remain-on-exit` keeps the dead pane), never guessed. A pane that
   is closed outright (its window killed) makes the pane command's HUP trap write an `exited` signal with
   `closed: true`: that task becomes `interrupted`.
 - Needs-input: agents' own hooks (`cockpit hook needs-input|resolved`) and the script agent write signal
-  files; for every agent, a change of its log file (tmux pipe-pane output, watched with watchfiles) triggers a
+  files; for every agent, a change of its log file (tmux pipe-pane output, watched with inotify) triggers a
   capture-pane (in a thread, at most one every 100 ms per pane) that feeds a `NeedsInputDetector`. When a
   capture shows a prompt that is not confirmed yet, one confirming capture is scheduled 250 ms later (a
   one-shot timer), because the detector flips only on two identical captures in a row.
@@ -45,8 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import watchfiles
-
+from cockpit.core import filewatch, principals, sandbox
 from cockpit.core.agents import AgentCommand, agent_command
 from cockpit.core.errors import CockpitError, TmuxError, UsageError
 from cockpit.core.execution_ops import (
@@ -59,7 +59,7 @@ from cockpit.core.execution_ops import (
 from cockpit.core.gates import TddRule, run_gates
 from cockpit.core.models import JSON, Event, GateResult, Task
 from cockpit.core.needs_input import NeedsInputDetector, clean_lines
-from cockpit.core.ops import arg_int, arg_str
+from cockpit.core.ops import arg_int, arg_opt_str
 from cockpit.core.projection import EVENT_STATE
 from cockpit.core.prompts import render_fix_prompt, render_prompt
 from cockpit.core.signals import Signal, read_signals
@@ -447,9 +447,13 @@ class Executor:
             "COCKPIT_HOOK": shlex.join(["sh", str(HOOK_SCRIPT)]),
             "COCKPIT_PYTHON": sys.executable,
         }
-        line = pane_command(command.shell, self.paths.signals, task_id, attempt)
+        mode = self.service.settings.agent_sandbox
+        used = "none"
 
         def start() -> PaneRef:
+            nonlocal used
+            shell, used = sandbox.wrap(command.shell, sandbox.for_task(self.paths, task_id, worktree), mode)
+            line = pane_command(shell, self.paths.signals, task_id, attempt)
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(header)
             return panes.start_window(
@@ -489,6 +493,7 @@ class Executor:
                 "pane_id": pane.pane_id,
                 "socket_name": panes.socket_name,
                 "attempt": attempt,
+                "sandbox": used,
             },
         )
         if died_signal_path(self.paths.signals, task_id).exists():
@@ -577,20 +582,15 @@ class Executor:
     # -- signals ---------------------------------------------------------------------------------------------
 
     async def _watch_signals(self, armed: asyncio.Event) -> None:
-        def interesting(change: watchfiles.Change, path: str) -> bool:
+        def interesting(change: filewatch.Change, path: str) -> bool:
             name = Path(path).name
             return (
-                change != watchfiles.Change.deleted and not name.startswith(".") and not name.endswith(".tmp")
+                change != filewatch.Change.deleted and not name.startswith(".") and not name.endswith(".tmp")
             )
 
-        changes = watchfiles.awatch(
-            self.paths.signals,
-            watch_filter=interesting,
-            stop_event=self.daemon.stopping,
-            debounce=SIGNAL_DEBOUNCE_MS,
-            step=SIGNAL_DEBOUNCE_MS,
-            recursive=True,
-        )
+        changes = filewatch.awatch(self.paths.signals, watch_filter=interesting,
+                                   stop_event=self.daemon.stopping,
+                                   debounce=SIGNAL_DEBOUNCE_MS, recursive=True)
         nxt = asyncio.ensure_future(changes.__anext__())
         await asyncio.sleep(0)  # the watcher is armed once awatch reaches its first wait
         armed.set()
@@ -604,9 +604,7 @@ class Executor:
                 nxt = asyncio.ensure_future(changes.__anext__())
                 await self._drain_signals()
         finally:
-            nxt.cancel()
-            with contextlib.suppress(BaseException):
-                await changes.aclose()
+            await filewatch.close_watch(nxt, changes)
 
     async def _drain_signals(self) -> None:
         signals, died = await asyncio.to_thread(self._read_signal_files)
@@ -691,17 +689,11 @@ class Executor:
     # -- the panes' output -----------------------------------------------------------------------------------
 
     async def _watch_logs(self, armed: asyncio.Event) -> None:
-        def interesting(change: watchfiles.Change, path: str) -> bool:
-            return change != watchfiles.Change.deleted and _TASK_LOG.match(Path(path).name) is not None
+        def interesting(change: filewatch.Change, path: str) -> bool:
+            return change != filewatch.Change.deleted and _TASK_LOG.match(Path(path).name) is not None
 
-        changes = watchfiles.awatch(
-            self.paths.logs,
-            watch_filter=interesting,
-            stop_event=self.daemon.stopping,
-            debounce=LOG_DEBOUNCE_MS,
-            step=LOG_DEBOUNCE_MS,
-            recursive=False,
-        )
+        changes = filewatch.awatch(self.paths.logs, watch_filter=interesting, stop_event=self.daemon.stopping,
+                                   debounce=LOG_DEBOUNCE_MS)
         nxt = asyncio.ensure_future(changes.__anext__())
         await asyncio.sleep(0)
         armed.set()
@@ -718,9 +710,7 @@ class Executor:
                     if run is not None and not run.exited:
                         self._want_capture(run)
         finally:
-            nxt.cancel()
-            with contextlib.suppress(BaseException):
-                await changes.aclose()
+            await filewatch.close_watch(nxt, changes)
 
     def _want_capture(self, run: Run, delay: float | None = None) -> None:
         """Capture the pane soon: at most one capture in flight and one every CAPTURE_GAP_S per pane."""
@@ -927,6 +917,8 @@ class Executor:
                     task_id, "gate.finished", {**result.to_json(), "attempt": task.attempt}
                 )
 
+            # The commit the gates check: a merge takes exactly it (a later commit needs the gates again).
+            gated_sha = await asyncio.to_thread(self._head, worktree)
             results = await run_gates(
                 worktree,
                 base_sha,
@@ -944,7 +936,9 @@ class Executor:
                         task_id, "task.failed", {"reason": reason, "stage": "review_guard"}
                     )
                 else:
-                    await self.store.append(task_id, "task.awaiting_review", {"attempt": task.attempt})
+                    await self.store.append(
+                        task_id, "task.awaiting_review", {"attempt": task.attempt, "gated_sha": gated_sha}
+                    )
                 return
             if not gates_only and fix_round < settings.fix_attempts:
                 await self._start_fix(task_id, failed, fix_round + 1)
@@ -962,6 +956,11 @@ class Executor:
         except Exception as exc:
             log.exception("task %d: running the gates crashed", task_id)
             await self._fail_quietly(task_id, f"running the gates crashed: {exc}")
+
+    def _head(self, worktree: Path) -> str | None:
+        from cockpit.core import git
+
+        return git.head_sha(worktree)
 
     def _base_sha(self, worktree: Path) -> str:
         from cockpit.core import git
@@ -1083,7 +1082,7 @@ class Executor:
     async def op_run_gates(self, args: dict[str, Any]) -> JSON:
         """`run_gates {id}`: check a finished task's worktree again (approved -> executing -> gating)."""
         task_id = arg_int(args, "id")
-        by = arg_str(args, "by", "person")
+        by = principals.by_label(arg_opt_str(args, "by"))
         task = await self.store.get_task(task_id)
         if task.state is State.EXECUTING:
             raise CockpitError(

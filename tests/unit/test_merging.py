@@ -21,6 +21,7 @@ from cockpit.core.errors import CockpitError, RefusedError
 from cockpit.core.models import GateSpec, Task
 from cockpit.core.ops import Ops
 from cockpit.core.paths import RepoPaths
+from cockpit.core.principals import PERSON_CONTEXT
 from cockpit.core.service import TaskService
 from cockpit.core.states import State
 from cockpit.core.store import Store
@@ -147,8 +148,8 @@ async def test_merge_with_target_not_checked_out(env: Env) -> None:
     assert started.data["rollback_sha"] == before and started.data["merge_sha"] == env.tip()
     assert outcome.preflight is not None and outcome.preflight["ok"] is True
     assert [c["name"] for c in outcome.preflight["checks"]] == [
-        "target_exists", "branch_exists", "target_checkouts_clean", "no_conflicts", "no_cockpit_paths",
-        "no_overwrite"]
+        "target_exists", "branch_exists", "branch_gated", "target_checkouts_clean", "no_conflicts",
+        "no_cockpit_paths", "no_overwrite"]
     assert outcome.rebased is False
     # Verify ran the gates on a scratch worktree, which is gone again.
     verify = [e for e in await env.store.task_events(task.id) if e.type == "gate.finished"]
@@ -183,8 +184,9 @@ async def test_dirty_target_checkout_is_refused_with_nothing_changed(env: Env) -
     assert present(task.worktree)
     pre = next(e for e in await env.store.task_events(task.id) if e.type == "merge.preflight")
     checks = {c["name"]: c["ok"] for c in pre.data["checks"]}
-    assert checks == {"target_exists": True, "branch_exists": True, "target_checkouts_clean": False,
-                      "no_conflicts": True, "no_cockpit_paths": True, "no_overwrite": True}
+    assert checks == {"target_exists": True, "branch_exists": True, "branch_gated": True,
+                      "target_checkouts_clean": False, "no_conflicts": True, "no_cockpit_paths": True,
+                      "no_overwrite": True}
     assert (await env.types(task.id))[-2:] == ["merge.preflight", "merge.refused"]
 
 
@@ -425,8 +427,11 @@ MERGE_CALLS = [
     "merge",  # --ff-only: the move; its output confirms where the target went
     "worktree",  # remove the task's worktree (git refuses one with uncommitted work)
 ]
-RESET_CALLS = ["rev-parse", "worktree", "reset"]  # tip + merge's parents; the checkout's HEAD; reset --keep
-REVERT_CALLS = ["rev-parse", "log", "commit-tree", "merge-tree", "commit-tree", "worktree", "merge"]
+# Rollback: one rev-parse reads the tip, its tree and the merge's parents; where the target is checked out is
+# read from git's admin files (no process).
+RESET_CALLS = ["rev-parse", "reset"]  # reset --keep in the checkout
+# stand-in commit, merge-tree, the revert commit, the fast-forward
+REVERT_CALLS = ["rev-parse", "commit-tree", "merge-tree", "commit-tree", "merge"]
 
 
 async def test_git_process_budget_of_merge_and_rollback(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -698,14 +703,14 @@ async def test_ops_shapes(env: Env) -> None:
     service = TaskService(env.paths, env.store, env.settings)
     ops = Ops(service)
     task = await env.task({"feature.txt": "new\n"})
-    dry = await ops.dispatch("merge_task", {"id": task.id, "dry_run": True})
+    dry = await ops.dispatch("merge_task", {"id": task.id, "dry_run": True}, PERSON_CONTEXT)
     assert set(dry) >= {"task", "merge", "preflight", "rebased", "dry_run"} and dry["dry_run"] is True
-    done = await ops.dispatch("merge_task", {"id": task.id})
+    done = await ops.dispatch("merge_task", {"id": task.id}, PERSON_CONTEXT)
     assert done["task"]["state"] == "done" and done["task"]["merge"]["state"] == "merged"
     assert done["merge"]["merge_sha"] == env.tip()
     listed = await ops.dispatch("list_merges", {})
     assert listed["merges"][0]["rollback_now"] == "reset"
-    rolled = await ops.dispatch("rollback_task", {"id": task.id})
+    rolled = await ops.dispatch("rollback_task", {"id": task.id}, PERSON_CONTEXT)
     assert set(rolled["rollback"]) == {"method", "from_sha", "to_sha"}
     assert rolled["task"]["merge"]["rollback_method"] == "reset"
     assert not await env.store.replay_differences()
