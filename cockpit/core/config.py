@@ -6,6 +6,7 @@ person's comments survive `cockpit config set`.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -271,9 +272,9 @@ def write_default(path: Path, *, target_branch: str = "main", backend: str = "cl
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    branch = tomlkit.string(target_branch).as_string()
-    text = DEFAULT_CONFIG.replace('target_branch = "main"', f"target_branch = {branch}")
-    text = text.replace('backend = "claude"', f"backend = {tomlkit.string(backend).as_string()}")
+    # A JSON string is a valid TOML basic string (same quotes and escapes).
+    text = DEFAULT_CONFIG.replace('target_branch = "main"', f"target_branch = {json.dumps(target_branch)}")
+    text = text.replace('backend = "claude"', f"backend = {json.dumps(backend)}")
     path.write_text(text)
     return True
 
