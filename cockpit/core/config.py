@@ -48,6 +48,8 @@ backend = "claude"
 command = ""
 # Extra regexes that mean "the agent waits for a person"; built-ins cover the common agents.
 needs_input_patterns = []
+# Seconds an agent gets to exit by itself when its session ends (then SIGTERM, then SIGKILL).
+stop_grace_s = 5
 
 [tmux]
 # A private server name (tmux -L NAME); empty means your own server, so you can attach.
@@ -98,6 +100,7 @@ KEYS: tuple[Key, ...] = (
     Key("agent", "backend", str, "claude", ("claude", "codex", "aider", "gemini", "script", "custom")),
     Key("agent", "command", str, ""),
     Key("agent", "needs_input_patterns", list, []),
+    Key("agent", "stop_grace_s", (int, float), 5),
     Key("tmux", "socket_name", str, ""),
     Key("tdd", "enabled", (bool, str), "auto"),
     Key("tdd", "source_patterns", list, []),
@@ -159,6 +162,10 @@ class Settings:
     @property
     def needs_input_patterns(self) -> list[str]:
         return [str(p) for p in self.values["agent.needs_input_patterns"]]
+
+    @property
+    def stop_grace_s(self) -> float:
+        return max(0.0, float(self.values["agent.stop_grace_s"]))
 
     @property
     def tmux_socket(self) -> str | None:

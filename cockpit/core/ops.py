@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cockpit.core.errors import UsageError
-from cockpit.core.models import JSON, Task
+from cockpit.core.models import JSON, Task, usage_totals
 from cockpit.core.protocol import PROTOCOL_VERSION
 from cockpit.core.service import TaskService
 from cockpit.core.states import State, parse_state
@@ -148,7 +148,10 @@ class Ops:
         if not states and not arg_bool(args, "all"):
             states = [s for s in State if s not in (State.DONE, State.REJECTED, State.CANCELLED)]
         tasks = await self.service.store.list_tasks(states or None)
-        return {"tasks": [await self.task_json(t) for t in tasks]}
+        # Token usage of every task of the repo (not only those listed): what its agents cost so far.
+        every = tasks if not states else await self.service.store.list_tasks()
+        usage = {**usage_totals([r for t in every for r in t.usage_runs]), "repo": self.service.repo_name}
+        return {"tasks": [await self.task_json(t) for t in tasks], "usage": usage}
 
     async def approve_task(self, args: dict[str, Any]) -> JSON:
         task_id = arg_int(args, "id")
