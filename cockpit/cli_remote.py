@@ -1,6 +1,6 @@
 """CLI verbs for workspaces, cross-repo delegation and the MCP server.
 
-    cockpit workspace init [DIR] | add NAME PATH | list
+    cockpit workspace init [DIR] | add NAME PATH | add NAME --host HOST --path PATH [--trust] | list
     cockpit remote create REPO TEXT | show REPO ID | approve REPO ID | wait REPO ID
     cockpit mcp [install]
 
@@ -22,7 +22,7 @@ from typing import Any
 from cockpit import cli
 from cockpit.core.backend import Backend
 from cockpit.core.delegation import DEFAULT_WAIT_CLASSIFIED_S, repo_status
-from cockpit.core.errors import ConfigError
+from cockpit.core.errors import ConfigError, UsageError
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths
 from cockpit.core.workspace import Workspace
@@ -56,7 +56,14 @@ def _ask_init(path: Path) -> bool:
 
 def cmd_workspace_add(args: argparse.Namespace) -> int:
     workspace = Workspace.locate(_workspace_start(args))
-    path = Path(args.path).expanduser().resolve()
+    if args.host is not None:
+        return _workspace_add_hosted(args, workspace)
+    if args.trust:
+        raise UsageError("--trust is for a repo on another host (with --host)")
+    where = args.path or args.path_opt
+    if not where:
+        raise UsageError("give the repo's PATH: `cockpit workspace add NAME PATH`")
+    path = Path(where).expanduser().resolve()
     workspace = workspace.add(args.name, path)
     paths = RepoPaths(path)
     initialised = paths.db.exists()
@@ -84,11 +91,48 @@ def cmd_workspace_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workspace_add_hosted(args: argparse.Namespace, workspace: Workspace) -> int:
+    """Add a repo on another host, once cockpit answers there and the path is a git repo."""
+    from cockpit.core.remote.daemons import HostedRepo, local_version, remote_version
+    from cockpit.core.remote.ssh import SshHost
+
+    where = args.path_opt or args.path
+    if not where:
+        raise UsageError(f"give the repo's path on {args.host}: --path /srv/{args.name}")
+    host = SshHost(args.host)
+    # Checked before anything is written: a bad name or path fails here without a round trip.
+    workspace.check_new_name(args.name)
+    version = remote_version(host)
+    hosted = HostedRepo(args.name, host, where)
+    status = hosted.status()
+    workspace = workspace.add_hosted(args.name, args.host, where, trust=args.trust)
+    data: JSON = {"file": str(workspace.file), "name": args.name, "host": args.host, "path": where,
+                  "remote_version": version, "local_version": local_version(), "trust": args.trust,
+                  "daemon": "up" if status.get("running") else "down",
+                  "repos": {k: str(v) for k, v in workspace.repos.items()},
+                  "hosts": dict(workspace.hosts)}
+    if version != local_version():
+        data["warning"] = (f"{args.host} runs cockpit {version}, this machine {local_version()}; install the "
+                           "same version on both if they disagree")
+
+    def human() -> None:
+        cli.say(args, f"added {args.name} ({args.host}:{where}, cockpit {version}) to {workspace.file}")
+        if data.get("warning"):
+            cli.say(args, f"[yellow]{data['warning']}[/yellow]")
+        if not status.get("running"):
+            cli.say(args, f"its daemon is not running there; the cockpit starts it (D), or "
+                          f"`ssh {args.host} cockpit daemon start --repo {where}`")
+
+    cli.out(args, data, human)
+    return 0
+
+
 def cmd_workspace_list(args: argparse.Namespace) -> int:
     workspace = Workspace.locate(_workspace_start(args))
 
     async def body() -> int:
-        repos = [await repo_status(name, path) for name, path in workspace.repos.items()]
+        repos = [await repo_status(name, path, workspace.host_of(name))
+                 for name, path in workspace.repos.items()]
         data = {"file": str(workspace.file), "repos": repos}
 
         def human() -> None:
@@ -105,11 +149,16 @@ def cmd_workspace_list(args: argparse.Namespace) -> int:
             for r in repos:
                 daemon = (f"[green]up[/green] (pid {r['pid']})" if r["daemon"] == "up"
                           else f"[dim]{r['daemon']}[/dim]")
-                if not r["initialised"]:
+                if r.get("host") and r["daemon"] != "up":
+                    counts = "[dim]unknown while its daemon is down[/dim]"
+                elif not r["initialised"]:
                     counts = "[dim]not initialised[/dim]"
                 else:
                     counts = ", ".join(f"{n} {s}" for s, n in sorted(r["counts"].items())) or "none"
-                table.add_row(r["name"], daemon, counts, r["path"])
+                where = f"{r['host']}:{r['path']}" if r.get("host") else r["path"]
+                if r["daemon"] == "unreachable":
+                    daemon, counts = f"[red]⊘ {r['host']} unreachable[/red]", "[dim]unknown[/dim]"
+                table.add_row(r["name"], daemon, counts, where)
             console.print(table)
 
         cli.out(args, data, human)
@@ -264,9 +313,15 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
     p = wsub.add_parser("init", parents=[common], help="create cockpit-workspace.toml in DIR (default: here)")
     p.add_argument("dir", nargs="?")
     p.set_defaults(func=cmd_workspace_init)
-    p = wsub.add_parser("add", parents=[common], help="add the git repo at PATH as NAME")
+    p = wsub.add_parser("add", parents=[common],
+                        help="add the git repo at PATH as NAME (or at --path on another --host)")
     p.add_argument("name")
-    p.add_argument("path")
+    p.add_argument("path", nargs="?")
+    p.add_argument("--host", metavar="HOST",
+                   help="the repo is on another machine: an ssh destination as ~/.ssh/config knows it")
+    p.add_argument("--path", dest="path_opt", metavar="PATH", help="the repo's absolute path (on --host)")
+    p.add_argument("--trust", action="store_true",
+                   help="with --host: the person's credential may be presented to that host's daemon")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--init", dest="init", action="store_true", default=None,
                        help="also create its .cockpit/ when it has none")

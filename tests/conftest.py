@@ -1,1 +1,2 @@
-pytest_plugins = ["tests.support.gitrepos", "tests.support.tmuxserver", "tests.support.daemons"]
+pytest_plugins = ["tests.support.gitrepos", "tests.support.tmuxserver", "tests.support.daemons",
+                  "tests.support.sshhosts"]

@@ -33,7 +33,8 @@ Two classifiers share one result type, `Classification`:
 
 * **The built-in heuristic** (`classify_heuristic`): deterministic, offline, no model. The text it reads is
   the description plus any answers from a clarification round (one per line), so an answered ambiguous task
-  is simply classified again. Rules, first match wins:
+  is simply classified again. The text is folded first (`normalise_text`: NFKC, no invisible characters,
+  look-alike letters as ASCII), and every rule is linear in its length. Rules, first match wins:
 
   ========= =============================================================== ================================
   scope     when                                                            plan
@@ -60,6 +61,10 @@ Two classifiers share one result type, `Classification`:
             all (or every) endpoints, files, modules, pages, services ...
   large     three or more separate change clauses, or two that touch          local work steps, ``test``,
             different areas (api, ui, data, docs, build, auth, config)        ``verify``
+  large     never small (`_never_small`): a destructive verb (wipe, erase,   local work steps, ``test``,
+            overwrite ...), a security-sensitive area (auth, login,           ``verify``
+            password, permission, token ...), a shell command (run ...,
+            sudo, curl, git push ...)
   small     anything else: one concrete change ("fix typo in README",         one step per clause: usually
             "rename foo to bar in utils.py", "bump version"), possibly with   one, two with "and add a test"
             a test clause
@@ -87,6 +92,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -98,6 +104,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cockpit.core import textfold
 from cockpit.core.models import SCOPES, VERBS, Classification, PlanStep
 
 __all__ = [
@@ -108,6 +115,7 @@ __all__ = [
     "classify_heuristic",
     "extract_json_object",
     "make_title",
+    "normalise_text",
     "parse_classification",
 ]
 
@@ -116,6 +124,8 @@ log = logging.getLogger(__name__)
 PROMPT_PLACEHOLDER = "{prompt}"
 MAX_OUTPUT_BYTES = 1024 * 1024
 MAX_STEPS = 50
+MAX_STEP_TEXT = 500  # characters of one step's description; the task's own text says the rest
+MAX_CLAUSES = 200  # clauses read for a plan: past a few the task is large anyway
 TITLE_MAX = 72
 _STDERR_TAIL = 8192
 _STRAGGLER_GRACE_S = 0.5
@@ -254,11 +264,12 @@ _LARGE_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"\bthroughout\b", "throughout"),
     (r"\b(?:the\s+)?entire\b", "entire"),
     (
-        r"\bwhole\s+(?:codebase|code\s*base|project|app|application|repo|repository|system)\b",
+        r"\b(?:whole|entire)\s+(?:[\w.-]+\s+)?(?:codebase|code\s*base|project|app|application|repo|repository|system|module|"
+        r"package|library|folder|directory|dir|service|component|layer|file|class|api|backend|frontend)\b",
         "whole codebase",
     ),
     (
-        r"\b(?:all|every)\s+(?:the\s+|of\s+the\s+|our\s+)?(?:\w+\s+)?"
+        r"\b(?:all|every)\s+(?:the\s+|of\s+the\s+|our\s+)?(?:[\w.*-]+\s+)?"
         r"(?:endpoints?|files?|modules?|pages?|screens?|services?|routes?|handlers?|components?|"
         r"packages?|tables?|models?|views?|controllers?|commands?|apis?)\b",
         "all endpoints",
@@ -311,11 +322,6 @@ _SECRET = (
 )
 _REJECT_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (
-        re.compile(r"\brm\s+(?:-[a-z]*r[a-z]*f[a-z]*|-[a-z]*f[a-z]*r[a-z]*|-r\s+-f|-f\s+-r)\b", re.I),
-        "run rm -rf",
-        "deleting files wholesale is not a task to hand an agent",
-    ),
-    (
         re.compile(
             r"\b(?:delete|remove|destroy|wipe|nuke|erase|trash)\s+(?:the\s+|this\s+|our\s+|my\s+|whole\s+|"
             r"entire\s+|git\s+)*(?:repo|repository|codebase|code\s*base|project|\.git)\b"
@@ -339,7 +345,7 @@ _REJECT_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
         "shared branches are never deleted by a task",
     ),
     (
-        re.compile(r"\bforce[- ]?push|\bpush\s+(?:\S+\s+)*?(?:-f|--force(?:-with-lease)?)(?!\S)", re.I),
+        re.compile(r"\bforce[- ]?push", re.I),
         "force-push",
         "rewriting pushed history is refused",
     ),
@@ -387,7 +393,11 @@ _LEAD_FILLERS = frozenset(
     }
 )
 
-_WORD_RE = re.compile(r"[A-Za-z0-9_./'*-]*[A-Za-z0-9_*]|/")
+# Runs of word characters; a run's trailing punctuation is cut in `_words` (a regex that backtracks over a
+# long run of "-" or "." for each start position would be quadratic).
+_RUN_RE = re.compile(r"[A-Za-z0-9_./'*-]+")
+_RUN_TAIL_RE = re.compile(r"[./'-]+$")
+_BLANKS_RE = re.compile(r"[^\S\n]+")
 _SENTENCE_RE = re.compile(r"(?:\r?\n)+|(?<=[.!?])\s+")
 _CLAUSE_SEP_RE = re.compile(r"(\s*[,;]\s*|\s+(?:and|then|plus)\s+)", re.I)
 
@@ -398,11 +408,32 @@ _CLAUSE_SEP_RE = re.compile(r"(\s*[,;]\s*|\s+(?:and|then|plus)\s+)", re.I)
 
 
 def _words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD_RE.findall(text)]
+    words: list[str] = []
+    for run in _RUN_RE.findall(text):
+        tail = _RUN_TAIL_RE.search(run)
+        head = run[: tail.start()] if tail else run
+        if head:
+            words.append(head.lower())
+        # A bare "/" is a word of its own ("/" as a route), also after the end of a run.
+        words.extend("/" for ch in (tail.group() if tail else "") if ch == "/")
+    return words
+
+
+def normalise_text(text: str) -> str:
+    """The text the heuristic reads: look-alike letters folded to ASCII (`textfold`), blanks collapsed."""
+    return _BLANKS_RE.sub(" ", textfold.fold(text))
 
 
 def _lemma_verb(word: str) -> str | None:
     """The step verb for `word` if it is (an inflection of) a known action verb."""
+    for c in _inflection_bases(word):
+        if c in _VERBS:
+            return c
+    return None
+
+
+def _inflection_bases(word: str) -> list[str]:
+    """`word` and the stems it may be an inflection of ("wiped" -> wiped, wipe, wip)."""
     w = word.lower()
     candidates = [w]
     if w.endswith("ies"):
@@ -419,12 +450,10 @@ def _lemma_verb(word: str) -> str | None:
         candidates += [w[:-3], w[:-3] + "e"]
         if len(w) > 5 and w[-4] == w[-5]:
             candidates.append(w[:-4])
-    for c in candidates:
-        if c in _VERBS:
-            return c
-    return None
+    return candidates
 
 
+@functools.lru_cache(maxsize=256)
 def _peer_pattern(peer: str) -> re.Pattern[str]:
     # A whole word: not glued to letters, digits, "_" or "-", and not a path or file name ("docs/x.md",
     # "frontend.py"); "-" and "_" in the name also match a space ("web-app" ~ "web app").
@@ -485,7 +514,7 @@ def _strip_lead(text: str) -> str:
 
 def _areas_of(words: list[str]) -> list[str]:
     areas: set[str] = set()
-    for w in words:
+    for w in dict.fromkeys(words):
         for name, vocab in _AREAS.items():
             if w in vocab:
                 areas.add(name)
@@ -501,8 +530,10 @@ def _analyse(text: str, peers: Sequence[str]) -> list[_Clause]:
     clauses: list[_Clause] = []
     sentences = [s.strip() for s in _SENTENCE_RE.split(text) if s and s.strip()]
     for sentence in sentences:
+        if len(clauses) >= MAX_CLAUSES:
+            break
         parts = _CLAUSE_SEP_RE.split(sentence)
-        pieces: list[str] = []
+        pieces: list[list[str]] = []
         for idx in range(0, len(parts), 2):
             piece = parts[idx].strip().rstrip(".!?").strip()
             sep = parts[idx - 1] if idx > 0 else ""
@@ -514,10 +545,10 @@ def _analyse(text: str, peers: Sequence[str]) -> list[_Clause]:
             # A short verbless piece belongs to the one before it: "fix typo in README and CHANGELOG".
             if pieces and lead is None and len(content) <= 3:
                 glue = sep.strip()
-                pieces[-1] += f"{glue} {piece}" if glue in {",", ";"} else f" {glue} {piece}"
+                pieces[-1].append(f"{glue} {piece}" if glue in {",", ";"} else f" {glue} {piece}")
                 continue
-            pieces.append(piece)
-        for piece in pieces:
+            pieces.append([piece])
+        for piece in ("".join(p) for p in pieces):
             words = _words(piece)
             lead, at = _leading_verb(words)
             verb = _VERBS[lead] if lead else None
@@ -566,12 +597,120 @@ def _capitalize(text: str) -> str:
     return text[:1].upper() + text[1:] if text else text
 
 
+# Shell commands, read token by token (linear in the text, whatever it repeats).
+_COMMAND_SPLIT_RE = re.compile(r"[;|&\n`()]+|\$\(|(?<=[.!?])\s")
+_PUSH_FORCE_FLAGS = frozenset({"-f", "--force", "--force-with-lease", "--force-if-includes", "--mirror",
+                               "--delete", "-d", "--prune"})
+
+
+def _short_flags(token: str) -> str:
+    return token[1:] if token.startswith("-") and not token.startswith("--") else ""
+
+
+def _shell_danger(text: str) -> str | None:
+    """What a destructive shell command in `text` would do ("run rm -rf"), or None.
+
+    `rm` with both a recursive and a force flag in any spelling (-rf, -r -f, -Rf, --recursive --force), and a
+    `push` that forces, mirrors or deletes (-f, --force..., +ref, :ref, --mirror, --delete).
+    """
+    for segment in _COMMAND_SPLIT_RE.split(text):
+        tokens = [t.strip("\"'.,") for t in segment.lower().split()]
+        rm = recursive = force = push = False
+        for token in tokens:
+            if token in ("rm", "/bin/rm", "rmdir"):
+                rm, recursive, force = True, False, False
+            elif rm:
+                flags = _short_flags(token)
+                recursive = recursive or token == "--recursive" or "r" in flags
+                force = force or token == "--force" or "f" in flags
+                if recursive and force:
+                    return "run rm -rf"
+            if token == "push":
+                push = True
+            elif push and (token in _PUSH_FORCE_FLAGS or token.startswith("--force")
+                           or (len(token) > 1 and token[0] in "+:" and token[1] != ":")):
+                return "force-push"
+    return None
+
+
 def _reject_reason(text: str) -> str | None:
     if not text.strip() or not _words(text):
         return "empty description: there is nothing to do."
+    danger = _shell_danger(text)
+    if danger == "run rm -rf":
+        return "asks to run rm -rf: deleting files wholesale is not a task to hand an agent."
+    if danger == "force-push":
+        return "asks to force-push: rewriting pushed history is refused."
     for pattern, what, why in _REJECT_RULES:
         if pattern.search(text):
             return f"asks to {what}: {why}."
+    return None
+
+
+# Never small, whatever else the text says: each of these needs a person to read the plan.
+_DESTRUCTIVE_VERBS = frozenset(
+    {"wipe", "destroy", "nuke", "erase", "purge", "truncate", "overwrite", "clobber", "obliterate", "shred"}
+)
+# Destructive only as the verb of a clause ("empty utils.py", not "on empty input").
+_DESTRUCTIVE_LEADS = frozenset({"empty", "blank", "zero", "gut", "trash", "scrap", "discard", "clear"})
+_DESTRUCTIVE_RE = re.compile(
+    r"\b(?:replace|overwrite|clear|blank\s+out|strip)\s+(?:the\s+|all\s+)?(?:contents?|bod(?:y|ies)|"
+    r"everything)\b|\bdelete\s+(?:all|everything|every)\b|\bremove\s+(?:all|everything|every)\b",
+    re.I,
+)
+_SECURITY_WORDS = frozenset(
+    {"auth", "authn", "authz", "authenticate", "authentication", "authorize", "authorise", "authorization",
+     "authorisation", "login", "logins", "logon", "logout", "signin", "signup", "password", "passwords",
+     "passwd", "passphrase", "credential", "credentials", "permission", "permissions", "acl", "acls",
+     "rbac", "csrf", "xss", "cors", "csp", "encrypt", "encrypted", "encryption", "decrypt", "decryption",
+     "crypto", "cryptography", "signature", "signatures", "certificate", "certificates", "cert", "certs",
+     "tls", "ssl", "oauth", "sso", "saml", "jwt", "token", "tokens", "session", "sessions", "secret",
+     "secrets", "2fa", "mfa", "otp", "totp", "sudo", "sudoers", "privilege", "privileges", "firewall",
+     "sandbox", "sanitize", "sanitise", "sanitizer", "escaping", "hmac", "nonce", "apikey", "ssh",
+     "keyring", "keychain", "security", "vulnerability", "cve", "exploit"}
+)
+_SHELL_WORDS = frozenset(
+    {"sudo", "su", "curl", "wget", "chmod", "chown", "chgrp", "dd", "mkfs", "kill", "pkill", "killall",
+     "shutdown", "reboot", "eval", "exec", "bash", "sh", "zsh", "rm", "rmdir", "mv", "xargs", "crontab",
+     "systemctl", "iptables", "nc", "netcat", "ssh", "scp", "rsync", "docker", "kubectl", "npx"}
+)
+_SHELL_GIT = frozenset({"push", "reset", "clean", "rebase", "filter-branch", "filter-repo", "update-ref",
+                        "gc", "prune", "reflog", "checkout", "restore", "branch", "tag", "remote", "config"})
+_RUN_VERBS = frozenset({"run", "execute", "exec", "invoke", "type", "launch"})
+
+
+def _word_parts(word: str) -> list[str]:
+    """A word and its parts ("auth.py" -> auth, py; "login_form" -> login, form)."""
+    return [word, *(p for p in re.split(r"[./_-]+", word) if p and p != word)]
+
+
+def _never_small(text: str, clauses: Sequence[_Clause]) -> str | None:
+    """Why a task that would otherwise be small needs a person's review, or None."""
+    words = _words(text)
+    for w in dict.fromkeys(words):
+        if not _DESTRUCTIVE_VERBS.isdisjoint(_inflection_bases(w)):
+            return f'says "{w}": destructive changes need a reviewed plan.'
+    for i, w in enumerate(words):
+        if w == "git" and i + 1 < len(words) and words[i + 1] in _SHELL_GIT:
+            return f'runs "git {words[i + 1]}": shell commands need a reviewed plan.'
+    match = _DESTRUCTIVE_RE.search(text)
+    if match is not None:
+        return f'says "{" ".join(match.group().split())}": destructive changes need a reviewed plan.'
+    for w in dict.fromkeys(words):
+        hit = next((p for p in _word_parts(w) if p in _SECURITY_WORDS), None)
+        if hit is not None:
+            return f'touches a security-sensitive area ("{hit}"): it needs a reviewed plan.'
+    for c in clauses:
+        _, at = _leading_verb(c.words)
+        lead = c.words[at] if at < len(c.words) else ""
+        if lead in _DESTRUCTIVE_LEADS:
+            return f'says "{lead}": destructive changes need a reviewed plan.'
+        if lead in _RUN_VERBS:
+            return f"asks to {lead} a command: shell commands need a reviewed plan."
+    shell = next((w for w in words if w in _SHELL_WORDS), None)
+    if shell is not None or "`" in text or "$(" in text:
+        what = f'"{shell}"' if shell is not None else "a shell command"
+        return f"runs {what}: shell commands need a reviewed plan."
     return None
 
 
@@ -653,7 +792,11 @@ def _step_text(c: _Clause) -> tuple[str, str]:
         verb, text = _VERBS[c.inherited], f"{c.inherited} {c.text}"
     else:
         verb, text = "modify", c.text
-    return verb, _capitalize(text) + context
+    return verb, _cap(_capitalize(text) + context)
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= MAX_STEP_TEXT else text[: MAX_STEP_TEXT - 1].rstrip() + "…"
 
 
 def _work_clauses(clauses: Sequence[_Clause]) -> list[_Clause]:
@@ -698,7 +841,7 @@ def classify_heuristic(
 ) -> Classification:
     """Classify and plan `description` with the built-in rules (see the module docstring). Deterministic."""
     title = make_title(description)
-    text = "\n".join([description, *[a for a in answers if a.strip()]])
+    text = normalise_text("\n".join([description, *[a for a in answers if a.strip()]]))
     peer_list = [p for p in dict.fromkeys(p.strip() for p in peers) if p]
 
     rejected = _reject_reason(text)
@@ -733,8 +876,13 @@ def classify_heuristic(
             _large_plan(local, tests, {}),
         )
 
+    careful = _never_small(text, clauses)
+    if careful is not None:
+        return Classification("large", careful, title, _large_plan(local, tests, {}))
+
     areas = sorted({a for c in local for a in c.areas})
-    if len(local) >= 3 or (len(local) == 2 and len(areas) >= 2 and _distinct_areas(local)):
+    many = len(local) >= 3 or len(local) + len(tests) > 4
+    if many or (len(local) == 2 and len(areas) >= 2 and _distinct_areas(local)):
         where = f" across {_join(areas)}" if len(areas) >= 2 else ""
         return Classification(
             "large", f"{len(local)} separate changes{where}: several steps need a reviewed plan.", title,
@@ -763,19 +911,24 @@ def _large_plan(
     local: Sequence[_Clause], tests: Sequence[_Clause], remote: dict[str, list[_Clause]]
 ) -> list[PlanStep]:
     steps: list[PlanStep] = []
-    for c in local:
+    room = MAX_STEPS - 2 - len(remote)  # the test and verify steps, one delegate step per peer
+    for c in local[: room - 1] if len(local) > room else local:
         verb, desc = _step_text(c)
         steps.append(PlanStep(n=len(steps) + 1, verb=verb, description=desc))
+    if len(local) > room:
+        rest = len(local) - len(steps)
+        steps.append(PlanStep(n=len(steps) + 1, verb="modify",
+                              description=f"The {rest} further changes the description lists"))
     work_ns = [s.n for s in steps]
     if local or tests:
         desc = (
-            "; ".join(_step_text(c)[1] for c in tests)
+            _cap("; ".join(_step_text(c)[1] for c in tests[:20]))
             if tests
             else "Add or update tests covering the changes above, and run them"
         )
         steps.append(PlanStep(n=len(steps) + 1, verb="test", description=desc, depends_on=list(work_ns)))
     for peer, clauses in remote.items():
-        desc = "; ".join(dict.fromkeys(_step_text(c)[1] for c in clauses))
+        desc = _cap("; ".join(dict.fromkeys(_step_text(c)[1] for c in clauses[:20])))
         steps.append(PlanStep(n=len(steps) + 1, verb="delegate", description=desc, peer=peer,
                               depends_on=list(work_ns)))
     if remote:
@@ -968,14 +1121,14 @@ def _validate(obj: Any, peers: Sequence[str], *, description: str, classifier: s
     scope = _as_text(raw_scope, '"scope"').lower()
     if scope not in SCOPES:
         raise _Failure(f"scope {json.dumps(raw_scope)} is not one of {', '.join(SCOPES)}")
-    reason = _as_text(obj.get("reason") or "", '"reason"') or "the classifier gave no reason."
+    reason = _cap(_as_text(obj.get("reason") or "", '"reason"')) or "the classifier gave no reason."
     raw_title = obj.get("title")
     title = make_title(_as_text(raw_title, '"title"')) if raw_title else make_title(description)
 
     raw_questions = obj.get("questions") or []
     if not isinstance(raw_questions, list):
         raise _Failure('"questions" must be a list of strings')
-    questions = [q for q in (_as_text(q, "each question") for q in raw_questions) if q]
+    questions = [_cap(q) for q in (_as_text(q, "each question") for q in raw_questions[:10]) if q]
 
     raw_plan = obj.get("plan") or []
     if not isinstance(raw_plan, list):
@@ -999,7 +1152,7 @@ def _validate(obj: Any, peers: Sequence[str], *, description: str, classifier: s
             raise _Failure(
                 f"{label} has unknown verb {json.dumps(raw.get('verb'))} (expected one of {', '.join(VERBS)})"
             )
-        desc = _as_text(raw.get("description", ""), f'{label} "description"')
+        desc = _cap(_as_text(raw.get("description", ""), f'{label} "description"'))
         if not desc:
             raise _Failure(f"{label} has no description")
         raw_peer = raw.get("peer")

@@ -39,6 +39,8 @@ from cockpit.core.errors import (
 from cockpit.core.models import JSON, Task
 from cockpit.core.ops import Ops, arg_bool, arg_int, arg_opt_str
 from cockpit.core.paths import RepoPaths, find_repo_root
+from cockpit.core.remote.daemons import HostedRepo, connect_peer, hosted_repo, hosted_status
+from cockpit.core.remote.follow import open_hosted_for_wait
 from cockpit.core.service import TaskService
 from cockpit.core.states import FINISHED, State, parse_state
 from cockpit.core.store import Store
@@ -80,12 +82,16 @@ class PeerRef:
 
     name: str
     paths: RepoPaths
+    # A repo on another host: reached only through its daemon over ssh (its store is not on this machine).
+    hosted: HostedRepo | None = None
 
     @classmethod
     def resolve(cls, workspace: Workspace, name: str, *, sender: str | None = None) -> PeerRef:
         if sender is not None and name == sender:
             raise UsageError(f"{name} is this repo; create the task here with `cockpit task create` instead")
-        return cls(name, RepoPaths(workspace.path_of(name)))
+        path = workspace.path_of(name)
+        host = workspace.host_of(name)
+        return cls(name, RepoPaths(path), hosted_repo(name, host, str(path)) if host is not None else None)
 
 
 @dataclass
@@ -128,6 +134,8 @@ class RemoteRepo:
 
     @classmethod
     async def open(cls, ref: PeerRef, *, prefer_daemon: bool = True) -> RemoteRepo:
+        if ref.hosted is not None:
+            return cls(ref, client=await connect_peer(ref.hosted, CONNECT_TIMEOUT_S))
         if prefer_daemon:
             client = await DaemonClient.for_repo(ref.paths, timeout=CONNECT_TIMEOUT_S)
             if client is not None:
@@ -350,7 +358,13 @@ async def wait_peer_task(ref: PeerRef, task_id: int, *, until: Iterable[str | St
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     waiting = _Waiting(task_id, wait_states(until), deadline, since_state, on_change, last=since_state)
     while True:
-        remote = await RemoteRepo.open(ref)
+        if ref.hosted is not None:
+            hosted = await open_hosted_for_wait(ref.hosted, waiting.remaining)
+            if hosted is None:
+                return waiting.timeout("daemon")
+            remote = RemoteRepo(ref, client=hosted)
+        else:
+            remote = await RemoteRepo.open(ref)
         try:
             if remote.client is not None:
                 outcome = await _wait_socket(remote, waiting)
@@ -554,8 +568,8 @@ class Delegation:
 
     async def list_peers(self) -> JSON:
         sender = self.sender()
-        peers = [await repo_status(name, path) for name, path in sender.workspace.repos.items()
-                 if name != sender.name]
+        peers = [await repo_status(name, path, sender.workspace.host_of(name))
+                 for name, path in sender.workspace.repos.items() if name != sender.name]
         return {"repo": sender.name, "workspace": str(sender.workspace.file), "peers": peers}
 
     async def child_states(self, task: Task, data: JSON) -> None:
@@ -573,7 +587,7 @@ class Delegation:
 
         async def fetch(repo: str, ids: list[int]) -> None:
             with contextlib.suppress(CockpitError, OSError, TimeoutError):
-                ref = PeerRef(repo, RepoPaths(workspace.path_of(repo)))
+                ref = PeerRef.resolve(workspace, repo)
                 async with asyncio.timeout(CHILD_STATE_TIMEOUT_S), open_peer(ref) as remote:
                     for tid, state in (await remote.states(ids)).items():
                         live[(repo, tid)] = state
@@ -590,8 +604,10 @@ class Delegation:
                     step["peer_state"] = state
 
 
-async def repo_status(name: str, root: Path) -> JSON:
+async def repo_status(name: str, root: Path, host: str | None = None) -> JSON:
     """A repo of the workspace: its path, whether its daemon is up, and its task counts by state."""
+    if host is not None:
+        return await hosted_status(hosted_repo(name, host, str(root)), CONNECT_TIMEOUT_S)
     paths = RepoPaths(root)
     info = daemonfile.read_live(paths.daemon_json)
     initialised = paths.db.exists()

@@ -50,6 +50,17 @@ def _gate_lines(gates: Sequence[GateSpec]) -> list[str]:
     return lines
 
 
+def _approval(by: str | None) -> str:
+    """Who approved the plan, said plainly: an automatic approval is not a person's."""
+    if by == "person":
+        return "approved by a person"
+    if by and by.startswith("auto:"):
+        return f"approved automatically as a small task ({by}); no person reviewed it"
+    if by and by.startswith("remote:"):
+        return f"approved by the peer repo {by.removeprefix('remote:')}; no person reviewed it here"
+    return f"approved by {by}" if by else "not yet approved"
+
+
 def _task_section(task: Task) -> list[str]:
     lines = [f"# Task {task.id}: {task.title}", "", task.description.strip() or "(no description)", ""]
     if task.answers and task.questions:
@@ -58,7 +69,7 @@ def _task_section(task: Task) -> list[str]:
             lines += [f"- Q: {question}", f"  A: {answer}"]
         lines.append("")
     if task.plan:
-        lines += ["## Plan (approved by a person)", ""]
+        lines += [f"## Plan ({_approval(task.approved_by)})", ""]
         lines += [_step_line(step) for step in sorted(task.plan, key=lambda s: s.n)]
         lines.append("")
     return lines

@@ -32,7 +32,6 @@ from pathlib import Path
 from cockpit.core.delegation import Delegation, PeerRef, Sender, describe, wait_peer_task
 from cockpit.core.errors import CockpitError
 from cockpit.core.models import JSON, Event, PlanStep, Task
-from cockpit.core.paths import RepoPaths
 from cockpit.core.prompts import render_prompt
 from cockpit.core.states import State
 from cockpit.core.workspace import repo_identity
@@ -361,7 +360,7 @@ class StepExecutor:
             if result.get("fallback"):
                 line += f" ({repo}'s daemon is down: it is classified when that daemon starts)"
             await self._note(task_id, line)
-        ref = PeerRef(repo, RepoPaths(sender.workspace.path_of(repo)))
+        ref = PeerRef.resolve(sender.workspace, repo)
 
         async def changed(peer_task: JSON) -> None:
             await self._peer_changed(task_id, step.n, repo, peer_task)

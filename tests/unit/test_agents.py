@@ -294,3 +294,24 @@ def test_render_fix_prompt_shows_failures_first(tmp_path: Path) -> None:
     assert "## Task 12: Add rate limiting" in text, "the original task follows, one heading level down"
     assert "1. [add] a token bucket in auth/limits.py" in text
     assert "Never merge, never push" in text
+
+
+@pytest.mark.parametrize(
+    ("approved_by", "heading"),
+    [
+        ("person", "## Plan (approved by a person)"),
+        ("auto:small",
+         "## Plan (approved automatically as a small task (auto:small); no person reviewed it)"),
+        ("auto:delegated-small from frontend",
+         "## Plan (approved automatically as a small task (auto:delegated-small from frontend); no person "
+         "reviewed it)"),
+        ("remote:frontend", "## Plan (approved by the peer repo frontend; no person reviewed it here)"),
+    ],
+)
+def test_the_prompt_says_who_approved_the_plan(tmp_path: Path, approved_by: str, heading: str) -> None:
+    task = make_task()
+    task.approved_by = approved_by
+    text = render_prompt(task, GATES, repo_name="backend", worktree=tmp_path, target_branch="main")
+    assert heading in text
+    if approved_by != "person":
+        assert "approved by a person" not in text

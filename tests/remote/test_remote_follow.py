@@ -1,0 +1,56 @@
+"""A subscription to a hosted daemon across a dropped ssh connection: reconnect, resume, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from cockpit.core.remote.follow import follow
+from tests.support.hostedrepos import spanning_workspace
+from tests.support.sshhosts import LabHost, SshLab
+from tests.support.waiting import async_wait_until
+
+
+def create_on_host(box: LabHost, root: Path, text: str) -> None:
+    """A task made on the host itself (not through ssh), so it commits while our connection is down."""
+    done = box.on_host("cockpit", "task", "create", text, "--no-wait", "--repo", str(root), "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def last_seq(box: LabHost, root: Path) -> int:
+    done = box.on_host("cockpit", "events", "--repo", str(root))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return max(int(json.loads(line)["seq"]) for line in done.stdout.splitlines())
+
+
+async def test_the_master_killed_mid_subscribe_misses_and_doubles_nothing(
+        short_tmp: Path, ssh_lab: SshLab) -> None:
+    span = spanning_workspace(short_tmp, ssh_lab, local=["web"], hosted={"api": "build-box"})
+    repo, box, root = span.hosted["api"], span.hosts["build-box"], span.remote_root("api")
+    seen: list[int] = []
+    states: list[str] = []
+
+    async def consume() -> None:
+        async for event in follow(repo, 0, backoff=(0.05, 0.5), on_state=lambda s, d: states.append(s)):
+            seen.append(event.seq)
+
+    consumer = asyncio.create_task(consume())
+    try:
+        await asyncio.to_thread(create_on_host, box, root, "first task before the drop")
+        first = await asyncio.to_thread(last_seq, box, root)
+        await async_wait_until(lambda: seen and seen[-1] >= first, 30, message="the first events arrive")
+        assert states[-1] == "live"
+
+        await asyncio.to_thread(box.kill_master)
+        # Written while the connection is gone: the resubscribe must replay these.
+        for n in range(3):
+            await asyncio.to_thread(create_on_host, box, root, f"task {n} while the link is down")
+        total = await asyncio.to_thread(last_seq, box, root)
+        await async_wait_until(lambda: seen and seen[-1] >= total, 30, message="events after the drop")
+        assert "down" in states and states[-1] == "live", states
+        assert seen == list(range(1, total + 1)), seen
+        assert box.ssh.master_pid() is not None  # a new shared master took over
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)

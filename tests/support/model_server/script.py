@@ -1,0 +1,108 @@
+"""What the fake model says: scripts of steps, each one model response.
+
+A script is chosen by a substring of the request (a task's title, say) and is stateless across requests: the
+step to answer with is found from the conversation itself, since every response carries a marker
+(`ck-step N`) that the agent sends back in its history. So two agents talking to one server at once, a
+reworked session that continues its conversation, and an agent that retries a request all get the right step.
+
+Actions are agent-neutral: `Write` and `Commit` become shell commands for the agents with a shell tool, and
+whole-file edits (and aider's own auto-commit) for aider; `Done` runs `$COCKPIT_HOOK done`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+
+MARKER = re.compile(r"ck-step (\d+)")
+
+
+@dataclass(frozen=True)
+class Shell:
+    """A shell command; `ask` marks one that needs a person's approval (Codex: it asks for escalation)."""
+
+    command: str
+    ask: bool = False
+
+
+@dataclass(frozen=True)
+class Write:
+    path: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Commit:
+    message: str
+
+
+@dataclass(frozen=True)
+class Done:
+    message: str = ""
+
+
+Action = Shell | Write | Commit | Done
+
+
+@dataclass(frozen=True)
+class Step:
+    """One model response: `say` as text, then the actions as tool calls (none: the turn ends)."""
+
+    say: str = ""
+    actions: tuple[Action, ...] = ()
+
+
+@dataclass
+class Script:
+    match: str
+    steps: list[Step] = field(default_factory=list)
+
+
+def shell_line(action: Action) -> str:
+    """The shell command an action stands for, for the agents that have a shell tool."""
+    if isinstance(action, Shell):
+        return action.command
+    if isinstance(action, Write):
+        return f"printf %s {shlex.quote(action.content)} > {shlex.quote(action.path)}"
+    if isinstance(action, Commit):
+        return f"git add -A && git commit -q -m {shlex.quote(action.message)}"
+    hook = '"$COCKPIT_HOOK" done'
+    return f"{hook} --message {shlex.quote(action.message)}" if action.message else hook
+
+
+def next_step_index(body_text: str) -> int:
+    """The step that follows the last one this conversation already holds (0 for a new conversation)."""
+    seen = [int(n) for n in MARKER.findall(body_text)]
+    return max(seen) + 1 if seen else 0
+
+
+def text_of(step: Step, index: int | None) -> str:
+    """The step's text with its marker (none for side answers, which must never look like a step)."""
+    if index is None:
+        return step.say or "ok"
+    lead = f"ck-step {index}."
+    return f"{lead} {step.say}" if step.say else lead
+
+
+IDLE = Step(say="Nothing more to do here.")
+
+
+class Scripts:
+    """The scripts a server answers from; the first whose `match` occurs in the request wins."""
+
+    def __init__(self) -> None:
+        self._scripts: list[Script] = []
+
+    def add(self, match: str, steps: list[Step]) -> Script:
+        script = Script(match, list(steps))
+        self._scripts.append(script)
+        return script
+
+    def pick(self, body_text: str) -> tuple[Step, int] | None:
+        for script in self._scripts:
+            if script.match in body_text:
+                index = next_step_index(body_text)
+                step = script.steps[index] if index < len(script.steps) else IDLE
+                return step, index
+        return None
