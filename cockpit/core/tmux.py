@@ -65,6 +65,7 @@ _FORMAT = "\t".join(f"#{{{field}}}" for field in _FIELDS)
 # stderr that means "not there" (no server yet, session/window/pane gone) rather than a failure.
 _MISSING = re.compile(
     r"no server running|error connecting to .*No such file or directory|can't find|server exited unexpectedly"
+    r"|no current target"
 )
 _DEAD_MESSAGE = re.compile(r"^Pane is dead \((status|signal) .*\)$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
