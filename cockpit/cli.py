@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
+import math
 import os
+import sqlite3
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,8 +26,9 @@ from cockpit.core.backend import Backend, backend_for
 from cockpit.core.errors import CockpitError, UsageError
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths
+from cockpit.core.printable import printable
 from cockpit.core.states import State, parse_state
-from cockpit.core.store import Store
+from cockpit.core.store import Store, private_dir
 
 # Modules that add verbs (each has `register(sub, common)`); missing ones are skipped.
 VERB_MODULES = ("cockpit.cli_exec", "cockpit.cli_merge", "cockpit.cli_remote", "cockpit.cli_app",
@@ -50,11 +54,13 @@ def out(args: argparse.Namespace, data: JSON, human: Callable[[], None] | None =
         console.print_json(json.dumps(data, default=str))
 
 
-def say(args: argparse.Namespace, message: str) -> None:
+def say(args: argparse.Namespace, message: str, *, markup: bool = False) -> None:
+    """Print one message for a person (not under --json). Literal text unless `markup`: then every value in
+    it must come through `render.esc`. Escape sequences never reach the terminal either way."""
     if not getattr(args, "json", False):
         from cockpit.render import console
 
-        console.print(message)
+        console.print(message if markup else printable(message), markup=markup)
 
 
 def repo_paths(args: argparse.Namespace) -> RepoPaths:
@@ -73,17 +79,18 @@ async def with_backend(args: argparse.Namespace, body: Callable[[Backend], Await
 
 # -- init, doctor --------------------------------------------------------------------------------------------
 
-def ensure_excluded(root: Path) -> bool:
-    """List `.cockpit/` in `.git/info/exclude` (never in a tracked file). True when added."""
+def ensure_excluded(root: Path, entry: str = ".cockpit/") -> bool:
+    """List `entry` (default `.cockpit/`) in `.git/info/exclude`, never in a tracked file. True if added."""
     exclude = _git_dir(root) / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     existing = exclude.read_text() if exclude.exists() else ""
-    if any(line.strip() in (".cockpit/", ".cockpit", "/.cockpit/") for line in existing.splitlines()):
+    bare = entry.strip("/")
+    if any(line.strip() in (bare, f"{bare}/", f"/{bare}", f"/{bare}/") for line in existing.splitlines()):
         return False
     with exclude.open("a") as fh:
         if existing and not existing.endswith("\n"):
             fh.write("\n")
-        fh.write(".cockpit/\n")
+        fh.write(f"{entry}\n")
     return True
 
 
@@ -101,7 +108,8 @@ def _git_dir(root: Path) -> Path:
 
 
 def init_repo(paths: RepoPaths) -> dict[str, Any]:
-    for d in (paths.cockpit, paths.plans, paths.worktrees, paths.logs, paths.signals):
+    private_dir(paths.cockpit)
+    for d in (paths.plans, paths.worktrees, paths.logs, paths.signals):
         d.mkdir(parents=True, exist_ok=True)
     wrote_config = cfg.write_default(paths.config)
     excluded = ensure_excluded(paths.root)
@@ -127,6 +135,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def integrity_check(db: Path) -> str:
+    """SQLite's own integrity check of the store, read-only: "ok", or what it found wrong."""
+    if db.stat().st_size == 0:
+        return f"{db} is empty (0 bytes)"
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5)) as conn:
+            rows = conn.execute("PRAGMA integrity_check(20)").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return f"the database cannot be read ({exc})"
+    found = "; ".join(str(r[0]) for r in rows)
+    return found or "unknown"
+
+
 async def doctor_report(paths: RepoPaths) -> JSON:
     problems: list[str] = []
     checks: dict[str, Any] = {}
@@ -138,12 +159,20 @@ async def doctor_report(paths: RepoPaths) -> JSON:
     except CockpitError as exc:
         checks["config"] = exc.message
         problems.append(exc.message)
-    store = await Store.open(paths.db)
+    integrity = await asyncio.to_thread(integrity_check, paths.db)
+    checks["integrity"] = integrity
+    if integrity != "ok":
+        problems.append(f"SQLite integrity check failed: {integrity}")
+        problems.append(f"the store is damaged: stop the daemon (`cockpit daemon stop`), keep a copy of "
+                        f"{paths.db}, then restore it from a backup, or recover what is readable with "
+                        f"`sqlite3 {paths.db} .recover | sqlite3 recovered.db` and move that into its place")
+        return {"ok": False, "problems": problems, "checks": checks}
     try:
-        rows = await store.query("PRAGMA integrity_check")
-        checks["integrity"] = rows[0][0] if rows else "unknown"
-        if checks["integrity"] != "ok":
-            problems.append(f"SQLite integrity check failed: {checks['integrity']}")
+        store = await Store.open(paths.db)
+    except CockpitError as exc:
+        problems.append(exc.message)
+        return {"ok": False, "problems": problems, "checks": checks}
+    try:
         version = await store.schema_version()
         checks["schema_version"] = version
         from cockpit.core.store import SCHEMA_VERSION
@@ -192,11 +221,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         report = await doctor_report(paths)
 
         def human() -> None:
+            from cockpit.render import esc
+
             for name, value in report["checks"].items():
                 say(args, f"{name}: {value}")
             for p in report["problems"]:
-                say(args, f"[red]problem:[/red] {p}")
-            say(args, "[green]all good[/green]" if report["ok"] else "[red]problems found[/red]")
+                say(args, f"[red]problem:[/red] {esc(p)}", markup=True)
+            verdict = "[green]all good[/green]" if report["ok"] else "[red]problems found[/red]"
+            say(args, verdict, markup=True)
 
         out(args, report, human)
         return 0 if report["ok"] else 1
@@ -427,6 +459,17 @@ def task_id(value: str) -> int:
     return number
 
 
+def seconds_arg(value: str) -> float:
+    """A finite number of seconds, 0 or more: `nan` or `inf` never reach a timer."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, 0 or more, not {value!r}")
+    return number
+
+
 def state_arg(value: str) -> str:
     if value not in {s.value for s in State}:
         names = ", ".join(s.value for s in State)
@@ -500,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = tsub.add_parser("wait", parents=[common], help="block until a task reaches a state")
     p.add_argument("id", type=task_id)
     p.add_argument("--state", action="append", type=state_arg, metavar="S", nargs="+")
-    p.add_argument("--timeout", type=float, metavar="S")
+    p.add_argument("--timeout", type=seconds_arg, metavar="S")
     p.set_defaults(func=lambda a: cmd_task_wait(_flatten_states(a)))
 
     p = sub.add_parser("events", parents=[common], help="print events as JSON lines")
@@ -547,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if wants_json:
             sys.stdout.write(json.dumps({"error": exc.to_json()}) + "\n")
         else:
-            print(f"cockpit: {exc.message}", file=sys.stderr)
+            print(f"cockpit: {printable(exc.message)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -560,7 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if wants_json:
             sys.stdout.write(json.dumps({"error": {"code": "internal", "message": message}}) + "\n")
         else:
-            print(f"cockpit: {message}", file=sys.stderr)
+            print(f"cockpit: {printable(message)}", file=sys.stderr)
         return 1
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from cockpit.core.backend import Backend
 from cockpit.core.errors import CockpitError, UsageError
 from cockpit.core.models import JSON
+from cockpit.core.printable import printable
 from cockpit.core.states import State
 
 # States in which a task's agent may still write to its log.
@@ -208,15 +209,20 @@ def cmd_gates(args: argparse.Namespace) -> int:
     return int(cli.run_async(cli.with_backend(args, body)))
 
 
+def _say(text: str) -> None:
+    """Print a line that may hold an agent's or a peer's text (gate output, file names): never raw escapes."""
+    print(printable(text))
+
+
 def _print_gates(task: JSON) -> None:
     for gate in task.get("gates", []):
         code = "" if gate.get("exit_code") is None else f", exit {gate['exit_code']}"
         reason = f": {gate['reason']}" if gate.get("reason") else ""
-        print(f"{gate['status']:>6}  {gate['name']} ({gate['duration_s']:.2f}s{code}){reason}")
+        _say(f"{gate['status']:>6}  {gate['name']} ({gate['duration_s']:.2f}s{code}){reason}")
         if gate["status"] != "passed":
             for line in gate.get("log_tail", [])[-10:]:
-                print(f"        {line}")
-    print(f"task {task['id']} is {task['state']}")
+                _say(f"        {line}")
+    _say(f"task {task['id']} is {task['state']}")
 
 
 # -- stop, rework, done --------------------------------------------------------------------------------------
@@ -271,20 +277,20 @@ def cmd_gc(args: argparse.Namespace) -> int:
         def human() -> None:
             verb = "would remove" if report["dry_run"] else "removed"
             for item in report["removed"]:
-                print(f"{verb} {item['path']} ({item['why']})")
+                _say(f"{verb} {item['path']} ({item['why']})")
             for item in report["dirty"]:
-                print(
+                _say(
                     f"kept {item['path']} ({item['why']}): {item['count']} uncommitted file(s), e.g. "
                     + ", ".join(item["files"][:3])
                 )
             for item in report["skipped"]:
-                print(f"left {item['path']}: {item['reason']}")
+                _say(f"left {item['path']}: {item['reason']}")
             for name in report.get("windows_closed", []):
-                print(f"{'would close' if report['dry_run'] else 'closed'} tmux window {name}")
+                _say(f"{'would close' if report['dry_run'] else 'closed'} tmux window {name}")
             if not (
                 report["removed"] or report["dirty"] or report["skipped"] or report.get("windows_closed")
             ):
-                print(f"nothing to collect ({report['kept']} worktree(s) in use)")
+                _say(f"nothing to collect ({report['kept']} worktree(s) in use)")
 
         cli.out(args, report, human)
         return 0
@@ -347,7 +353,7 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
     p = tsub.add_parser("gates", parents=[common], help="run the task's gates again (needs the daemon)")
     p.add_argument("id", type=task_id)
     p.add_argument("--no-wait", action="store_true", help="return once the re-run is queued")
-    p.add_argument("--timeout", type=float, metavar="S", help="give up waiting after S seconds")
+    p.add_argument("--timeout", type=cli.seconds_arg, metavar="S", help="give up waiting after S seconds")
     p.set_defaults(func=cmd_gates)
 
     p = tsub.add_parser(

@@ -22,7 +22,7 @@ def _short(sha: Any) -> str:
 def _print_preflight(report: JSON) -> None:
     from rich.table import Table
 
-    from cockpit.render import console
+    from cockpit.render import console, esc
 
     table = Table(box=None, pad_edge=False, show_header=False)
     table.add_column("ok")
@@ -30,17 +30,17 @@ def _print_preflight(report: JSON) -> None:
     table.add_column("detail")
     for check in report.get("checks") or []:
         mark = "[green]ok[/green]" if check["ok"] else "[red]FAIL[/red]"
-        table.add_row(mark, check["name"], check["detail"])
+        table.add_row(mark, esc(check["name"]), esc(check["detail"]))
     console.print(table)
     if report.get("conflicts"):
-        console.print(f"[red]conflicting files:[/red] {', '.join(report['conflicts'])}")
+        console.print(f"[red]conflicting files:[/red] {esc(', '.join(report['conflicts']))}")
 
 
 def print_merge(result: JSON) -> None:
-    from cockpit.render import console
+    from cockpit.render import console, esc
 
     task, merge = result["task"], result["merge"] or {}
-    target = merge.get("target") or "the target"
+    target = esc(merge.get("target") or "the target")
     if result.get("already_merged"):
         console.print(f"task {task['id']} is already merged into {target}: merge "
                       f"{_short(merge.get('merge_sha'))}, rollback point {_short(merge.get('rollback_sha'))} "
@@ -49,31 +49,33 @@ def print_merge(result: JSON) -> None:
     report = result.get("preflight") or {}
     if result.get("dry_run"):
         verdict = "[green]ok[/green]" if report.get("ok") else "[red]refused[/red]"
-        console.print(f"preflight of task {task['id']} into {report.get('target') or target}: {verdict} "
+        into = esc(report.get("target") or target)
+        console.print(f"preflight of task {task['id']} into {into}: {verdict} "
                       f"(dry run, nothing changed)")
         _print_preflight(report)
         if report.get("ok") and merge.get("would_rebase"):
-            console.print(f"{report.get('target')} moved since the task branched: the merge would rebase "
-                          "the task branch onto it and run the gates again first")
+            console.print(f"{esc(report.get('target'))} moved since the task branched: the merge would "
+                          "rebase the task branch onto it and run the gates again first")
         return
-    console.print(f"[green]merged[/green] task {task['id']} into {target} ({merge.get('strategy')}): "
+    console.print(f"[green]merged[/green] task {task['id']} into {target} ({esc(merge.get('strategy'))}): "
                   f"merge {_short(merge.get('merge_sha'))}, rollback point "
                   f"{_short(merge.get('rollback_sha'))}"
                   + (f"; rebased onto {target} first" if result.get("rebased") else ""))
     if merge.get("worktree_kept"):
-        console.print(f"[yellow]{merge.get('note') or 'worktree kept'}[/yellow]")
+        console.print(f"[yellow]{esc(merge.get('note') or 'worktree kept')}[/yellow]")
     elif merge.get("worktree_removed"):
         console.print("worktree removed (branch kept)")
     console.print(f"undo with `cockpit task rollback {task['id']}`")
 
 
 def print_rollback(result: JSON) -> None:
-    from cockpit.render import console
+    from cockpit.render import console, esc
 
     task, rb = result["task"], result["rollback"] or {}
-    target = (task.get("merge") or {}).get("target") or "the target"
+    target = esc((task.get("merge") or {}).get("target") or "the target")
     if result.get("already_rolled_back"):
-        console.print(f"task {task['id']} is already rolled back ({rb.get('method')}); nothing changed")
+        method = esc(rb.get("method"))
+        console.print(f"task {task['id']} is already rolled back ({method}); nothing changed")
         return
     if rb.get("method") == "reset":
         what = (f"moved {target} back from {_short(rb.get('from_sha'))} to the rollback point "
@@ -86,9 +88,8 @@ def print_rollback(result: JSON) -> None:
 
 def print_merges(result: JSON) -> None:
     from rich.table import Table
-    from rich.text import Text
 
-    from cockpit.render import STATE_STYLES, console
+    from cockpit.render import STATE_STYLES, console, esc, plain
 
     merges = result["merges"]
     if not merges:
@@ -100,14 +101,15 @@ def print_merges(result: JSON) -> None:
     styles = {"merged": "done", "rolled_back": "rolled_back", "merging": "merging",
               "needs_attention": "failed", "refused": "rejected", "preflight": "pending"}
     for m in merges:
-        state = Text(m["state"], style=STATE_STYLES.get(styles.get(m["state"], ""), ""))
+        state = plain(m["state"], STATE_STYLES.get(styles.get(m["state"], ""), ""))
         now = m.get("rollback_now") or (f"({m['rollback_method']})" if m.get("rollback_method") else "-")
-        table.add_row(str(m["task_id"]), m["title"], m["target"], state, _short(m.get("merge_sha")),
-                      _short(m.get("rollback_sha")), m.get("strategy") or "", now)
+        table.add_row(plain(m["task_id"]), plain(m["title"]), plain(m["target"]), state,
+                      plain(_short(m.get("merge_sha"))), plain(_short(m.get("rollback_sha"))),
+                      plain(m.get("strategy") or ""), plain(now))
     console.print(table)
     for m in merges:
         if m["state"] == "needs_attention" and m.get("detail"):
-            console.print(f"[red]task {m['task_id']} needs a person:[/red] {m['detail']}")
+            console.print(f"[red]task {esc(m['task_id'])} needs a person:[/red] {esc(m['detail'])}")
 
 
 def cmd_merge(args: argparse.Namespace) -> int:

@@ -15,19 +15,24 @@ import asyncio
 import json
 import os
 import shutil
+import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from cockpit import cli
-from cockpit.core.backend import Backend
+from cockpit.core import git
+from cockpit.core.backend import Backend, backend_for
 from cockpit.core.delegation import DEFAULT_WAIT_CLASSIFIED_S, repo_status
-from cockpit.core.errors import ConfigError, UsageError
+from cockpit.core.errors import ConfigError, DaemonUnavailable, RefusedError, UsageError
+from cockpit.core.mcp_config import SERVER_NAME, shared_server_entry
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths
 from cockpit.core.workspace import Workspace
 
-MCP_SERVER_NAME = "cockpit"
+MCP_SERVER_NAME = SERVER_NAME
+MCP_FILE = ".mcp.json"
 
 
 # -- workspace -----------------------------------------------------------------------------------------------
@@ -102,6 +107,9 @@ def _workspace_add_hosted(args: argparse.Namespace, workspace: Workspace) -> int
     host = SshHost(args.host)
     # Checked before anything is written: a bad name or path fails here without a round trip.
     workspace.check_new_name(args.name)
+    if sys.stdin.isatty() and not args.json:
+        # A person at a terminal may have to unlock a key or type a password once: the shared master keeps it.
+        host.ensure_master(batch=False)
     version = remote_version(host)
     hosted = HostedRepo(args.name, host, where)
     status = hosted.status()
@@ -118,7 +126,9 @@ def _workspace_add_hosted(args: argparse.Namespace, workspace: Workspace) -> int
     def human() -> None:
         cli.say(args, f"added {args.name} ({args.host}:{where}, cockpit {version}) to {workspace.file}")
         if data.get("warning"):
-            cli.say(args, f"[yellow]{data['warning']}[/yellow]")
+            from cockpit.render import esc
+
+            cli.say(args, f"[yellow]{esc(data['warning'])}[/yellow]", markup=True)
         if not status.get("running"):
             cli.say(args, f"its daemon is not running there; the cockpit starts it (D), or "
                           f"`ssh {args.host} cockpit daemon start --repo {where}`")
@@ -138,17 +148,17 @@ def cmd_workspace_list(args: argparse.Namespace) -> int:
         def human() -> None:
             from rich.table import Table
 
-            from cockpit.render import console
+            from cockpit.render import console, esc, plain
 
             if not repos:
-                console.print(f"{workspace.file}: no repos yet (`cockpit workspace add NAME PATH`)")
+                console.print(f"{esc(workspace.file)}: no repos yet (`cockpit workspace add NAME PATH`)")
                 return
             table = Table(box=None, pad_edge=False, header_style="bold")
             for col in ("repo", "daemon", "tasks", "path"):
                 table.add_column(col)
             for r in repos:
                 daemon = (f"[green]up[/green] (pid {r['pid']})" if r["daemon"] == "up"
-                          else f"[dim]{r['daemon']}[/dim]")
+                          else f"[dim]{esc(r['daemon'])}[/dim]")
                 if r.get("host") and r["daemon"] != "up":
                     counts = "[dim]unknown while its daemon is down[/dim]"
                 elif not r["initialised"]:
@@ -157,8 +167,8 @@ def cmd_workspace_list(args: argparse.Namespace) -> int:
                     counts = ", ".join(f"{n} {s}" for s, n in sorted(r["counts"].items())) or "none"
                 where = f"{r['host']}:{r['path']}" if r.get("host") else r["path"]
                 if r["daemon"] == "unreachable":
-                    daemon, counts = f"[red]⊘ {r['host']} unreachable[/red]", "[dim]unknown[/dim]"
-                table.add_row(r["name"], daemon, counts, where)
+                    daemon, counts = f"[red]⊘ {esc(r['host'])} unreachable[/red]", "[dim]unknown[/dim]"
+                table.add_row(plain(r["name"]), daemon, counts, plain(where))
             console.print(table)
 
         cli.out(args, data, human)
@@ -176,7 +186,9 @@ def _print_remote(args: argparse.Namespace, result: JSON, headline: str | None =
         if headline:
             cli.say(args, headline)
         print_task(result["task"])
-        cli.say(args, f"[dim]{result['hint']}[/dim]")
+        from cockpit.render import esc
+
+        cli.say(args, f"[dim]{esc(result['hint'])}[/dim]", markup=True)
 
     cli.out(args, result, human)
 
@@ -218,9 +230,18 @@ def cmd_remote_approve(args: argparse.Namespace) -> int:
 def cmd_remote_wait(args: argparse.Namespace) -> int:
     until = [s for group in args.until or [] for s in group]
 
-    async def body(b: Backend) -> int:
-        result = await b.call("wait_remote_task", {"repo": args.peer, "id": args.id, "until": until,
-                                                   "timeout_s": args.timeout})
+    async def body() -> int:
+        paths = cli.repo_paths(args)
+        deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                async with backend_for(paths) as b:
+                    result = await b.call("wait_remote_task", {"repo": args.peer, "id": args.id,
+                                                               "until": until, "timeout_s": remaining})
+                break
+            except DaemonUnavailable:
+                continue  # this repo's daemon stopped during the wait: wait on, from its store
         if result.get("timed_out"):
             if args.json:
                 cli.out(args, {"error": {"code": "timeout", "message": f"{result['status']} (timed out)"},
@@ -231,25 +252,49 @@ def cmd_remote_wait(args: argparse.Namespace) -> int:
         cli.out(args, result, lambda: cli.say(args, result["status"]))
         return 0
 
-    return cli.run_async(cli.with_backend(args, body))
+    return cli.run_async(body())
 
 
 # -- mcp -----------------------------------------------------------------------------------------------------
 
-def _server_command(root: Path) -> JSON:
-    """How Claude Code should start `cockpit mcp` for this repo."""
+def _local_entry() -> JSON:
+    """The entry for a `.mcp.json` kept out of git: `cockpit` from PATH when it is there, else this install's
+    own command (the file stays on this machine, so its path may too)."""
+    if shutil.which("cockpit"):
+        return shared_server_entry().to_json()
     script = Path(sys.executable).parent / "cockpit"
-    if script.exists():
-        return {"command": str(script), "args": ["mcp", "--repo", str(root)]}
-    found = shutil.which("cockpit")
-    if found:
-        return {"command": found, "args": ["mcp", "--repo", str(root)]}
-    return {"command": sys.executable, "args": ["-m", "cockpit", "mcp", "--repo", str(root)]}
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cockpit"]
+    return {"type": "stdio", "command": command[0], "args": [*command[1:], "mcp"], "env": {}}
 
 
-def install_mcp_json(root: Path) -> JSON:
-    """Add (or update) the cockpit server in `<root>/.mcp.json`, keeping every other server and key."""
-    file = root / ".mcp.json"
+def _tracked(root: Path, name: str) -> bool:
+    return git.run_git(root, "ls-files", "--error-unmatch", "--", name, check=False).ok
+
+
+def _uncommitted(root: Path, name: str) -> bool:
+    return bool(git.run_git(root, "status", "--porcelain=v1", "--", name).stdout.strip())
+
+
+def _write_keeping_mode(file: Path, text: str) -> None:
+    """Replace `file` atomically, with the mode it had (a new file gets the umask's)."""
+    tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    try:
+        if file.exists():
+            os.chmod(tmp, stat.S_IMODE(file.stat().st_mode))
+        os.replace(tmp, file)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def install_mcp_json(root: Path, *, shared: bool = False) -> JSON:
+    """Add (or update) the cockpit server in `<root>/.mcp.json`, keeping every other server and key.
+
+    Nothing is left that blocks a merge (an untracked or modified file in the target's checkout): by default
+    the file is this machine's and is listed in `.git/info/exclude`; with `shared`, it holds only the portable
+    entry (`cockpit mcp`, no absolute paths) and is committed, that file alone.
+    """
+    file = root / MCP_FILE
     data: dict[str, Any] = {}
     if file.exists():
         try:
@@ -263,33 +308,58 @@ def install_mcp_json(root: Path) -> JSON:
     servers = data.setdefault("mcpServers", {})
     if not isinstance(servers, dict):
         raise ConfigError(f"{file}: mcpServers must be an object; nothing was changed")
-    entry = {"type": "stdio", **_server_command(root), "env": {}}
+    tracked = _tracked(root, MCP_FILE)
+    if tracked and not shared:
+        raise RefusedError(
+            f"{file} is tracked in git: a local edit would leave an uncommitted change that blocks merges; "
+            "run `cockpit mcp install --shared` to add the portable entry and commit it", code="tracked")
+    if shared and _uncommitted(root, MCP_FILE) and tracked:
+        raise RefusedError(f"{file} has uncommitted changes; commit or stash them first, nothing was changed",
+                           code="dirty")
+    entry = shared_server_entry().to_json() if shared else _local_entry()
     previous = servers.get(MCP_SERVER_NAME)
     if isinstance(previous, dict):
+        # Keep what the person added (env, extra keys); the command is ours.
         entry = {**previous, **{k: v for k, v in entry.items() if k != "env"}}
         entry.setdefault("env", {})
     changed = previous != entry
     servers[MCP_SERVER_NAME] = entry
     if changed:
-        tmp = file.with_name(f".mcp.json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, file)
+        _write_keeping_mode(file, json.dumps(data, indent=2) + "\n")
+    excluded = False
+    committed = None
+    if shared:
+        if _uncommitted(root, MCP_FILE):
+            git.run_git(root, "add", "--", MCP_FILE)
+            git.run_git_with_identity(root, "commit", "--quiet", "--no-verify", "-m",
+                                      f"Add the {MCP_SERVER_NAME} MCP server to {MCP_FILE}", "--", MCP_FILE)
+            committed = git.run_git(root, "rev-parse", "HEAD").stdout.strip()
+    else:
+        excluded = cli.ensure_excluded(root, f"/{MCP_FILE}")
     return {"file": str(file), "server": MCP_SERVER_NAME, "entry": entry, "changed": changed,
-            "updated": previous is not None and changed, "servers": sorted(servers)}
+            "updated": previous is not None and changed, "servers": sorted(servers), "shared": shared,
+            "excluded_added": excluded, "committed": committed,
+            "on_path": shutil.which(str(entry.get("command", ""))) is not None}
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
     if args.action == "install":
         root = cli.repo_paths(args).root
-        result = install_mcp_json(root)
-        cli.out(args, result, lambda: cli.say(
-            args, (f"added the {MCP_SERVER_NAME} MCP server to {result['file']}" if result["changed"]
-                   else f"{result['file']} already has the {MCP_SERVER_NAME} MCP server")
-            + "; Claude Code picks it up in this repo (approve it when asked)"))
+        result = install_mcp_json(root, shared=bool(args.shared))
+        where = ("committed it" if result["committed"] else "it is shared: commit it") if result["shared"] \
+            else "it stays on this machine (listed in .git/info/exclude)"
+        line = (f"added the {MCP_SERVER_NAME} MCP server to {result['file']}" if result["changed"]
+                else f"{result['file']} already has the {MCP_SERVER_NAME} MCP server")
+        line += f"; {where}. Claude Code picks it up in this repo (approve it when asked)"
+        if not result["on_path"]:
+            line += f"; note: `{result['entry']['command']}` is not on PATH here"
+        cli.out(args, result, lambda: cli.say(args, line))
         return 0
+    if args.shared:
+        raise UsageError("--shared goes with `cockpit mcp install`")
     from cockpit.mcp.server import serve
 
-    start = Path(args.repo).expanduser().resolve() if args.repo else None
+    start = Path(args.repo).expanduser() if args.repo else None
     asyncio.run(serve(start))
     return 0
 
@@ -297,13 +367,9 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------------------------
 
 def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError("seconds must be 0 or more")
-    return number
+    from cockpit.cli import seconds_arg
+
+    return seconds_arg(value)
 
 
 def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
@@ -362,6 +428,9 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("mcp", parents=[common], help="serve the MCP tools over stdio, or `mcp install` them")
     p.add_argument("action", nargs="?", choices=["serve", "install"], default="serve",
                    help="install: add the server to the repo's .mcp.json for Claude Code")
+    p.add_argument("--shared", action="store_true",
+                   help="install: write the portable entry (`cockpit mcp`) and commit .mcp.json, for "
+                        "everyone who clones the repo (default: a local file, kept out of git)")
     p.set_defaults(func=cmd_mcp)
 
 

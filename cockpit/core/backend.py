@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from cockpit.core import limits
 from cockpit.core.client import DaemonClient
 from cockpit.core.errors import CockpitError, NotFoundError
 from cockpit.core.models import JSON
@@ -43,7 +44,7 @@ class Backend:
         if op == "wait_task":
             states = set(arg_states(args, "states")) or set(SETTLED)
             task, timed_out = await wait_for_state(self.store, self.paths.cockpit, arg_int(args, "id"),
-                                                   states, args.get("timeout_s"))
+                                                   states, limits.seconds(args.get("timeout_s"), "timeout_s"))
             return {"task": await self.ops.task_json(task), "timed_out": timed_out}
         return await self.ops.dispatch(op, args)
 

@@ -1362,7 +1362,8 @@ async def classify(
     Never raises for a misbehaving command: the heuristic's answer comes back with `fallback_reason` set.
     An empty description is rejected by the heuristic without running the command.
     """
-    heuristic = classify_heuristic(description, peers, answers=answers)
+    # Off the caller's loop: the heuristic is linear but a 64 KiB text still takes a moment.
+    heuristic = await asyncio.to_thread(classify_heuristic, description, peers, answers=answers)
     if not command.strip() or not description.strip():
         return heuristic
 

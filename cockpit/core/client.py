@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from cockpit.core import daemonfile
-from cockpit.core.errors import CockpitError, DaemonUnavailable, ProtocolError
+from cockpit.core.errors import CockpitError, DaemonUnavailable, ProtocolError, UsageError
 from cockpit.core.models import JSON, Event
 from cockpit.core.paths import RepoPaths
-from cockpit.core.protocol import PROTOCOL_VERSION, encode
+from cockpit.core.protocol import MAX_LINE, PROTOCOL_VERSION, encode
 
 READ_LIMIT = 64 * 1024 * 1024
 
@@ -107,9 +107,14 @@ class DaemonClient:
         if self.closed.is_set():
             raise DaemonUnavailable("the connection to the daemon is closed")
         request_id = next(self._ids)
+        line = encode({"id": request_id, "op": op, "args": args or {}})
+        if len(line) > MAX_LINE:
+            # The daemon drops such a line unread, so its error could not name this request: refuse here.
+            raise UsageError(f"the {op} request is {len(line)} bytes, over the socket's 1 MiB line limit; "
+                             "send less text", code="too_large")
         future: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        self.writer.write(encode({"id": request_id, "op": op, "args": args or {}}))
+        self.writer.write(line)
         await self.writer.drain()
         try:
             reply = await asyncio.wait_for(future, timeout)

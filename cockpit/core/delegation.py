@@ -19,14 +19,14 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import watchfiles
 
-from cockpit.core import daemonfile
+from cockpit.core import daemonfile, limits
 from cockpit.core.client import DaemonClient
 from cockpit.core.errors import (
     CockpitError,
@@ -140,10 +140,14 @@ class RemoteRepo:
             client = await DaemonClient.for_repo(ref.paths, timeout=CONNECT_TIMEOUT_S)
             if client is not None:
                 return cls(ref, client=client)
+        if not ref.paths.root.is_dir():
+            raise NotFoundError(
+                f"{ref.name}'s path {ref.paths.root} does not exist (moved or deleted?); point the workspace "
+                f"at it again with `cockpit workspace add {ref.name} PATH`", code="peer_missing")
         if not ref.paths.db.exists():
             raise NotFoundError(
-                f"{ref.name} ({ref.paths.root}) has no cockpit store yet and no daemon; start one there with "
-                f"`cockpit daemon start --repo {ref.paths.root}` (or `cockpit init` there)",
+                f"{ref.name} ({ref.paths.root}) is not set up for cockpit (no store, no daemon); a person "
+                f"sets it up with `cockpit init --repo {ref.paths.root}` (or `cockpit daemon start` there)",
                 code="not_initialised")
         store = await Store.open(ref.paths.db, create=False)
         try:
@@ -172,6 +176,7 @@ class RemoteRepo:
     async def create(self, text: str, *, source_repo: str, source_task_id: int | None, key: str | None,
                      force: bool = False) -> JSON:
         """Record the task at `created`; the peer's daemon classifies it (now, or when it starts)."""
+        limits.check_text(text)
         by = f"remote:{source_repo}"
         if self.client is not None:
             return await self.client.call("create_task", {
@@ -197,14 +202,27 @@ class RemoteRepo:
             return None  # it went away: the task is in its store and is classified when it starts again
 
     async def get(self, task_id: int) -> JSON:
-        if self.client is not None:
-            return await self.client.call("get_task", {"id": task_id})
-        return (await self._svc().store.get_task(task_id)).to_json()
+        with self.naming_the_peer(task_id):
+            if self.client is not None:
+                return await self.client.call("get_task", {"id": task_id})
+            return (await self._svc().store.get_task(task_id)).to_json()
+
+    @contextlib.contextmanager
+    def naming_the_peer(self, task_id: int) -> Iterator[None]:
+        """A missing task is named as the peer's (`frontend#9`), not as "this repo"'s."""
+        try:
+            yield
+        except CockpitError as exc:
+            if exc.code != NotFoundError.code:
+                raise
+            raise NotFoundError(f"{self.ref.name} has no task {task_id} (the id is {self.ref.name}'s own: "
+                                f"`cockpit task list` there shows them)") from None
 
     async def approve(self, task_id: int, *, from_repo: str) -> JSON:
-        if self.client is not None:
-            return await self.client.call("approve_task", {"id": task_id, "from_repo": from_repo})
-        return (await self._svc().approve_remote(task_id, from_repo=from_repo)).to_json()
+        with self.naming_the_peer(task_id):
+            if self.client is not None:
+                return await self.client.call("approve_task", {"id": task_id, "from_repo": from_repo})
+            return (await self._svc().approve_remote(task_id, from_repo=from_repo)).to_json()
 
     async def states(self, ids: Iterable[int]) -> dict[int, str]:
         wanted = sorted(set(ids))
@@ -353,8 +371,7 @@ async def wait_peer_task(ref: PeerRef, task_id: int, *, until: Iterable[str | St
     Over the socket while the peer's daemon is up, on a file watch of its store while it is down, switching
     either way as the daemon comes and goes. `on_change` sees every state the task is observed in.
     """
-    if timeout_s is not None and timeout_s < 0:
-        raise UsageError("timeout_s must be 0 or more seconds", code="bad_request")
+    timeout_s = limits.seconds(timeout_s, "timeout_s")
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     waiting = _Waiting(task_id, wait_states(until), deadline, since_state, on_change, last=since_state)
     while True:
@@ -366,10 +383,11 @@ async def wait_peer_task(ref: PeerRef, task_id: int, *, until: Iterable[str | St
         else:
             remote = await RemoteRepo.open(ref)
         try:
-            if remote.client is not None:
-                outcome = await _wait_socket(remote, waiting)
-            else:
-                outcome = await _wait_store(remote, waiting)
+            with remote.naming_the_peer(task_id):
+                if remote.client is not None:
+                    outcome = await _wait_socket(remote, waiting)
+                else:
+                    outcome = await _wait_store(remote, waiting)
         finally:
             await remote.close()
         if outcome is not None:
@@ -456,12 +474,18 @@ class Delegation:
 
     async def create(self, repo: str, text: str, *, source_task_id: int | None = None,
                      step: int | None = None, key: str | None = None, force: bool = False,
-                     wait_classified_s: float | None = DEFAULT_WAIT_CLASSIFIED_S) -> JSON:
+                     wait_classified_s: float | None = DEFAULT_WAIT_CLASSIFIED_S,
+                     by: str | None = None, on_behalf_of: int | None = None) -> JSON:
         sender = self.sender()
         ref = sender.peer(repo)
         if source_task_id is not None:
             # A missing parent is an error, not a dangling link.
-            await self.service.store.get_task(source_task_id)
+            parent = await self.service.store.get_task(source_task_id)
+            if parent.state is not State.EXECUTING:
+                # A child of a task nobody approved yet could run (auto-approved small) before its parent.
+                raise RefusedError(
+                    f"task {source_task_id} is {parent.state.value}: only an executing task can delegate "
+                    f"(approve it first, and delegate from its run)", code="not_executing")
         if key is None and source_task_id is not None and step is not None:
             key = f"delegation:{sender.name}#{source_task_id}:step-{step}"
         existing = False
@@ -477,8 +501,12 @@ class Delegation:
                 existing = True
             via = remote.via
             if source_task_id is not None:
-                await self._record(source_task_id, "delegation.sent",
-                                   {"step": step, "repo": repo, "id": task["id"]},
+                sent: JSON = {"step": step, "repo": repo, "id": task["id"]}
+                if by is not None:
+                    sent["by"] = by
+                if on_behalf_of is not None:
+                    sent["on_behalf_of"] = on_behalf_of
+                await self._record(source_task_id, "delegation.sent", sent,
                                    key=f"delegation.sent:{repo}#{task['id']}")
             if via == "daemon" and task.get("state") == State.CREATED.value and (wait_classified_s or 0) > 0:
                 # Classification runs in the peer's daemon: wait for it there, on the same connection.
@@ -639,12 +667,7 @@ async def repo_status(name: str, root: Path, host: str | None = None) -> JSON:
 # -- socket ops ----------------------------------------------------------------------------------------------
 
 def _arg_float(args: dict[str, Any], name: str, default: float | None) -> float | None:
-    value = args.get(name, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise UsageError(f"{name} must be a number of seconds (0 or more)", code="bad_request")
-    return float(value)
+    return limits.seconds(args.get(name), name, default)
 
 
 def _arg_opt_int(args: dict[str, Any], name: str) -> int | None:
@@ -681,7 +704,8 @@ def install_ops(ops: Ops) -> None:
         return await delegation.create(
             _arg_repo(args), text, source_task_id=_arg_opt_int(args, "source_task_id"),
             step=_arg_opt_int(args, "step"), key=arg_opt_str(args, "key"), force=arg_bool(args, "force"),
-            wait_classified_s=_arg_float(args, "wait_classified_s", DEFAULT_WAIT_CLASSIFIED_S))
+            wait_classified_s=_arg_float(args, "wait_classified_s", DEFAULT_WAIT_CLASSIFIED_S),
+            by=arg_opt_str(args, "by"), on_behalf_of=_arg_opt_int(args, "on_behalf_of"))
 
     async def get_remote_task(args: dict[str, Any]) -> JSON:
         return await delegation.show(_arg_repo(args), arg_int(args, "id"))
@@ -699,6 +723,17 @@ def install_ops(ops: Ops) -> None:
     async def list_peers(args: dict[str, Any]) -> JSON:
         return await delegation.list_peers()
 
+    async def child_finished(args: dict[str, Any]) -> JSON:
+        """A child's repo says the child finished: read its state back from there and record it."""
+        parent_id, repo, child_id = arg_int(args, "id"), _arg_repo(args), arg_int(args, "child")
+        parent = await ops.service.store.get_task(parent_id)
+        if all((c.repo, c.id) != (repo, child_id) for c in parent.children):
+            raise NotFoundError(f"{repo}#{child_id} is not a child of task {parent_id}")
+        shown = await delegation.show(repo, child_id)
+        if shown["state"] in {s.value for s in FINISHED}:
+            await delegation.record_finished(delegation.sender().name, repo, shown["task"])
+        return {"id": parent_id, "child": {"repo": repo, "id": child_id, "state": shown["state"]}}
+
     async def task_states(args: dict[str, Any]) -> JSON:
         ids = args.get("ids", [])
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
@@ -713,6 +748,7 @@ def install_ops(ops: Ops) -> None:
         "wait_remote_task": wait_remote_task,
         "list_peers": list_peers,
         "task_states": task_states,
+        "child_finished": child_finished,
     })
     ops.task_decorators.append(delegation.child_states)
 

@@ -22,9 +22,11 @@ before `move_target`), and `reconcile` answers what happened after a crash in be
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
-from collections.abc import Callable, Sequence
+import stat
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,9 +56,12 @@ __all__ = [
     "PreflightCheck",
     "RollbackPlan",
     "RollbackResult",
+    "TreeChange",
     "build_merge_commit",
+    "cockpit_paths",
     "merge_tree",
     "move_target",
+    "overwritten_paths",
     "preflight",
     "rebase_branch",
     "reconcile",
@@ -64,6 +69,7 @@ __all__ = [
     "rollback",
     "rollback_method",
     "rollback_plan",
+    "tree_changes",
     "verify_in_scratch",
 ]
 
@@ -104,16 +110,131 @@ def _rev_parse(cwd: Path, *revs: str) -> tuple[list[str], list[str]] | None:
     return positive, negative
 
 
-def _read_pair(
-    repo: Path, target_ref: str, branch_ref_: str
-) -> tuple[str | None, str | None, list[str] | None]:
-    """(target tip, branch tip, their merge bases) in one git call; the bases are None when a branch is
-    missing (each tip is then read on its own, to say which)."""
-    got = _rev_parse(repo, target_ref, branch_ref_, f"{target_ref}...{branch_ref_}")
-    if got is not None and len(got[0]) >= 2:
+def _read_tips(
+    repo: Path, target_ref: str, branch_rev: str
+) -> tuple[str | None, str | None, str | None, list[str] | None]:
+    """(target tip, branch tip, the branch tip's tree, their merge bases) in one git call; the tree and the
+    bases are None when a branch is missing (each tip is then read on its own, to say which)."""
+    got = _rev_parse(repo, target_ref, branch_rev, f"{branch_rev}^{{tree}}", f"{target_ref}...{branch_rev}")
+    if got is not None and len(got[0]) >= 3:
         positive, bases = got
-        return positive[0], positive[1], bases
-    return ref_sha(repo, target_ref), ref_sha(repo, branch_ref_), None
+        return positive[0], positive[1], positive[2], bases
+    return ref_sha(repo, target_ref), ref_sha(repo, branch_rev), None, None
+
+
+# ---------------------------------------------------------------------------------------- what a merge writes
+
+# cockpit's own state: never tracked, so never written, changed or removed by a merge (DESIGN section 3).
+COCKPIT_DIR = ".cockpit"
+
+
+@dataclass(frozen=True)
+class TreeChange:
+    """One path that differs between two trees: `A`dded, `M`odified, `D`eleted or `T`ype-changed."""
+
+    status: str
+    path: str
+
+
+def tree_changes(repo: Path, old: str, new: str) -> tuple[TreeChange, ...]:
+    """Every path (files, symlinks, submodules; no directories) that moving from `old` to `new` writes."""
+    out = run_git(
+        repo, "diff-tree", "-r", "-z", "--no-renames", "--name-status", old, new, "--", strip=False
+    ).stdout
+    parts = out.split("\0")
+    changes: list[TreeChange] = []
+    for status, path in zip(parts[0::2], parts[1::2], strict=False):
+        if status and path:
+            changes.append(TreeChange(status[:1], path))
+    return tuple(changes)
+
+
+def cockpit_paths(changes: Iterable[TreeChange]) -> list[str]:
+    """The changed paths that are `.cockpit` or under it."""
+    prefix = COCKPIT_DIR + "/"
+    return [c.path for c in changes if c.path == COCKPIT_DIR or c.path.startswith(prefix)]
+
+
+def _untracked_under(checkout: Path, path: str, removed: set[str], limit: int) -> list[str]:
+    """What is on disk under the directory `path` that the merge does not remove itself (so: not tracked)."""
+    found: list[str] = []
+    for top, dirs, files in os.walk(checkout / path):
+        rel_top = os.path.relpath(top, checkout)
+        # A symlink to a directory is listed among `dirs` and not followed: it is an entry like a file.
+        links = [d for d in dirs if os.path.islink(os.path.join(top, d))]
+        for name in sorted([*files, *links]):
+            rel = f"{rel_top}/{name}"
+            if rel not in removed:
+                found.append(rel)
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def _in_the_way(checkout: Path, path: str, removed: set[str], limit: int) -> list[str]:
+    """What already exists in `checkout` at (or above) `path`, a path the merge adds, that is not tracked."""
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        try:
+            mode = os.lstat(checkout / prefix).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        if not stat.S_ISDIR(mode):
+            # A file or symlink where the merge needs a directory: git would replace it, unless it is a
+            # tracked path the merge removes anyway.
+            return [] if prefix in removed else [prefix]
+    try:
+        mode = os.lstat(checkout / path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    if stat.S_ISDIR(mode):
+        return _untracked_under(checkout, path, removed, limit)
+    return [path]
+
+
+def overwritten_paths(checkout: Path, changes: Sequence[TreeChange], limit: int = 20) -> list[str]:
+    """Ignored or untracked paths in `checkout` (which has the merge's old side checked out) that the merge
+    would write over: a file where it adds one, or anything inside a directory it replaces with a file. git
+    replaces ignored files without a word, so this is looked at on disk, with no git process."""
+    removed = {c.path for c in changes if c.status == "D"}
+    found: list[str] = []
+    for change in changes:
+        if change.status != "A":
+            continue  # tracked on the old side: the clean checkout holds git's own copy
+        for hit in _in_the_way(checkout, change.path, removed, limit - len(found)):
+            if hit not in found:
+                found.append(hit)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _cockpit_refusal(paths: list[str]) -> RefusedError:
+    return RefusedError(
+        f"the merge would add, change or remove {_list_files(paths)}: {COCKPIT_DIR}/ holds cockpit's own "
+        "state and is never merged; remove those paths from the task branch",
+        details={"reason": "cockpit_paths", "files": paths},
+    )
+
+
+def _overwrite_refusal(checkout: Path, paths: list[str]) -> RefusedError:
+    return RefusedError(
+        f"the merge would write over {_list_files(paths)} in {checkout}, not tracked there (ignored or "
+        "untracked); nothing was changed: move them away or drop them from the task branch, then merge again",
+        details={"reason": "would_overwrite", "checkout": str(checkout), "files": paths},
+    )
+
+
+def _guard_paths(checkouts: Sequence[Path], changes: Sequence[TreeChange]) -> None:
+    """Refuse a merge that touches `.cockpit/` or writes over a file that a checkout of the target lacks."""
+    cockpit = cockpit_paths(changes)
+    if cockpit:
+        raise _cockpit_refusal(cockpit)
+    for checkout in checkouts:
+        hits = overwritten_paths(checkout, changes)
+        if hits:
+            raise _overwrite_refusal(checkout, hits)
 
 
 # ------------------------------------------------------------------------------------------- merge-tree
@@ -260,10 +381,25 @@ class Preflight:
     checkouts: list[Path] = field(default_factory=list)  # where the target is checked out
     merge_bases: list[str] | None = None  # of the two tips, when both exist
     tree: str | None = None  # the merged tree, when it merges cleanly (for build_merge_commit)
+    changes: tuple[TreeChange, ...] = ()  # what the merge writes, relative to the target's tip
+    overwritten: list[str] = field(default_factory=list)  # untracked paths in a checkout it would write over
 
     @property
     def ok(self) -> bool:
         return all(check.ok for check in self.checks)
+
+    def refused_files(self) -> list[str]:
+        """The paths a failed path check names: under `.cockpit/`, or written over in a checkout."""
+        return cockpit_paths(self.changes) or list(self.overwritten)
+
+    def reason(self) -> str:
+        """What failed, as a word for `merge.refused` (the first failed check decides)."""
+        names = [check.name for check in self.failed()]
+        for name, cause in (("no_conflicts", "conflicts"), ("branch_gated", "branch_moved"),
+                            ("no_cockpit_paths", "cockpit_paths"), ("no_overwrite", "would_overwrite")):
+            if name in names:
+                return cause
+        return "preflight"
 
     def failed(self) -> list[PreflightCheck]:
         return [check for check in self.checks if not check.ok]
@@ -289,16 +425,35 @@ class Preflight:
         }
 
 
-def preflight(repo: Path, branch: str, target: str) -> Preflight:
+def _merged(
+    repo: Path, target_sha: str, branch_sha: str, branch_tree: str | None, bases: list[str]
+) -> tuple[MergeTreeResult, tuple[TreeChange, ...]]:
+    """The merged tree and what it changes relative to the target. When the target is the merge base (it has
+    not moved since the branch forked) the merge is the branch's own tree: no merge-tree is needed."""
+    if bases == [target_sha] and branch_tree:
+        merged = MergeTreeResult(tree=branch_tree, conflicts=[], messages=[])
+    else:
+        merged = merge_tree(repo, target_sha, branch_sha)
+        if not merged.clean:
+            return merged, ()
+    return merged, tree_changes(repo, target_sha, merged.tree)
+
+
+def preflight(repo: Path, branch: str, target: str, *, gated: str | None = None) -> Preflight:
     """Check, without changing anything, whether `branch` can be merged into `target`.
 
-    Checks: target_exists, branch_exists, target_checkouts_clean, no_conflicts. `target_moved` is
-    information for the caller (rebase the branch and run the gates again), not a failed check. Four git
-    calls when it passes with the target checked out once: both tips and their merge base, the worktree
-    list, the checkout's status, and merge-tree.
+    Checks: target_exists, branch_exists, branch_gated (only when `gated` is given: the commit the gates
+    passed on, "" for none on record; the branch's tip must be it), target_checkouts_clean, no_conflicts,
+    no_cockpit_paths (the merge adds, changes or removes nothing under `.cockpit/`) and no_overwrite (it
+    writes over no ignored or untracked path in a checkout of the target). `target_moved` is information for
+    the caller (rebase the branch and run the gates again), not a failed check. Four git calls when it passes
+    with the target checked out once and not moved: both tips, the branch's tree and their merge base, the
+    worktree list, the checkout's status, and what the merge changes (a target that moved adds merge-tree).
     """
     target_name, branch_name = short_branch(target), short_branch(branch)
-    target_sha, branch_sha, bases = _read_pair(repo, branch_ref(target_name), branch_ref(branch_name))
+    target_sha, branch_sha, branch_tree, bases = _read_tips(
+        repo, branch_ref(target_name), branch_ref(branch_name)
+    )
     pf = Preflight(target=target_name, target_sha=target_sha, branch=branch_name, branch_sha=branch_sha)
 
     pf.checks.append(
@@ -319,6 +474,17 @@ def preflight(repo: Path, branch: str, target: str) -> Preflight:
             else f"task branch {branch_name} does not exist; retry the task to recreate it",
         )
     )
+    if gated is not None:
+        if not gated:
+            detail = f"no commit of {branch_name} has passed the gates on record; run the gates again"
+        elif branch_sha != gated:
+            detail = (
+                f"{branch_name} moved since its gates passed (they passed on {_short(gated)}, the branch is "
+                f"at {_short(branch_sha)}): the new commits were never checked; run the gates on the new tip"
+            )
+        else:
+            detail = f"the gates passed on {_short(gated)}, the branch's tip"
+        pf.checks.append(PreflightCheck("branch_gated", bool(gated) and branch_sha == gated, detail))
 
     if target_sha is not None:
         pf.checkouts = checkouts_of(repo, target_name)
@@ -349,12 +515,13 @@ def preflight(repo: Path, branch: str, target: str) -> Preflight:
     pf.merge_bases = bases
     pf.target_moved = bases != [target_sha]
     try:
-        merged = merge_tree(repo, target_sha, branch_sha)
+        merged, changes = _merged(repo, target_sha, branch_sha, branch_tree, bases)
     except GitError as exc:
         pf.checks.append(PreflightCheck("no_conflicts", False, exc.message))
         return pf
     pf.conflicts = list(merged.conflicts)
     pf.tree = merged.tree if merged.clean else None
+    pf.changes = changes
     pf.checks.append(
         PreflightCheck(
             "no_conflicts",
@@ -362,6 +529,33 @@ def preflight(repo: Path, branch: str, target: str) -> Preflight:
             "merges cleanly"
             if merged.clean
             else f"conflicts with {target_name} in {_list_files(merged.conflicts)}; rebase and resolve",
+        )
+    )
+    if not merged.clean:
+        return pf
+    cockpit = cockpit_paths(changes)
+    pf.checks.append(
+        PreflightCheck(
+            "no_cockpit_paths",
+            not cockpit,
+            _cockpit_refusal(cockpit).message if cockpit else f"nothing under {COCKPIT_DIR}/",
+        )
+    )
+    in_the_way: list[str] = []
+    for checkout in pf.checkouts:
+        hits = overwritten_paths(checkout, changes)
+        if hits:
+            in_the_way.append(_overwrite_refusal(checkout, hits).message)
+            pf.overwritten.extend(hits)
+    pf.checks.append(
+        PreflightCheck(
+            "no_overwrite",
+            not in_the_way,
+            "; ".join(in_the_way)
+            if in_the_way
+            else "writes over no ignored or untracked file"
+            if pf.checkouts
+            else f"{target_name} is not checked out: no files are written",
         )
     )
     return pf
@@ -453,6 +647,8 @@ class PlannedMerge:
     merge_sha: str
     strategy: str
     tree: str
+    branch_sha: str = ""  # the commit merged: exactly this one, whatever the branch does meanwhile
+    changes: tuple[TreeChange, ...] = field(default=(), compare=False)  # what it writes over rollback_sha
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -461,6 +657,7 @@ class PlannedMerge:
             "merge_sha": self.merge_sha,
             "strategy": self.strategy,
             "tree": self.tree,
+            "branch_sha": self.branch_sha,
         }
 
 
@@ -472,15 +669,18 @@ def build_merge_commit(
     message: str,
     *,
     preflight: Preflight | None = None,
+    commit: str | None = None,
 ) -> PlannedMerge:
     """Build (never publish) the commit that merging `branch` into `target` would create.
 
     "merge": two parents (target tip, branch tip); "squash": one parent (target tip). Both carry the
-    merge-tree result. Refuses when a branch is missing, the merge conflicts, or there is nothing to merge.
+    merge-tree result. Refuses when a branch is missing, the merge conflicts, it would add, change or remove
+    a path under `.cockpit/`, or there is nothing to merge. With `commit`, exactly that commit is merged (the
+    one the gates passed on), not whatever the branch points to now.
 
     With a passed `preflight` of the same branches (just run, so its tips are fresh), its tips, merge bases
     and merged tree are used as they are and the only git call is `commit-tree`; otherwise the tips are
-    read again (one call) and merged (one more).
+    read again (one call) and what the merge changes (one more; two when the target moved).
     """
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown merge strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
@@ -490,6 +690,7 @@ def build_merge_commit(
     pf = preflight
     tree: str | None = None
     bases: list[str] | None
+    changes: tuple[TreeChange, ...] = ()
     if (
         pf is not None
         and pf.ok
@@ -498,23 +699,31 @@ def build_merge_commit(
         and pf.branch_sha
         and pf.merge_bases is not None
         and (pf.target, pf.branch) == (target_name, branch_name)
+        and commit in (None, pf.branch_sha)
     ):
         rollback_sha, branch_sha, bases, tree = pf.target_sha, pf.branch_sha, pf.merge_bases, pf.tree
+        changes = pf.changes
+        if branch_sha in bases:  # the branch is an ancestor of the target exactly when it is their merge base
+            raise RefusedError(f"{branch_name} has no commits that {target_name} lacks; nothing to merge")
     else:
-        target_sha, tip, read_bases = _read_pair(repo, branch_ref(target_name), branch_ref(branch_name))
+        target_sha, tip, branch_tree, read_bases = _read_tips(
+            repo, branch_ref(target_name), commit or branch_ref(branch_name)
+        )
         if target_sha is None:
             raise RefusedError(
                 f"target branch {target_name} does not exist; create it or set task.target_branch"
             )
         if tip is None:
+            if commit:
+                raise RefusedError(f"commit {_short(commit)} of {branch_name} does not exist any more")
             raise RefusedError(f"task branch {branch_name} does not exist; retry the task to recreate it")
         rollback_sha, branch_sha, bases = target_sha, tip, read_bases
-    # The branch is an ancestor of the target exactly when it is their merge base.
-    nothing_new = branch_sha in bases if bases is not None else is_ancestor(repo, branch_sha, rollback_sha)
-    if nothing_new:
-        raise RefusedError(f"{branch_name} has no commits that {target_name} lacks; nothing to merge")
-    if tree is None:
-        merged = merge_tree(repo, rollback_sha, branch_sha)
+        nothing_new = (
+            branch_sha in bases if bases is not None else is_ancestor(repo, branch_sha, rollback_sha)
+        )
+        if nothing_new:
+            raise RefusedError(f"{branch_name} has no commits that {target_name} lacks; nothing to merge")
+        merged, changes = _merged(repo, rollback_sha, branch_sha, branch_tree, bases or [])
         if not merged.clean:
             raise RefusedError(
                 f"{branch_name} conflicts with {target_name} in {_list_files(merged.conflicts)}; "
@@ -522,6 +731,9 @@ def build_merge_commit(
                 details={"reason": "conflicts", "conflicts": list(merged.conflicts)},
             )
         tree = merged.tree
+    cockpit = cockpit_paths(changes)
+    if cockpit:
+        raise _cockpit_refusal(cockpit)
     parents = [rollback_sha] + ([branch_sha] if strategy == "merge" else [])
     text = message.strip() or f"Merge branch '{branch_name}' into {target_name}"
     merge_sha = _commit_tree(repo, tree, parents, text, "the merge")
@@ -531,6 +743,8 @@ def build_merge_commit(
         merge_sha=merge_sha,
         strategy=strategy,
         tree=tree,
+        branch_sha=branch_sha,
+        changes=changes,
     )
 
 
@@ -613,6 +827,7 @@ def _ff_checkout(checkout: Path, target: str, new: str, old: str, what: str, hea
         "--no-edit",
         "--no-stat",
         "--no-verify-signatures",
+        "--no-overwrite-ignore",  # an ignored file in the way is a refusal, like an untracked one
         new,
         check=False,
     )
@@ -622,6 +837,10 @@ def _ff_checkout(checkout: Path, target: str, new: str, old: str, what: str, hea
             raise GitError(
                 f"`git merge --ff-only` in {checkout} failed and left {target} at {_short(after)}; inspect it"
             )
+        # git lists the files it would have written over, one per line indented with a tab.
+        in_the_way = [line.strip() for line in result.stderr.splitlines() if line.startswith("\t")]
+        if in_the_way and "untracked working tree files" in result.stderr:
+            raise _overwrite_refusal(checkout, in_the_way)
         raise RefusedError(
             f"cannot update the checkout of {target} at {checkout}: {result.first_error_line()}; "
             f"nothing was changed, commit or stash local changes there and retry the {what}",
@@ -656,6 +875,10 @@ def move_target(repo: Path, planned: PlannedMerge, *, checkouts: Sequence[Path] 
     the worktree list and the checkout's status are not read again (two git calls: HEAD and the merge's
     parents read in the checkout, then the fast-forward). Without it, four: the tip and the merge's
     parents, the worktree list with each checkout's HEAD, the checkout's status, the fast-forward.
+
+    Right before the target moves, what the merge writes is checked again on disk (no git process): nothing
+    under `.cockpit/`, no ignored or untracked file in the checkout written over (files may have appeared
+    while the verify gates ran). `merge --ff-only --no-overwrite-ignore` holds that line in git as well.
     """
     target = planned.target
     ref = branch_ref(target)
@@ -666,6 +889,7 @@ def move_target(repo: Path, planned: PlannedMerge, *, checkouts: Sequence[Path] 
         if got is not None and len(got[0]) >= 2 and got[0][-1] == ref:
             positive = got[0]
             _descends(repo, planned, positive[1:-1])
+            _guard_paths([checkout], planned.changes)
             _ff_checkout(checkout, target, planned.merge_sha, planned.rollback_sha, "merge", positive[0])
             return
         # The checkout changed branch since the preflight (or HEAD is unreadable): look at everything again.
@@ -678,6 +902,7 @@ def move_target(repo: Path, planned: PlannedMerge, *, checkouts: Sequence[Path] 
     # Not checked out anywhere, as the preflight just found: the ref moves alone (update-ref is the
     # compare-and-set). Otherwise the checkouts are listed now, with their HEADs.
     holder = None if checkouts is not None and not checkouts else _sole(target, checkout_infos(repo, target))
+    _guard_paths([holder.path] if holder is not None else [], planned.changes)
     if holder is None:
         reason = f"cockpit: merge ({planned.strategy}) into {target}"
         _cas_update_ref(repo, target, planned.merge_sha, planned.rollback_sha, "merge", reason)

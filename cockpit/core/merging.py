@@ -57,6 +57,7 @@ from cockpit.core.ops import arg_bool, arg_int
 from cockpit.core.paths import RepoPaths
 from cockpit.core.states import State
 from cockpit.core.store import Store
+from cockpit.core.titles import one_line
 
 if TYPE_CHECKING:
     from cockpit.core.ops import Ops
@@ -327,7 +328,7 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
     branch = task.branch
     target = ctx.settings.target_branch
     strategy = ctx.settings.merge_strategy
-    message = f"Merge task {task_id}: {task.title} (cockpit)"
+    message = f"Merge task {task_id}: {one_line(task.title)} (cockpit)"
 
     pf = await asyncio.to_thread(merge.preflight, ctx.root, branch, target)
     report = pf.to_json()
@@ -337,8 +338,8 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
         return MergeOutcome(task, _merge_json(task, would_rebase=pf.target_moved), report, dry_run=True)
     if not pf.ok:
         await _refuse(ctx, task_id, "preflight", f"merge of task {task_id} refused: {pf.summary()}",
-                      details={"reason": "conflicts" if pf.conflicts else "preflight",
-                               "conflicts": list(pf.conflicts), "preflight": report})
+                      details={"reason": pf.reason(), "conflicts": list(pf.conflicts),
+                               "files": pf.refused_files(), "preflight": report})
     await pause_point(ctx.paths, "preflight")
 
     rebased = False
@@ -589,7 +590,7 @@ async def _rollback_locked(ctx: MergeContext, task_id: int) -> RollbackOutcome:
         raise RefusedError(f"task {task_id} is done but no merge of it is on record; there is nothing to "
                            "roll back", details={"task_id": task_id})
     target, merge_sha, rollback_sha = m.target, m.merge_sha, m.rollback_sha
-    message = (f'Revert "Merge task {task_id}: {task.title} (cockpit)"\n\n'
+    message = (f'Revert "Merge task {task_id}: {one_line(task.title)} (cockpit)"\n\n'
                f"This reverts commit {merge_sha}, rolling back task {task_id}.")
     try:
         result, note = await _blocking(_undo, ctx, target, merge_sha, rollback_sha, message)

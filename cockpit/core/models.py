@@ -169,13 +169,28 @@ def usage_totals(runs: list[RunUsage]) -> JSON:
 class Link:
     repo: str
     id: int
+    # The child's last recorded state (its finish, as `delegation.finished` recorded it); shown live instead.
     state: str | None = None
+    # The delegate step it was sent for; None for a child an agent created with create_remote_task.
+    step: int | None = None
+    # A retry of the parent no longer waits on this (failed) child.
+    released: bool = False
 
     def to_json(self) -> JSON:
         data: JSON = {"repo": self.repo, "id": self.id}
         if self.state is not None:
             data["state"] = self.state
+        if self.step is not None:
+            data["step"] = self.step
+        if self.released:
+            data["released"] = True
         return data
+
+    @classmethod
+    def from_json(cls, data: JSON) -> Link:
+        step = data.get("step")
+        return cls(str(data["repo"]), int(data["id"]), data.get("state"),
+                   int(step) if step is not None else None, bool(data.get("released", False)))
 
 
 @dataclass
@@ -213,8 +228,14 @@ class Task:
     usage_runs: list[RunUsage] = field(default_factory=list)
     # Merge (the merge issue).
     merge: MergeInfo | None = None
-    # Delegation (the delegation issue): children are filled with live states when shown.
+    # Delegation: children are filled with live states when shown.
     children: list[Link] = field(default_factory=list)
+    # A child that failed, was rejected or rolled back once this task could no longer fail (in review or
+    # merged): the child named, and why.
+    child_failure: str | None = None
+    # Who created it: "person", "remote:<repo>", "agent" (a tool call, on behalf of task `on_behalf_of`)...
+    created_by: str | None = None
+    on_behalf_of: int | None = None
 
     @property
     def parent(self) -> Link | None:
@@ -257,6 +278,9 @@ class Task:
             "merge": self.merge.to_json() if self.merge else None,
             "children": [c.to_json() for c in self.children],
             "parent": parent.to_json() if parent else None,
+            "child_failure": self.child_failure,
+            "created_by": self.created_by,
+            "on_behalf_of": self.on_behalf_of,
         }
 
     @classmethod
@@ -293,7 +317,10 @@ class Task:
             last_message=data.get("last_message"),
             usage_runs=[RunUsage.from_json(r) for r in (data.get("usage") or {}).get("runs", [])],
             merge=MergeInfo(**merge) if merge else None,
-            children=[Link(c["repo"], int(c["id"]), c.get("state")) for c in data.get("children", [])],
+            children=[Link.from_json(c) for c in data.get("children", [])],
+            child_failure=data.get("child_failure"),
+            created_by=data.get("created_by"),
+            on_behalf_of=data.get("on_behalf_of"),
         )
 
 

@@ -22,7 +22,8 @@ Handler = Callable[[dict[str, Any]], Awaitable[JSON]]
 
 # Core modules that add ops (each defines `install_ops(ops: Ops) -> None`): served by the daemon and run
 # in-process by the CLI alike.
-OP_MODULES = ("cockpit.core.execution_ops", "cockpit.core.merging", "cockpit.core.delegation")
+OP_MODULES = ("cockpit.core.execution_ops", "cockpit.core.merging", "cockpit.core.delegation",
+              "cockpit.core.review_ops")
 
 
 def arg_int(args: dict[str, Any], name: str) -> int:
@@ -137,6 +138,7 @@ class Ops:
             key=arg_opt_str(args, "key"),
             classify=not arg_bool(args, "no_wait"),
             by=arg_str(args, "by", "person"),
+            on_behalf_of=arg_int(args, "on_behalf_of") if args.get("on_behalf_of") is not None else None,
         )
         return await self.task_json(task)
 

@@ -82,6 +82,8 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
             source_repo=d.get("source_repo"),
             source_task_id=d.get("source_task_id"),
             script=d.get("script"),
+            created_by=d.get("by"),
+            on_behalf_of=d.get("on_behalf_of"),
             created_at=event.ts,
             updated_at=event.ts,
         )
@@ -109,10 +111,15 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
             task.branch = task.worktree = task.base_sha = task.pane = None
             task.attempt = 0
         if d.get("retry") or d.get("fresh"):
-            # A retried task's delegate steps that failed are tried again.
+            # A retried task's delegate steps that failed are tried again; the children its agent made that
+            # failed no longer hold it (its new run may delegate again).
             for planned in task.plan:
                 if planned.status == "failed":
                     planned.status = "pending"
+            for child in task.children:
+                if child.step is None and child.state is not None and child.state != State.DONE.value:
+                    child.released = True
+            task.child_failure = None
     elif t in ("task.rejected", "task.cancelled", "task.failed", "task.interrupted", "task.stopped"):
         task.failure = d.get("reason") or task.failure
         task.needs_input = False
@@ -200,7 +207,8 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
                 if name in d:
                     setattr(step, name, d[name])
     elif t == "delegation.sent":
-        link = Link(str(d["repo"]), int(d["id"]))
+        step_n = d.get("step")
+        link = Link(str(d["repo"]), int(d["id"]), step=int(step_n) if step_n is not None else None)
         if all((c.repo, c.id) != (link.repo, link.id) for c in task.children):
             task.children = [*task.children, link]
         step = _step(task, int(d["step"])) if d.get("step") is not None else None
@@ -208,6 +216,12 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
             step.peer_task_id = link.id
             step.status = "waiting"
     elif t == "delegation.finished":
+        for finished in task.children:
+            if (finished.repo, finished.id) == (d.get("repo"), d.get("id")):
+                finished.state = d.get("state")
+        if not d.get("ok") and task.state in (State.AWAITING_REVIEW, State.MERGING, State.DONE):
+            # Too late to fail it: mark it, so the cockpit and `task show` say which child went wrong.
+            task.child_failure = str(d.get("reason") or f"{d.get('repo')}#{d.get('id')} {d.get('state')}")
         step = _step(task, int(d["step"])) if d.get("step") is not None else None
         if step is not None:
             step.peer_state = d.get("state")

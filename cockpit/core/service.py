@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from cockpit.core import classifier, plans
+from cockpit.core import classifier, limits, plans
 from cockpit.core.config import Settings, load_settings
 from cockpit.core.dedup import DedupIndex
 from cockpit.core.errors import DuplicateError, RefusedError, UsageError
@@ -18,6 +18,7 @@ from cockpit.core.models import Classification, Task
 from cockpit.core.paths import RepoPaths
 from cockpit.core.states import State
 from cockpit.core.store import Store, Tx
+from cockpit.core.titles import check_text
 from cockpit.core.workspace import repo_identity
 
 # Tasks that no longer take part in dedup: their work is finished or abandoned.
@@ -84,14 +85,16 @@ class TaskService:
     async def create_task(
         self, description: str, *, force: bool = False, script: str | None = None,
         source_repo: str | None = None, source_task_id: int | None = None, key: str | None = None,
-        classify: bool = True, by: str = "person",
+        classify: bool = True, by: str = "person", on_behalf_of: int | None = None,
     ) -> Task:
         """Record a task (dedup checked inside the insert transaction), then classify it unless told not to.
         """
-        description = description.strip()
+        description = limits.check_text(description).strip()
         if not description:
             raise UsageError("the task description is empty; say what should be done")
+        check_text(description)
         if script is not None:
+            limits.check_text(script, "the script")
             from cockpit.core.script_agent import parse_script
 
             parse_script(script, source="script")
@@ -112,6 +115,9 @@ class TaskService:
             task_id = await tx.next_task_id()
             data: dict[str, Any] = {"description": description, "title": classifier.make_title(description),
                                     "by": by}
+            if on_behalf_of is not None:
+                # An agent's call: `by` is the agent, acting for this task of the repo.
+                data["on_behalf_of"] = on_behalf_of
             if source_repo is not None:
                 data["source_repo"] = source_repo
                 data["source_task_id"] = source_task_id
@@ -183,7 +189,7 @@ class TaskService:
         return [await self.classify_task(t.id) for t in await self.store.list_tasks([State.CREATED])]
 
     async def clarify(self, task_id: int, answers: list[str], *, by: str = "person") -> Task:
-        answers = [a.strip() for a in answers if a.strip()]
+        answers = [limits.check_text(a, "an answer").strip() for a in answers if a.strip()]
         if not answers:
             raise UsageError("give at least one answer: --answer TEXT")
         task = await self.store.get_task(task_id)

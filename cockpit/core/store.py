@@ -8,9 +8,12 @@ write the projection rows, commit. A daemon, a CLI and a peer writing at once ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -119,8 +122,8 @@ def _row_event(row: Sequence[Any]) -> Event:
 def projection_rows(task: Task) -> dict[str, list[tuple[Any, ...]]]:
     """The rows one task contributes to each projection table."""
     doc = task.to_json()
-    # Children carry live peer states only when shown; the stored projection keeps the links.
-    doc["children"] = [{"repo": c.repo, "id": c.id} for c in task.children]
+    # The stored links carry the state their finish recorded (live states are filled in only when shown).
+    doc["children"] = [c.to_json() for c in task.children]
     rows: dict[str, list[tuple[Any, ...]]] = {
         "tasks": [(task.id, task.state.value, task.title, task.scope, task.source_repo, task.source_task_id,
                    task.created_at, task.updated_at, _dumps(doc))],
@@ -227,6 +230,37 @@ class Tx:
         self._rows[task.id] = rows
 
 
+def _prepare_private(path: Path) -> None:
+    """The store's folder 0700 and its files 0600 (SQLite gives -wal and -shm the database's mode); an
+    existing zero-length database is refused: SQLite would silently start a new, empty store in it."""
+    private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except FileExistsError:
+        size = path.stat().st_size
+        wal = path.with_name(path.name + "-wal")
+        if size == 0 and not (wal.exists() and wal.stat().st_size > 0):
+            raise CockpitError(
+                f"{path} is empty (0 bytes): the store was truncated or lost, so its tasks and events are "
+                "gone from it; restore it from a backup, or move it aside and run `cockpit init` to start a "
+                "new store", code="store_empty") from None
+    else:
+        os.close(fd)
+        return
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            member = path.with_name(name)
+            if stat.S_IMODE(member.stat().st_mode) & 0o077:
+                member.chmod(0o600)
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` (and parents) with mode 0700, and make an existing one 0700: it holds task text."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
+
+
 class Store:
     """An open connection to one repo's `index.db`."""
 
@@ -244,7 +278,7 @@ class Store:
     async def open(cls, path: Path, *, create: bool = True) -> Store:
         if not create and not await asyncio.to_thread(path.exists):
             raise NotFoundError(f"{path} does not exist; run `cockpit init` in that repo first")
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_prepare_private, path)
         db = await aiosqlite.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

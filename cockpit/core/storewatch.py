@@ -15,6 +15,7 @@ from typing import Any
 
 import watchfiles
 
+from cockpit.core import limits
 from cockpit.core.models import Task
 from cockpit.core.states import State, check_reachable
 from cockpit.core.store import Store
@@ -48,6 +49,7 @@ async def wait_for_state(store: Store, cockpit_dir: Path, task_id: int, states: 
                          timeout_s: float | None) -> tuple[Task, bool]:
     """Wait until task `task_id` is in one of `states`; returns (task, timed_out)."""
     wanted = set(states)
+    timeout_s = limits.seconds(timeout_s, "timeout_s")
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     task = await store.get_task(task_id)
     if task.state in wanted:

@@ -17,6 +17,15 @@ the delegated children: a failed, rejected, cancelled or rolled-back child fails
 reason (at once, even while the agent still runs); once all are done, the held-back steps get a continuation
 run of the agent in the same worktree, and only then do the gates run. A review guard makes sure no task
 reaches awaiting_review before its children are done.
+
+Children an agent creates itself (`create_remote_task` through the MCP tools, linked to its task) hold the
+task the same way: each is followed from the moment it is sent, a failed, rejected, cancelled, interrupted or
+rolled-back one fails the task with the child named, and the gates wait until all of them are done.
+
+Finishing children tell their parent: when a task that came from a peer finishes here, this daemon calls the
+parent repo's `child_finished` op (its socket, or its store), which reads the child's state back and records
+it, so a child that fails or is rolled back after its parent went to review or was merged still marks the
+parent (`child_failure`, shown by `cockpit task show` and the cockpit).
 """
 
 from __future__ import annotations
@@ -29,11 +38,12 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from cockpit.core.delegation import Delegation, PeerRef, Sender, describe, wait_peer_task
+from cockpit.core.backend import backend_for
+from cockpit.core.delegation import Delegation, PeerRef, Sender, describe, open_peer, wait_peer_task
 from cockpit.core.errors import CockpitError
-from cockpit.core.models import JSON, Event, PlanStep, Task
+from cockpit.core.models import JSON, Event, Link, PlanStep, Task
 from cockpit.core.prompts import render_prompt
-from cockpit.core.states import State
+from cockpit.core.states import FINISHED, State
 from cockpit.core.workspace import repo_identity
 from cockpit.daemon.server import Daemon, register_extension
 
@@ -41,6 +51,10 @@ log = logging.getLogger("cockpit.delegation")
 
 RUNNING = frozenset({State.EXECUTING, State.GATING})
 DEFERRED = "deferred"
+# A child's finish its parent hears of, from the child's side.
+FINISH_EVENTS = frozenset({"task.failed", "task.rejected", "task.cancelled", "task.interrupted",
+                           "merge.rolled_back", "merge.finished", "task.done"})
+NOTIFY_TIMEOUT_S = 15.0
 
 
 class RemoteIntake:
@@ -97,6 +111,26 @@ class RemoteIntake:
 
 def delegate_steps(task: Task) -> list[PlanStep]:
     return [s for s in task.plan if s.verb == "delegate" and s.peer]
+
+
+def agent_children(task: Task) -> list[Link]:
+    """Children the task's agent created itself (no plan step), that still hold it."""
+    return [c for c in task.children if c.step is None and not c.released]
+
+
+def open_children(task: Task) -> list[Link]:
+    """Agent children not finished yet (a finish records their state)."""
+    return [c for c in agent_children(task) if c.state is None]
+
+
+def failed_children(task: Task) -> list[Link]:
+    return [c for c in agent_children(task) if c.state is not None and c.state != State.DONE.value]
+
+
+def holds(task: Task) -> bool:
+    """Whether delegated work still holds the task before its gates."""
+    return any(s.status != "done" for s in delegate_steps(task)) or bool(
+        open_children(task) or failed_children(task))
 
 
 def waits_on_delegates(task: Task) -> list[PlanStep]:
@@ -168,8 +202,13 @@ class Runner:
 
     task_id: int
     steps: dict[int, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
+    children: dict[tuple[str, int], asyncio.Task[None]] = dataclasses.field(default_factory=dict)
+    # Children whose follower saw them finish (their finish is recorded by then).
+    settled: set[tuple[str, int]] = dataclasses.field(default_factory=set)
     main: asyncio.Task[None] | None = None
     finished: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    # Set when the task's links change (a new child, a child's finish): the runner looks again.
+    wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     failure: str | None = None
 
 
@@ -189,7 +228,7 @@ class StepExecutor:
         self.daemon.bus.waiters.add(self._on_event)
         # Tasks that were executing or gating when the daemon stopped pick up their delegate steps again.
         for task in await self.store.list_tasks(list(RUNNING)):
-            if delegate_steps(task):
+            if delegate_steps(task) or open_children(task) or failed_children(task):
                 self.ensure_runner(task.id)
 
     async def stop(self) -> None:
@@ -209,13 +248,25 @@ class StepExecutor:
             if first_run:
                 self.daemon.spawn(self._first_run(task_id, held or []), f"delegate-{task_id}")
             return
+        if event.type in ("delegation.sent", "delegation.finished"):
+            self.daemon.spawn(self._kick(task_id), f"delegate-kick-{task_id}")
+            return
         if event.type in ("task.failed", "task.interrupted", "task.cancelled", "task.rejected",
                           "task.awaiting_review"):
             runner = self.runners.get(task_id)
             if runner is not None and event.type != "task.awaiting_review":
                 self._cancel(runner)
 
+    async def _kick(self, task_id: int) -> None:
+        """A link of the task changed: have its runner look again (starting one if needed)."""
+        task = await self.store.get_task(task_id)
+        if task.state not in RUNNING or not (delegate_steps(task) or agent_children(task)):
+            return
+        self.ensure_runner(task_id).wake.set()
+
     def _cancel(self, runner: Runner) -> None:
+        for follower in runner.children.values():
+            follower.cancel()
         for step in runner.steps.values():
             step.cancel()
         if runner.main is not None:
@@ -247,14 +298,14 @@ class StepExecutor:
         the task has already failed because a child did).
         """
         task = await self.store.get_task(task_id)
-        if not delegate_steps(task):
+        if not delegate_steps(task) and not agent_children(task):
             return None
-        if any(s.status != "done" for s in delegate_steps(task)):
+        if holds(task):
             runner = self.ensure_runner(task_id)
             await self._note(task_id, "the agent is done; waiting for the delegated work before the gates")
             await runner.finished.wait()
             task = await self.store.get_task(task_id)
-            if task.state is not State.EXECUTING or any(s.status != "done" for s in delegate_steps(task)):
+            if task.state is not State.EXECUTING or holds(task):
                 return None
         held = [s for s in task.plan if s.status == DEFERRED]
         if not held:
@@ -275,6 +326,10 @@ class StepExecutor:
         task = await self.store.get_task(task_id)
         open_steps = [s for s in delegate_steps(task) if s.status != "done"]
         if not open_steps:
+            waiting = failed_children(task) + open_children(task)
+            if waiting:
+                c = waiting[0]
+                return f"delegated task {c.repo}#{c.id} is {c.state or 'not finished'}"
             return None
         s = open_steps[0]
         child = (f"{s.peer}#{s.peer_task_id} is {s.peer_state or 'not finished'}" if s.peer_task_id
@@ -286,6 +341,8 @@ class StepExecutor:
     async def _first_run(self, task_id: int, held: list[int]) -> None:
         task = await self.store.get_task(task_id)
         if not delegate_steps(task):
+            if open_children(task) or failed_children(task):
+                self.ensure_runner(task_id)  # a retry, while children its agent made are still under way
             return
         async with self.store.tx() as tx:
             current = await tx.get_task(task_id)
@@ -311,6 +368,7 @@ class StepExecutor:
         task_id = runner.task_id
         try:
             while True:
+                runner.wake.clear()
                 task = await self.store.get_task(task_id)
                 if task.state not in RUNNING:
                     return
@@ -318,26 +376,55 @@ class StepExecutor:
                 if failed:
                     await self._fail_parent(task_id, failed[0])
                     return
-                if all(s.status == "done" for s in delegate_steps(task)):
+                gone = failed_children(task)
+                if gone:
+                    await self._fail_for_child(task_id, gone[0])
+                    return
+                pending_children = open_children(task)
+                if all(s.status == "done" for s in delegate_steps(task)) and not pending_children:
                     return
                 for step in ready_delegates(task):
                     if step.n not in runner.steps:
                         runner.steps[step.n] = asyncio.ensure_future(self._step(task_id, step))
-                live = [t for t in runner.steps.values() if not t.done()]
+                for child in pending_children:
+                    if (child.repo, child.id) in runner.settled:
+                        # Seen finished, yet not recorded as such: never follow it round in circles.
+                        await self._fail_parent_with(
+                            task_id, f"cockpit could not record the finish of {child.repo}#{child.id} (it is "
+                                     "not linked to this task there)", child=child)
+                        return
+                    if (child.repo, child.id) not in runner.children:
+                        runner.children[(child.repo, child.id)] = asyncio.ensure_future(
+                            self._follow_child(task_id, child))
+                live = [t for t in [*runner.steps.values(), *runner.children.values()] if not t.done()]
                 if not live:
                     # Nothing can move: delegate steps wait on each other in a cycle, or on a failed one.
                     stuck = [s for s in delegate_steps(task) if s.status != "done"]
                     await self._fail_parent(task_id, stuck[0], "its delegate steps depend on each other")
                     return
-                await asyncio.wait(live, return_when=asyncio.FIRST_COMPLETED)
+                waker = asyncio.ensure_future(runner.wake.wait())
+                try:
+                    await asyncio.wait([*live, waker], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waker.cancel()
                 for n, t in list(runner.steps.items()):
                     if t.done():
                         if not t.cancelled() and t.exception() is not None:
                             exc = t.exception()
                             await self._step_failed(task_id, n, f"cockpit could not delegate it: {exc}")
                         del runner.steps[n]
+                for key, t in list(runner.children.items()):
+                    if t.done():
+                        del runner.children[key]
+                        if not t.cancelled() and t.exception() is None:
+                            runner.settled.add(key)
+                        if not t.cancelled() and t.exception() is not None:
+                            await self._fail_parent_with(
+                                task_id, f"cockpit could not follow delegated task {key[0]}#{key[1]}: "
+                                         f"{t.exception()}")
+                            return
         finally:
-            for t in runner.steps.values():
+            for t in [*runner.steps.values(), *runner.children.values()]:
                 t.cancel()
             runner.finished.set()
             if self.runners.get(task_id) is runner:
@@ -370,6 +457,37 @@ class StepExecutor:
         await delegation.record_finished(sender.name, repo, child, step=step.n)
         if child.get("state") == State.DONE.value:
             await self._note(task_id, f"step {step.n}: {describe(repo, child)}")
+
+    async def _follow_child(self, task_id: int, child: Link) -> None:
+        """Follow a child the agent created until it finishes, and record its finish on the task."""
+        delegation = Delegation(self.service)
+        sender = Sender.of(self.service.paths.root)
+        ref = PeerRef.resolve(sender.workspace, child.repo)
+
+        async def changed(peer_task: JSON) -> None:
+            await self._note(task_id, describe(child.repo, peer_task))
+
+        outcome = await wait_peer_task(ref, child.id, on_change=changed)
+        await delegation.record_finished(sender.name, child.repo, outcome.task)
+
+    async def _fail_for_child(self, task_id: int, child: Link) -> None:
+        events = await self.store.task_events(task_id)
+        reason = next((str(e.data.get("reason")) for e in reversed(events)
+                       if e.type == "delegation.finished" and (e.data.get("repo"), e.data.get("id"))
+                       == (child.repo, child.id) and e.data.get("reason")),
+                      f"{child.repo}#{child.id} {child.state}")
+        await self._fail_parent_with(task_id, f"delegated task failed: {reason}", child=child)
+
+    async def _fail_parent_with(self, task_id: int, message: str, *, child: Link | None = None) -> None:
+        data: JSON = {"reason": message, "stage": "delegation"}
+        if child is not None:
+            data["child"] = {"repo": child.repo, "id": child.id, "state": child.state}
+        async with self.store.tx() as tx:
+            task = await tx.get_task(task_id)
+            if task.state not in RUNNING:
+                return
+            await tx.append(task_id, "task.failed", data)
+        await self._note(task_id, message, progress=False)
 
     async def _times_sent(self, task_id: int, n: int) -> int:
         events = await self.store.task_events(task_id)
@@ -422,6 +540,47 @@ class StepExecutor:
                     await tx.append(task_id, "agent.progress", {"text": line[:200], "source": "delegation"})
 
 
+class ParentNotifier:
+    """When a task that came from a peer finishes here, tell its parent's repo (which reads it back)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    async def start(self) -> None:
+        self.daemon.bus.waiters.add(self._on_event)
+
+    async def stop(self) -> None:
+        self.daemon.bus.waiters.discard(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if event.type in FINISH_EVENTS and event.task_id is not None:
+            self.daemon.spawn(self._notify(event.task_id), f"notify-parent-{event.task_id}")
+
+    async def _notify(self, task_id: int) -> None:
+        task = await self.daemon.store.get_task(task_id)
+        if task.source_repo is None or task.source_task_id is None or task.state not in FINISHED:
+            return
+        try:
+            sender = Sender.of(self.daemon.service.paths.root)
+            ref = PeerRef.resolve(sender.workspace, task.source_repo)
+        except CockpitError:
+            return
+        args: JSON = {"id": task.source_task_id, "repo": sender.name, "child": task_id}
+        try:
+            async with asyncio.timeout(NOTIFY_TIMEOUT_S):
+                if ref.hosted is not None:
+                    async with open_peer(ref) as remote:
+                        assert remote.client is not None
+                        await remote.client.call("child_finished", args)
+                else:
+                    async with backend_for(ref.paths) as backend:
+                        await backend.call("child_finished", args)
+        except (CockpitError, OSError, TimeoutError) as exc:
+            # The parent's own follower (while it runs) or its next look at the child records it instead.
+            log.info("could not tell %s#%s that task %d finished: %s", task.source_repo, task.source_task_id,
+                     task_id, exc)
+
+
 def _executor_hooks(daemon: Daemon, steps: StepExecutor) -> None:
     executor = getattr(daemon, "executor", None)
     if executor is None:
@@ -441,8 +600,10 @@ def install(daemon: Daemon) -> None:
     daemon.components.append(RemoteIntake(daemon))
     steps = StepExecutor(daemon)
     daemon.components.append(steps)
+    daemon.components.append(ParentNotifier(daemon))
     _executor_hooks(daemon, steps)
     daemon.delegation = steps  # type: ignore[attr-defined]
 
 
-__all__ = ["RemoteIntake", "StepExecutor", "continuation_prompt", "ready_delegates", "waits_on_delegates"]
+__all__ = ["ParentNotifier", "RemoteIntake", "StepExecutor", "agent_children", "continuation_prompt",
+           "failed_children", "holds", "open_children", "ready_delegates", "waits_on_delegates"]

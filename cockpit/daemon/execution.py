@@ -1313,7 +1313,7 @@ class Executor:
         # agent has exited, so it gives its slot back meanwhile (a peer's request back into this repo must
         # be able to run, or two repos could wait on each other for ever). It takes the slot again after,
         # even when that means more than max_parallel for a while.
-        waits = any(step.verb == "delegate" for step in task.plan)
+        waits = any(step.verb == "delegate" for step in task.plan) or bool(task.children)
         if waits and task_id in self.active:
             self.active.discard(task_id)
             self.kick()

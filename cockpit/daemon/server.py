@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import watchfiles
 
-from cockpit.core import daemonfile
+from cockpit.core import daemonfile, limits
 from cockpit.core.config import Settings, load_settings
 from cockpit.core.errors import CockpitError, ConfigError, UsageError
 from cockpit.core.models import JSON, Event
@@ -287,10 +287,7 @@ class Connection:
     async def wait_task(self, args: dict[str, Any]) -> JSON:
         task_id = arg_int(args, "id")
         states = set(arg_states(args, "states")) or set(SETTLED)
-        timeout = args.get("timeout_s")
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                    or timeout < 0):
-            raise UsageError("timeout_s must be a number of seconds", code="bad_request")
+        timeout = limits.seconds(args.get("timeout_s"), "timeout_s")
         store = self.daemon.store
         woke = asyncio.Event()
 

@@ -36,6 +36,7 @@ from cockpit.core.config import load_settings
 from cockpit.core.errors import CockpitError, NotARepoError, UsageError
 from cockpit.core.models import JSON, Task
 from cockpit.core.paths import find_repo_root
+from cockpit.core.remote.daemons import hosted_repo
 from cockpit.core.states import State
 from cockpit.core.tmux import TmuxPanes, tmux_available
 from cockpit.core.workspace import WORKSPACE_FILE, Workspace
@@ -205,6 +206,12 @@ def rollback_plan(repo: str, task: Task, method: str) -> tuple[RenderableType, b
             f"{m.target} is still at the merge {merge_sha}: it will be reset to {rollback_sha}, its tip "
             "before the merge (a compare-and-set; uncommitted work is never touched)."
         )
+    elif method == "remote":
+        body = Text(
+            f"{m.target} is moved back from the merge {merge_sha} on the repo's host: reset to "
+            f"{rollback_sha} "
+            "while the merge is still its tip, else a revert commit (uncommitted work is never touched)."
+        )
     elif method == "revert":
         body = Text(
             f"{m.target} has commits after the merge {merge_sha}: a revert commit undoing it will be "
@@ -245,11 +252,14 @@ class CockpitApp(App[int]):
         self.target = target
         self.config = config or AppConfig()
         self.problems = Problems()
+        ws = target.workspace
         self.models: dict[str, RepoModel] = {
-            name: RepoModel(name, root) for name, root in target.repos.items()
+            name: RepoModel(name, root, host=ws.host_of(name) if ws is not None else None)
+            for name, root in target.repos.items()
         }
         self.links: dict[str, RepoLink] = {
-            name: RepoLink(model, self.post_message, watch=self.config.watch, backoff=self.config.backoff)
+            name: RepoLink(model, self.post_message, watch=self.config.watch, backoff=self.config.backoff,
+                           hosted=hosted_repo(name, model.host, str(model.root)) if model.host else None)
             for name, model in self.models.items()
         }
         self.main = CockpitScreen(list(self.models), self.config.title or target.title)
@@ -266,7 +276,7 @@ class CockpitApp(App[int]):
 
     def _start(self) -> None:
         for name, link in self.links.items():
-            if link.paths.root.is_dir():
+            if link.hosted is not None or link.paths.root.is_dir():
                 self.run_worker(link.run(), name=f"link:{name}", group="links", exit_on_error=False)
             else:
                 self.models[name].mode = "offline"
@@ -479,12 +489,15 @@ class CockpitApp(App[int]):
     def _start_daemon(self, repo: str) -> None:
         link = self.links[repo]
         try:
-            result = daemonctl.start(link.paths)
+            if link.hosted is not None:
+                pid = link.hosted.start()["pid"]  # over ssh, on its host
+            else:
+                pid = daemonctl.start(link.paths).info.pid
         except CockpitError as exc:
             self.call_from_thread(self.say, f"{repo}: {exc.message}", "error")
             return
         self.call_from_thread(link.wake)
-        self.call_from_thread(self.say, f"{repo}'s daemon is running (pid {result.info.pid})", "ok")
+        self.call_from_thread(self.say, f"{repo}'s daemon is running (pid {pid})", "ok")
 
     def merge(self, repo: str, task: Task) -> None:
         if task.state is not State.AWAITING_REVIEW:
@@ -524,6 +537,10 @@ class CockpitApp(App[int]):
         merge = task.merge
         assert merge is not None and merge.merge_sha is not None
         try:
+            if self.links[repo].hosted is not None:
+                # Its git is on another host: the daemon there picks reset or revert when it rolls back.
+                self.call_from_thread(self._confirm_rollback, repo, task, "remote")
+                return
             method = merge_engine.rollback_method(self.links[repo].paths.root, merge.target, merge.merge_sha)
         except CockpitError as exc:
             self.call_from_thread(self.say, f"{repo}#{task.id}: {exc.message}", "error")
@@ -547,7 +564,9 @@ class CockpitApp(App[int]):
         if not task.branch:
             self.say(f"{repo}#{task.id} has no branch yet: nothing to diff", "warning")
             return
-        self.push_screen(DiffScreen(repo, self.links[repo].paths.root, task))
+        link = self.links[repo]
+        self.push_screen(DiffScreen(repo, link.paths.root, task,
+                                    remote=link.call if link.hosted is not None else None))
 
     # -- tmux: attach to the agent, a shell in the worktree --------------------------------------------------
 
@@ -568,6 +587,15 @@ class CockpitApp(App[int]):
             info = {}
         given = info.get("argv")
         argv = [str(a) for a in given] if isinstance(given, list) else []
+        hosted = self.links[repo].hosted
+        if hosted is not None:
+            # The pane is on the repo's host: attach there, in this terminal.
+            if not argv:
+                self.say(f"{repo}#{task.id}: its daemon on {hosted.host.destination} named no pane", "error")
+                return
+            self.run_attached(hosted.host.tty_argv(argv), f"{repo}#{task.id}'s agent on "
+                                                          f"{hosted.host.destination}")
+            return
         if not argv:
             try:
                 argv = await asyncio.to_thread(self._agent_argv, repo, task, info)
@@ -596,6 +624,10 @@ class CockpitApp(App[int]):
         return TmuxPanes(socket or None, str(session))
 
     def shell(self, repo: str, task: Task) -> None:
+        hosted = self.links[repo].hosted
+        if hosted is not None and task.worktree:
+            self._remote_shell(repo, task)
+            return
         if not task.worktree or not Path(task.worktree).is_dir():
             self.say(f"{repo}#{task.id} has no worktree", "warning")
             return
@@ -615,6 +647,21 @@ class CockpitApp(App[int]):
             self.say(f"{repo}#{task.id}: {exc.message}", "error")
             return
         self.run_attached(argv, f"the shell in {repo}#{task.id}'s worktree", cwd=worktree)
+
+    @work(exclusive=True, exit_on_error=False, group="attach")
+    async def _remote_shell(self, repo: str, task: Task) -> None:
+        """A shell in the worktree on the repo's host: a tmux session there, opened or re-attached."""
+        hosted = self.links[repo].hosted
+        assert hosted is not None
+        try:
+            info = await self.links[repo].call("attach_info", {"id": task.id})
+        except CockpitError:
+            info = {}
+        socket = info.get("socket_name")
+        tmux = ["tmux", *(["-L", socket] if isinstance(socket, str) and socket else [])]
+        argv = [*tmux, "new-session", "-A", "-s", f"cockpit-shell-{repo}-{task.id}", "-c", str(task.worktree)]
+        self.run_attached(hosted.host.tty_argv(argv), f"the shell in {repo}#{task.id}'s worktree on "
+                                                      f"{hosted.host.destination}")
 
     def _shell_argv(self, repo: str, task: Task, worktree: Path, info: JSON) -> list[str]:
         if not tmux_available():
@@ -647,7 +694,7 @@ class CockpitApp(App[int]):
         try:
             result = await link.call("tail", {"id": task_id, "lines": OUTPUT_LINES})
         except CockpitError as exc:
-            if exc.code != "unknown_op":
+            if exc.code != "unknown_op" or link.hosted is not None:  # a hosted repo's log is not here
                 return AgentOutput(repo, task_id, [], exc.message)
             lines = await asyncio.to_thread(read_log_tail, link.paths.task_log(task_id), OUTPUT_LINES)
             return AgentOutput(repo, task_id, lines)

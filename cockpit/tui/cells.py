@@ -43,6 +43,8 @@ def marks(task: Task) -> str:
         parts.append(f"← {task.source_repo}#{task.source_task_id}")
     if task.children:
         parts.append(f"→ {len(task.children)}")
+    if task.child_failure:
+        parts.append("child failed!")
     return " ".join(parts)
 
 

@@ -7,6 +7,9 @@ watching happens in watchfiles' own thread). It folds every event into the repo'
 Connected: take a snapshot (`status`, `list_tasks`, `status`), then `subscribe` from the seq before it; on a
 lost connection, resubscribe from the last seq folded, with backoff. Daemon down: open the store, fold its
 events, and wake on each write to it (or on `daemon.json` naming a live daemon, which switches back).
+
+A repo on another host is reached only through its daemon, over ssh (`cockpit.core.remote`): its store and
+files are not on this machine, so while the host or its daemon is away the tab says so and retries.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from cockpit.core.client import DaemonClient
 from cockpit.core.errors import CockpitError, DaemonUnavailable
 from cockpit.core.models import JSON, Event, Task
 from cockpit.core.paths import RepoPaths
+from cockpit.core.remote.daemons import HostedRepo
+from cockpit.core.remote.ssh import HostUnreachable
 from cockpit.core.store import Store
 from cockpit.core.storewatch import close_watch
 from cockpit.tui.messages import AttentionNeeded, LinkChanged, TasksChanged
@@ -47,8 +52,10 @@ class RepoLink:
         watch: bool = True,
         backoff: tuple[float, float] = (0.2, 5.0),
         connect_timeout: float = 3.0,
+        hosted: HostedRepo | None = None,
     ) -> None:
         self.model = model
+        self.hosted = hosted
         self.paths = RepoPaths(model.root)
         self.post = post
         self.watch = watch
@@ -100,6 +107,9 @@ class RepoLink:
         client = self.client
         if client is not None and not client.closed.is_set():
             return await client.call(op, args or {}, timeout)
+        if self.hosted is not None:
+            raise DaemonUnavailable(f"{self.name} is on {self.hosted.host.destination}: "
+                                    f"{self.model.detail or 'not connected yet'}")
         if not self.paths.db.exists():
             raise DaemonUnavailable(f"{self.name} has no cockpit store yet; press D to start its daemon")
         if self._local is None:
@@ -109,6 +119,12 @@ class RepoLink:
     # -- the worker ------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        if self.hosted is not None:
+            try:
+                await self._run_hosted(self.hosted)
+            finally:
+                self._done.set()
+            return
         delay = self.backoff[0]
         try:
             while not self._stop.is_set():
@@ -141,6 +157,35 @@ class RepoLink:
         finally:
             await self._close_local()
             self._done.set()
+
+    async def _run_hosted(self, hosted: HostedRepo) -> None:
+        """Follow a daemon on another host through ssh; while it cannot be reached, say why and retry."""
+        host = hosted.host.destination
+        delay = self.backoff[0]
+        while not self._stop.is_set():
+            try:
+                client = await hosted.connect(self.connect_timeout)
+            except HostUnreachable:
+                self._set_mode(OFFLINE, f"{host} unreachable · retrying")
+            except CockpitError as exc:
+                down = exc.code == "remote_daemon_down"
+                self._set_mode(OFFLINE, f"{self.name}'s daemon on {host} is down · D starts it · retrying"
+                               if down else f"{host}: {exc.message} · retrying")
+            else:
+                self.client = client
+                try:
+                    if await self._follow_daemon(client):
+                        delay = self.backoff[0]
+                except (DaemonUnavailable, TimeoutError):
+                    pass
+                finally:
+                    self.client = None
+                    await client.close()
+                if self._stop.is_set():
+                    break
+                self._set_mode(OFFLINE, f"lost {host} · reconnecting")
+            await self._pause(delay)
+            delay = min(delay * 2, self.backoff[1])
 
     async def stopped(self) -> None:
         """Wait for `run` to end after `stop`, its store and sockets closed."""

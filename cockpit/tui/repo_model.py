@@ -58,6 +58,8 @@ class RepoModel:
     name: str
     root: Path
     tasks: dict[int, Task] = field(default_factory=dict)
+    # The ssh destination of a repo on another machine (its `root` is a path there); None when local.
+    host: str | None = None
     last_seq: int = 0
     loaded: bool = False
     mode: str = CONNECTING

@@ -12,6 +12,7 @@ from typing import Any
 from cockpit.core.models import PlanStep, Task
 from cockpit.daemon.delegation import StepExecutor, continuation_prompt, ready_delegates, waits_on_delegates
 from tests.support.daemons import cli, cli_json
+from tests.support.tasks import make_executing_task, store_executing
 from tests.support.workspaces import build_workspace, script_agent
 
 Daemons = Callable[[Path], dict[str, Any]]
@@ -32,7 +33,12 @@ def test_remote_create_links_parent_and_child_both_ways(short_tmp: Path, daemons
     backend, frontend = repos["backend"], repos["frontend"]
     daemons(backend)
     daemons(frontend)
-    parent = cli_json("task", "create", PARENT, repo=backend)
+    pending = cli_json("task", "create", PARENT, repo=backend)
+    refused = cli("remote", "create", "frontend", LARGE, "--task", str(pending["id"]), "--json", repo=backend)
+    assert refused.code == 1 and refused.json["error"]["code"] == "not_executing", refused.stdout
+    assert "task 1 is pending: only an executing task can delegate" in refused.json["error"]["message"]
+    assert cli_json("task", "list", repo=frontend)["tasks"] == []  # nothing was created there
+    parent = {"id": make_executing_task(backend, PARENT + " for real").id}
     made = cli_json("remote", "create", "frontend", LARGE, "--task", str(parent["id"]), repo=backend)
     assert (made["repo"], made["id"], made["state"], made["scope"]) == ("frontend", 1, "pending", "large")
     assert made["via"] == "daemon" and not made["fallback"] and made["plan"], made
@@ -48,13 +54,15 @@ def test_remote_create_links_parent_and_child_both_ways(short_tmp: Path, daemons
 
     human = cli("task", "show", str(parent["id"]), repo=backend)
     assert "child:  frontend#1 pending" in human.stdout
-    assert "parent: backend#1" in cli("task", "show", "1", repo=frontend).stdout
+    assert "parent: backend#2" in cli("task", "show", "1", repo=frontend).stdout
     remote = cli("remote", "show", "frontend", "1", repo=backend)
-    assert remote.code == 0 and "parent: backend#1" in remote.stdout
+    assert remote.code == 0 and "parent: backend#2" in remote.stdout
 
-    # The children's live state follows the peer: a person there cancels it.
+    # The children's live state follows the peer: a person there cancels it, which fails the parent.
     cli_json("task", "cancel", "1", repo=frontend)
     assert cli_json("task", "show", str(parent["id"]), repo=backend)["children"][0]["state"] == "cancelled"
+    failed = cli_json("task", "wait", str(parent["id"]), "--state", "failed", "--timeout", "30", repo=backend)
+    assert failed["state"] == "failed" and "delegated task failed: frontend#1 cancelled" in failed["failure"]
 
 
 def test_the_human_gate_refuses_a_large_task_by_default(short_tmp: Path, daemons: Daemons) -> None:
@@ -99,7 +107,7 @@ def test_small_delegated_auto_approves_and_wait_follows_it(
     backend, frontend = repos["backend"], repos["frontend"]
     daemons(backend)
     daemons(frontend)
-    parent = cli_json("task", "create", PARENT, repo=backend)
+    parent = {"id": make_executing_task(backend, PARENT).id}
     made = cli_json("remote", "create", "frontend", SMALL, "--task", str(parent["id"]), repo=backend)
     assert made["scope"] == "small" and made["state"] != "pending", made
 
@@ -131,8 +139,14 @@ def test_a_chain_across_three_repos_stays_linked(short_tmp: Path, daemons: Daemo
     repos = build_workspace(short_tmp, ["backend", "frontend", "mobile"])
     for root in repos.values():
         daemons(root)
-    cli_json("task", "create", PARENT, repo=repos["backend"])
+    make_executing_task(repos["backend"], PARENT)
     cli_json("remote", "create", "frontend", LARGE, "--task", "1", repo=repos["backend"])
+    # frontend#1 waits for a person (pending): it may not delegate before it runs.
+    early = cli("remote", "create", "mobile", "rewrite the offline sync and migrate its cache", "--task", "1",
+                "--json", repo=repos["frontend"])
+    assert early.code == 1 and early.json["error"]["code"] == "not_executing"
+    # Once it runs (here: recorded as running; the MCP tests run real agents), it delegates on.
+    store_executing(repos["frontend"], 1)
     made = cli_json("remote", "create", "mobile", "rewrite the offline sync and migrate its cache",
                     "--task", "1", repo=repos["frontend"])
     assert made["repo"] == "mobile" and made["task"]["parent"] == {"repo": "frontend", "id": 1}
@@ -141,7 +155,7 @@ def test_a_chain_across_three_repos_stays_linked(short_tmp: Path, daemons: Daemo
     assert middle["parent"] == {"repo": "backend", "id": 1}
     assert middle["children"] == [{"repo": "mobile", "id": 1, "state": "pending"}]
     top = cli_json("task", "show", "1", repo=repos["backend"])
-    assert top["children"] == [{"repo": "frontend", "id": 1, "state": "pending"}]
+    assert top["children"] == [{"repo": "frontend", "id": 1, "state": "executing"}]
     # Following the links from the top reaches the bottom.
     below = cli_json("remote", "show", "frontend", "1", repo=repos["backend"])["task"]["children"][0]
     bottom = cli_json("remote", "show", below["repo"], str(below["id"]), repo=repos["frontend"])
@@ -152,7 +166,7 @@ def test_dedup_on_the_peer_and_a_resent_request(short_tmp: Path, daemons: Daemon
     repos = build_workspace(short_tmp, ["backend", "frontend"])
     daemons(repos["backend"])
     daemons(repos["frontend"])
-    cli_json("task", "create", PARENT, repo=repos["backend"])
+    make_executing_task(repos["backend"], PARENT)
     first = cli_json("remote", "create", "frontend", LARGE, "--task", "1", repo=repos["backend"])
     again = cli_json("remote", "create", "frontend", LARGE, "--task", "1", repo=repos["backend"])
     assert again["id"] == first["id"] and again["existing"] is True

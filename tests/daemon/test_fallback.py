@@ -15,6 +15,7 @@ from cockpit.core.delegation import PeerRef, wait_peer_task
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths
 from tests.support.daemons import cli, cli_json
+from tests.support.tasks import make_executing_task
 from tests.support.workspaces import build_workspace
 
 Daemons = Callable[[Path], dict[str, Any]]
@@ -26,7 +27,7 @@ SMALL = "fix the typo in the README title"
 def test_fallback_create_lands_in_created_with_the_same_dedup(short_tmp: Path, daemons: Daemons) -> None:
     repos = build_workspace(short_tmp, ["backend", "frontend"])
     daemons(repos["backend"])  # the sender's daemon is up, the peer's is not
-    cli_json("task", "create", "add the /export endpoint to the API", repo=repos["backend"])
+    make_executing_task(repos["backend"], "add the /export endpoint to the API")
     made = cli_json("remote", "create", "frontend", LARGE, "--task", "1", repo=repos["backend"])
     assert (made["id"], made["state"], made["via"], made["fallback"]) == (1, "created", "store", True)
     assert "daemon is down" in made["message"] and "classifies it when its daemon starts" in made["message"]
@@ -89,8 +90,7 @@ async def test_waiting_sender_wakes_on_the_store_with_the_daemon_down(short_tmp:
 
 async def test_wait_switches_to_the_socket_when_the_daemon_starts(short_tmp: Path, daemons: Daemons) -> None:
     repos = build_workspace(short_tmp, ["backend", "frontend"])
-    await asyncio.to_thread(cli_json, "task", "create", "add the /export endpoint to the API",
-                            repo=repos["backend"])
+    await asyncio.to_thread(make_executing_task, repos["backend"], "add the /export endpoint to the API")
     made = await asyncio.to_thread(cli_json, "remote", "create", "frontend", LARGE, "--task", "1",
                                    repo=repos["backend"])
     assert made["state"] == "created"
@@ -117,7 +117,7 @@ async def test_wait_switches_to_the_socket_when_the_daemon_starts(short_tmp: Pat
 
 def test_cli_wait_follows_the_fallback_to_the_daemon(short_tmp: Path, daemons: Daemons) -> None:
     repos = build_workspace(short_tmp, ["backend", "frontend"])
-    cli_json("task", "create", "add the /export endpoint to the API", repo=repos["backend"])
+    make_executing_task(repos["backend"], "add the /export endpoint to the API")
     cli_json("remote", "create", "frontend", LARGE, "--task", "1", repo=repos["backend"])
     waiter = subprocess.Popen(
         [sys.executable, "-m", "cockpit", "remote", "wait", "frontend", "1", "--timeout", "60", "--json",
@@ -139,3 +139,25 @@ def test_cli_wait_follows_the_fallback_to_the_daemon(short_tmp: Path, daemons: D
                 if e["type"] == "delegation.finished"]
     assert [(e["data"]["repo"], e["data"]["id"], e["data"]["ok"]) for e in finished] == [
         ("frontend", 1, False)]
+
+
+def test_cli_wait_outlives_the_sender_s_daemon(short_tmp: Path, daemons: Daemons) -> None:
+    repos = build_workspace(short_tmp, ["backend", "frontend"])
+    daemons(repos["frontend"])
+    daemons(repos["backend"])
+    cli_json("remote", "create", "frontend", LARGE, repo=repos["backend"])
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "cockpit", "remote", "wait", "frontend", "1", "--timeout", "60", "--json",
+         "--repo", str(repos["backend"])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Whether the wait is under way in backend's daemon when that daemon stops or starts after, it ends
+        # with the peer task, never with daemon_unavailable.
+        assert cli_json("daemon", "stop", repo=repos["backend"])["stopped"] is True
+        cli_json("task", "reject", "1", "--reason", "no", repo=repos["frontend"])
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+    assert waiter.returncode == 0, err
+    assert json.loads(out)["state"] == "rejected"

@@ -139,6 +139,13 @@ BAD_LINES: list[tuple[bytes, str]] = [
     (b'{"id": 14, "op": "events", "args": {"since": -1}}\n', "bad_request"),
     (b'{"id": 15, "op": "subscribe", "args": {"since": "x"}}\n', "bad_request"),
     (b'{"id": 16, "op": "wait_task", "args": {"id": 1, "timeout_s": -1}}\n', "bad_request"),
+    # Non-finite numbers: NaN made the wait loop spin on the daemon's loop.
+    (b'{"id": 17, "op": "wait_task", "args": {"id": 1, "timeout_s": NaN}}\n', "bad_request"),
+    (b'{"id": 18, "op": "wait_task", "args": {"id": 1, "timeout_s": Infinity}}\n', "bad_request"),
+    # Text over the 64 KiB cap is refused at intake, whoever sends it.
+    (b'{"id": 19, "op": "create_task", "args": {"text": "fix ' + b"x" * 70_000 + b'"}}\n', "too_large"),
+    (b'{"id": 20, "op": "create_task", "args": {"text": "fix it", "source_repo": "p", "no_wait": true, '
+     b'"script": "' + b"s" * 70_000 + b'"}}\n', "too_large"),
 ]
 
 

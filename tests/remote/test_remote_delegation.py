@@ -12,6 +12,7 @@ from typing import Any
 from tests.support.daemons import cli, cli_json
 from tests.support.hostedrepos import spanning_workspace
 from tests.support.sshhosts import SshLab
+from tests.support.tasks import make_executing_task
 from tests.support.workspaces import script_agent
 
 Daemons = Callable[[Path], dict[str, Any]]
@@ -40,7 +41,7 @@ def test_local_to_remote_and_back_keeps_both_links(
                               settings=script_agent(tmux_socket))
     web, api, box = span.local["web"], span.remote_root("api"), span.hosts["build-box"]
     daemons(web)
-    parent = cli_json("task", "create", PARENT, repo=web)
+    parent = {"id": make_executing_task(web, PARENT).id}  # only an executing task delegates
     made = cli_json("remote", "create", "api", SMALL, "--task", str(parent["id"]), repo=web)
     assert (made["repo"], made["id"], made["via"], made["fallback"]) == ("api", 1, "daemon", False), made
     assert made["scope"] == "small" and made["state"] != "pending"
@@ -91,7 +92,7 @@ def test_a_host_that_is_down_refuses_delegation_and_nothing_is_lost(
     span = spanning_workspace(short_tmp, ssh_lab, local=["web"], hosted={"api": "build-box"})
     web, box = span.local["web"], span.hosts["build-box"]
     daemons(web)
-    parent = cli_json("task", "create", PARENT, repo=web)
+    parent = {"id": make_executing_task(web, PARENT).id}  # only an executing task delegates
     box.down()
     refused = cli("remote", "create", "api", SMALL, "--task", str(parent["id"]), "--json", repo=web)
     assert refused.code != 0, refused.stdout

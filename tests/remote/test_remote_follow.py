@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import stat
 from pathlib import Path
 
 from cockpit.core.remote.follow import follow
 from tests.support.hostedrepos import spanning_workspace
 from tests.support.sshhosts import LabHost, SshLab
 from tests.support.waiting import async_wait_until
+
+
+def tcp_listeners_of(pid: int) -> list[int]:
+    """Inodes of TCP sockets in LISTEN state that process `pid` holds (from /proc)."""
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                held.add(int(target[8:-1]))
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":
+                listening.add(int(fields[9]))
+    return sorted(held & listening)
 
 
 def create_on_host(box: LabHost, root: Path, text: str) -> None:
@@ -41,6 +61,13 @@ async def test_the_master_killed_mid_subscribe_misses_and_doubles_nothing(
         first = await asyncio.to_thread(last_seq, box, root)
         await async_wait_until(lambda: seen and seen[-1] >= first, 30, message="the first events arrive")
         assert states[-1] == "live"
+        # The forward's local end is a Unix socket only this user reaches; the master listens on no TCP port.
+        assert repo.remote_socket is not None
+        local = repo.host.local_socket(repo.remote_socket)
+        assert stat.S_ISSOCK(local.stat().st_mode) and local.stat().st_mode & 0o077 == 0
+        assert local.parent.stat().st_mode & 0o777 == 0o700
+        master = box.ssh.master_pid()
+        assert master is not None and tcp_listeners_of(master) == []
 
         await asyncio.to_thread(box.kill_master)
         # Written while the connection is gone: the resubscribe must replay these.

@@ -77,6 +77,8 @@ class LabHost:
             raise RuntimeError(f"sshd on {self.name} did not start: "
                                f"{(self.dir / 'sshd.log').read_text(errors='replace')[-500:]}")
 
+    lan: str = ""
+
     def on_host(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run `argv` inside the host (its namespace), not through ssh: what runs there regardless of us."""
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
@@ -98,6 +100,8 @@ class LabHost:
 
     def up(self) -> None:
         _ip("-n", self.ns, "link", "set", self.veth_host, "up")
+        # The lan remembers the address as unreachable for a while; a host that is back answers at once.
+        _ip("-n", self.lan, "neigh", "flush", "all")
         self.start_sshd()
 
     def kill_all(self) -> None:
@@ -143,7 +147,7 @@ class SshLab:
         veth_lan, veth_host = f"{self.prefix}l{index}", f"{self.prefix}h{index}"
         _ip("netns", "add", ns)
         host = LabHost(name, ns, address, veth_lan, veth_host, self.base / name,
-                       self.base / name / "sshd_config")
+                       self.base / name / "sshd_config", lan=self.lan)
         self.hosts[name] = host
         _ip("-n", self.lan, "link", "add", veth_lan, "type", "veth", "peer", "name", veth_host, "netns", ns)
         _ip("-n", self.lan, "link", "set", veth_lan, "master", "br0", "up")
@@ -171,7 +175,8 @@ class SshLab:
                      "  IdentitiesOnly yes\n"
                      f"  UserKnownHostsFile {self.home / '.ssh' / 'known_hosts'}\n"
                      "  StrictHostKeyChecking yes\n"
-                     f"  ProxyCommand ip netns exec {self.lan} {sys.executable} {RELAY} --fdpass %h %p\n"
+                     f"  ProxyCommand ip netns exec {self.lan} {sys.executable} -S -I {RELAY} "
+                     "--fdpass %h %p\n"
                      "  ProxyUseFdpass yes\n")
         host.start_sshd()
         return host

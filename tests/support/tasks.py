@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from cockpit.cli import ensure_excluded
@@ -58,9 +59,13 @@ def commit_files(checkout: Path, files: dict[str, str | None], message: str = "c
 
 async def reviewable_task(
     store: Store, paths: RepoPaths, files: dict[str, str | None] | list[dict[str, str | None]], *,
-    title: str = "demo change", base: str = "main",
+    title: str = "demo change", base: str = "main", prepare: Callable[[Path], None] | None = None,
 ) -> Task:
-    """A task in awaiting_review whose worktree branch has one commit per dict in `files`."""
+    """A task in awaiting_review whose worktree branch has one commit per dict in `files`.
+
+    `prepare(worktree)` runs after those commits and before the gates are recorded as passed (for commits
+    `commit_files` cannot make). The branch's tip then is the gated commit (`gated_sha`).
+    """
     async with store.tx() as tx:
         task_id = await tx.next_task_id()
         await tx.append(task_id, "task.created", {"description": title, "title": title, "by": "test"})
@@ -69,8 +74,12 @@ async def reviewable_task(
     worktree = paths.worktrees / name
     base_sha = await asyncio.to_thread(cg.create_worktree, paths.root, worktree, branch, base)
     commits = files if isinstance(files, list) else [files]
+    subject = title.replace("\0", " ")  # a title recorded by an older version may hold a NUL; argv cannot
     for i, change in enumerate(commits, 1):
-        await asyncio.to_thread(commit_files, worktree, change, f"task {task_id}: {title} ({i})")
+        await asyncio.to_thread(commit_files, worktree, change, f"task {task_id}: {subject} ({i})")
+    if prepare is not None:
+        await asyncio.to_thread(prepare, worktree)
+    gated = await asyncio.to_thread(cg.head_sha, worktree)
     events: list[tuple[str, dict[str, object]]] = [
         ("task.classified", {"state": "pending", "scope": "small", "reason": "test task", "title": title,
                              "plan": [{"n": 1, "verb": "modify", "description": title}],
@@ -79,7 +88,7 @@ async def reviewable_task(
         ("task.executing", {"branch": branch, "worktree": str(worktree), "base_sha": base_sha, "attempt": 1}),
         ("agent.exited", {}),
         ("task.gating", {}),
-        ("task.awaiting_review", {}),
+        ("task.awaiting_review", {"attempt": 1, "gated_sha": gated}),
     ]
     async with store.tx() as tx:
         for type_, data in events:
@@ -89,7 +98,7 @@ async def reviewable_task(
 
 def make_reviewable_task(
     root: Path, files: dict[str, str | None] | list[dict[str, str | None]], *, title: str = "demo change",
-    base: str = "main",
+    base: str = "main", prepare: Callable[[Path], None] | None = None,
 ) -> Task:
     """`reviewable_task` from synchronous code: opens (and closes) the repo's store."""
 
@@ -97,7 +106,48 @@ def make_reviewable_task(
         paths = RepoPaths(root)
         store = await Store.open(paths.db)
         try:
-            return await reviewable_task(store, paths, files, title=title, base=base)
+            return await reviewable_task(store, paths, files, title=title, base=base, prepare=prepare)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def make_executing_task(root: Path, title: str) -> Task:
+    """A task of `root` recorded as executing (approved, its run started), with no agent pane behind it.
+
+    For tests that need a parent that may delegate (only an executing task can) without running an agent.
+    Make it after the repo's daemon started: a starting daemon sweeps an executing task with no pane.
+    """
+
+    async def run() -> Task:
+        store = await Store.open(RepoPaths(root).db)
+        try:
+            async with store.tx() as tx:
+                task_id = await tx.next_task_id()
+                await tx.append(task_id, "task.created", {"description": title, "title": title, "by": "test"})
+                await tx.append(task_id, "task.classified", {
+                    "state": "pending", "scope": "large", "reason": "test task", "title": title,
+                    "plan": [{"n": 1, "verb": "modify", "description": title}], "classifier": "test"})
+                await tx.append(task_id, "task.approved", {"by": "test"})
+                await tx.append(task_id, "task.executing", {"attempt": 1, "agent": "test"})
+            return await store.get_task(task_id)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def store_executing(root: Path, task_id: int) -> Task:
+    """Record a classified task of `root` as approved and executing, with no agent pane behind it."""
+
+    async def run() -> Task:
+        store = await Store.open(RepoPaths(root).db)
+        try:
+            async with store.tx() as tx:
+                await tx.append(task_id, "task.approved", {"by": "test"})
+                await tx.append(task_id, "task.executing", {"attempt": 1, "agent": "test"})
+            return await store.get_task(task_id)
         finally:
             await store.close()
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -102,3 +103,29 @@ def test_classification_is_linear_on_large_repetitive_text(unit: str) -> None:
     small, large = took(30_000), took(120_000)
     assert large < 10.0
     assert large < 6 * max(small, 0.02), (small, large)
+
+
+async def test_classification_runs_off_the_event_loop() -> None:
+    # The daemon awaits `classify` on its loop: a long classification must leave the loop free (ping).
+    from cockpit.core.classifier import classify
+
+    text = "fix x and " * 6_000  # about 60 KiB of clauses
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    started = time.monotonic()
+    tick_task = asyncio.ensure_future(ticker())
+    try:
+        await classify(text, PEERS)
+    finally:
+        done.set()
+        await tick_task
+    elapsed = time.monotonic() - started
+    # A loop blocked for the whole classification ticks once; a free one ticks all along (sharing the GIL).
+    assert elapsed > 0.1 and ticks >= 10, (ticks, elapsed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,12 +83,14 @@ def test_preflight_ok(setup: Setup) -> None:
         "branch_exists",
         "target_checkouts_clean",
         "no_conflicts",
+        "no_cockpit_paths",
+        "no_overwrite",
     ]
     assert pf.target_sha == setup.base and pf.branch_sha == git(setup.wt, "rev-parse", "HEAD")
     assert not pf.target_moved and pf.conflicts == []
     assert [p.resolve() for p in pf.checkouts] == [setup.repo.resolve()]
     data = json.loads(json.dumps(pf.to_json()))
-    assert data["ok"] is True and len(data["checks"]) == 4
+    assert data["ok"] is True and len(data["checks"]) == 6
 
 
 def test_preflight_target_missing(setup: Setup) -> None:
@@ -559,7 +562,8 @@ def test_build_with_a_fresh_preflight_is_one_commit_tree(
     assert counted.commands() == ["commit-tree"] and counted.processes == 1
     counted.calls.clear()
     alone = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")  # reads and merges itself
-    assert counted.commands() == ["rev-parse", "merge-tree", "commit-tree"]
+    # The target has not moved: the merge is the branch's tree, and only what it changes is read.
+    assert counted.commands() == ["rev-parse", "diff-tree", "commit-tree"]
     assert planned.tree == alone.tree == pf.tree == tree_of(setup.repo, alone.merge_sha)
     assert parents(setup.repo, planned.merge_sha) == [setup.base, work]
     assert parents(setup.repo, alone.merge_sha) == [setup.base, work]
@@ -726,3 +730,72 @@ def test_reset_rollback_is_three_git_calls(setup: Setup, monkeypatch: pytest.Mon
     assert counted.commands() == ["rev-parse", "worktree", "reset"]
     assert ("reset", "--keep", "--quiet", planned.rollback_sha) in counted.calls
     assert result.method == "reset" and git(setup.repo, "rev-parse", "HEAD") == setup.base
+
+
+# ----------------------------------------------------------------- what a merge writes over (untrusted trees)
+
+
+def test_a_tree_removing_a_tracked_cockpit_path_is_refused(setup: Setup) -> None:
+    (setup.repo / ".cockpit").mkdir()
+    (setup.repo / ".cockpit" / "keep").write_text("tracked by someone\n")
+    git(setup.repo, "add", "-f", ".cockpit/keep")
+    git(setup.repo, "commit", "-q", "-m", "track a cockpit file")
+    git(setup.wt, "merge", "-q", "--ff-only", "main")
+    git(setup.wt, "rm", "-q", ".cockpit/keep")
+    git(setup.wt, "commit", "-q", "-m", "drop it")
+    pf = mg.preflight(setup.repo, BRANCH, "main")
+    checks = {c.name: c for c in pf.checks}
+    assert not checks["no_cockpit_paths"].ok and ".cockpit/keep" in checks["no_cockpit_paths"].detail
+    assert pf.refused_files() == [".cockpit/keep"] and pf.reason() == "cockpit_paths"
+    with pytest.raises(RefusedError, match=r"\.cockpit/keep"):
+        mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    assert (setup.repo / ".cockpit" / "keep").exists()
+
+
+def test_overwritten_paths_sees_files_links_and_directories_in_the_way(setup: Setup, short_tmp: Path) -> None:
+    checkout = setup.repo
+    (checkout / "plain.txt").write_text("mine\n")
+    os.symlink(short_tmp, checkout / "link")
+    (checkout / "dir").mkdir()
+    (checkout / "dir" / "inside.bin").write_text("mine\n")
+    (checkout / "tracked").mkdir()
+    (checkout / "tracked" / "kept.txt").write_text("tracked\n")
+    (checkout / "tracked" / "cache.pyc").write_text("ignored\n")
+    changes = (
+        mg.TreeChange("A", "plain.txt"),  # a file where the merge adds one
+        mg.TreeChange("A", "link/file"),  # a symlink where the merge needs a directory
+        mg.TreeChange("A", "dir"),  # a directory with a person's file where the merge adds a file
+        mg.TreeChange("D", "tracked/kept.txt"),  # a tracked directory the merge turns into a file...
+        mg.TreeChange("A", "tracked"),  # ...still holding an untracked file
+        mg.TreeChange("A", "new/deep/file.txt"),  # nothing there: fine
+        mg.TreeChange("M", "app.txt"),  # tracked: git's own copy
+    )
+    found = mg.overwritten_paths(checkout, changes)
+    assert found == ["plain.txt", "link", "dir/inside.bin", "tracked/cache.pyc"]
+    # A tracked file the merge removes may become a directory; a tracked directory emptied may become a file.
+    (checkout / "tracked" / "cache.pyc").unlink()
+    assert mg.overwritten_paths(checkout, (mg.TreeChange("D", "app.txt"), mg.TreeChange("A", "app.txt/x"),
+                                           mg.TreeChange("D", "tracked/kept.txt"),
+                                           mg.TreeChange("A", "tracked"))) == []
+
+
+def test_the_move_refuses_an_ignored_file_that_appeared_after_the_preflight(setup: Setup) -> None:
+    setup.on_main({".gitignore": "*.env\n"})
+    git(setup.wt, "merge", "-q", "--ff-only", "main")
+    (setup.wt / "secret.env").write_text("agent\n")
+    git(setup.wt, "add", "-f", "secret.env")
+    git(setup.wt, "commit", "-q", "-m", "agent adds an ignored file")
+    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    assert [c.path for c in planned.changes] == ["secret.env"]
+    (setup.repo / "secret.env").write_text("TOKEN=person\n")
+    before = setup.tip()
+    with pytest.raises(RefusedError, match=r"secret\.env") as caught:
+        mg.move_target(setup.repo, planned, checkouts=[setup.repo])
+    assert caught.value.details["files"] == ["secret.env"]
+    # git holds the same line when the engine was handed no list of changes (--no-overwrite-ignore).
+    bare = mg.PlannedMerge(planned.target, planned.rollback_sha, planned.merge_sha, planned.strategy,
+                           planned.tree)
+    with pytest.raises(RefusedError, match=r"secret\.env") as caught:
+        mg.move_target(setup.repo, bare, checkouts=[setup.repo])
+    assert caught.value.details["files"] == ["secret.env"]
+    assert setup.tip() == before and (setup.repo / "secret.env").read_text() == "TOKEN=person\n"

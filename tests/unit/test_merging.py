@@ -147,7 +147,8 @@ async def test_merge_with_target_not_checked_out(env: Env) -> None:
     assert started.data["rollback_sha"] == before and started.data["merge_sha"] == env.tip()
     assert outcome.preflight is not None and outcome.preflight["ok"] is True
     assert [c["name"] for c in outcome.preflight["checks"]] == [
-        "target_exists", "branch_exists", "target_checkouts_clean", "no_conflicts"]
+        "target_exists", "branch_exists", "target_checkouts_clean", "no_conflicts", "no_cockpit_paths",
+        "no_overwrite"]
     assert outcome.rebased is False
     # Verify ran the gates on a scratch worktree, which is gone again.
     verify = [e for e in await env.store.task_events(task.id) if e.type == "gate.finished"]
@@ -183,7 +184,7 @@ async def test_dirty_target_checkout_is_refused_with_nothing_changed(env: Env) -
     pre = next(e for e in await env.store.task_events(task.id) if e.type == "merge.preflight")
     checks = {c["name"]: c["ok"] for c in pre.data["checks"]}
     assert checks == {"target_exists": True, "branch_exists": True, "target_checkouts_clean": False,
-                      "no_conflicts": True}
+                      "no_conflicts": True, "no_cockpit_paths": True, "no_overwrite": True}
     assert (await env.types(task.id))[-2:] == ["merge.preflight", "merge.refused"]
 
 
@@ -418,7 +419,7 @@ MERGE_CALLS = [
     "rev-parse",  # both tips and their merge base: the rollback point, and did the target move?
     "worktree",  # where the target is checked out
     "status",  # that checkout is clean
-    "merge-tree",  # no conflicts, and the merged tree
+    "diff-tree",  # what the merge writes (the target has not moved: the merged tree is the branch's own)
     "commit-tree",  # the merge commit, from the preflight's tips and tree (no identity lookup)
     "rev-parse",  # in the checkout: HEAD (the compare of compare-and-set), the merge's parents, the branch
     "merge",  # --ff-only: the move; its output confirms where the target went

@@ -48,14 +48,14 @@ def test_anthropic_stream_tool_use_then_end_turn(server: ModelServer) -> None:
     tools = [{"name": "Bash", "input_schema": {}}]
     first = sse_data(post(server, "/v1/messages?beta=true", {
         "stream": True, "tools": tools, "messages": [{"role": "user", "content": "do TASK-A"}]}))
-    assert commands(first) == [
-        "printf %s 'a\n' > a.txt", "git add -A && git commit -q -m 'add a'"]
+    # A step's actions arrive as one command: agents may run a response's calls in parallel.
+    assert commands(first) == ["printf %s 'a\n' > a.txt && git add -A && git commit -q -m 'add a'"]
     assert first[-2]["delta"]["stop_reason"] == "tool_use"
     # The conversation comes back with the marker of step 0: the server answers step 1, then step 2.
     history = [{"role": "user", "content": "do TASK-A"},
                {"role": "assistant", "content": "ck-step 0. writing"}]
     second = sse_data(post(server, "/v1/messages", {"stream": True, "tools": tools, "messages": history}))
-    assert commands(second) == ['"$COCKPIT_HOOK" done --message \'all set\'']
+    assert commands(second) == ["$COCKPIT_HOOK done --message 'all set'"]
     history.append({"role": "assistant", "content": "ck-step 1. reporting"})
     third = sse_data(post(server, "/v1/messages", {"stream": True, "tools": tools, "messages": history}))
     assert third[-2]["delta"]["stop_reason"] == "end_turn"
@@ -101,7 +101,7 @@ def test_gemini_function_calls_and_json_side_questions(server: ModelServer) -> N
     streamed = sse_data(post(server, "/v1beta/models/m:streamGenerateContent?alt=sse", body))
     parts = streamed[0]["candidates"][0]["content"]["parts"]
     assert [p["functionCall"]["args"]["command"] for p in parts[1:]] == [
-        "printf %s 'a\n' > a.txt", "git add -A && git commit -q -m 'add a'"]
+        "printf %s 'a\n' > a.txt && git add -A && git commit -q -m 'add a'"]
     side = json.loads(post(server, "/v1beta/models/m:generateContent", {
         **body, "generationConfig": {"responseMimeType": "application/json"}}))
     assert json.loads(side["candidates"][0]["content"]["parts"][0]["text"])["next_speaker"] == "user"

@@ -127,8 +127,8 @@ class SshHost:
                 code = -1
             err.seek(0)
             detail = err.read().decode(errors="replace").strip().splitlines()
-        if code == 0 and self.master_alive():
-            return
+        if code == 0 and self.control_path.exists():
+            return  # -f returns once authenticated, with the control socket already listening
         reason = detail[-1] if detail else f"ssh exited with status {code}"
         raise HostUnreachable(f"{self.destination} unreachable: {reason} "
                               f"(check `ssh {self.destination} true`)")

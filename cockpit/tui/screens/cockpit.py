@@ -67,11 +67,15 @@ class RepoPane(Vertical):
     def table(self) -> TaskTable:
         return self.query_one(TaskTable)
 
-    def show_link(self, mode: str, detail: str) -> None:
+    def show_link(self, mode: str, detail: str, host: str | None = None) -> None:
         self.set_class(mode != LIVE, "-not-live")
+        # A repo on another host keeps a header line saying where it is, live or not.
+        self.set_class(host is not None, "-hosted")
         text = BANNERS.get(mode, "")
         if mode == OFFLINE and detail:
             text = f"⊘ {detail}"
+        elif host is not None and mode == LIVE:
+            text = f"⌁ {self.repo} on {host} · over ssh"
         self.query_one(".link-banner", Static).update(Text(text), layout=False)
 
 
@@ -138,7 +142,7 @@ class CockpitScreen(Screen[None]):
     def on_mount(self) -> None:
         for repo in self.repos:
             model = self.cockpit.models[repo]
-            self.pane(repo).show_link(model.mode, model.detail)
+            self.pane(repo).show_link(model.mode, model.detail, model.host)
         self._update_bar()
 
     def pane(self, repo: str) -> RepoPane:
@@ -231,7 +235,7 @@ class CockpitScreen(Screen[None]):
 
     def link_changed(self, repo: str) -> None:
         model = self.cockpit.models[repo]
-        self.pane(repo).show_link(model.mode, model.detail)
+        self.pane(repo).show_link(model.mode, model.detail, model.host)
         self._relabel(repo)
         self._update_bar()
 
@@ -242,6 +246,8 @@ class CockpitScreen(Screen[None]):
         if i < 9:
             parts.append((f"{i + 1} ", "dim"))
         parts.append((repo, "bold"))
+        if model.host is not None:
+            parts.append((f"@{model.host}", "dim"))
         if model.loaded:
             parts.append(f" {model.active_count():>2}")  # padded: a count's width changes less often
         waiting = model.waiting_count()
@@ -368,7 +374,8 @@ class CockpitScreen(Screen[None]):
         log = app.links[repo].paths.task_log(task_id)
         changes = None
         pending: asyncio.Future[Any] | None = None
-        if app.config.watch and log.parent.is_dir():
+        # A hosted repo's log is on its host: its output is fetched through the daemon on each event instead.
+        if app.config.watch and app.links[repo].hosted is None and log.parent.is_dir():
 
             def is_log(change: watchfiles.Change, path: str) -> bool:
                 return Path(path).name == log.name

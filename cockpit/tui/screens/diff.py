@@ -1,10 +1,14 @@
-"""A task's diff against its target, file by file, syntax-highlighted. git runs in a thread worker."""
+"""A task's diff against its target, file by file, syntax-highlighted. git runs in a thread worker.
+
+For a repo on another host the diff comes from its daemon (`task_diff`), never from files read here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.syntax import Syntax
 from rich.text import Text
@@ -20,7 +24,7 @@ from textual.widgets.option_list import Option
 from cockpit.core import git
 from cockpit.core.config import load_settings
 from cockpit.core.errors import CockpitError
-from cockpit.core.models import Task
+from cockpit.core.models import JSON, Task
 from cockpit.core.states import State
 from cockpit.tui.screens.keys import bar_keys
 from cockpit.tui.widgets.bars import KeyBar
@@ -80,10 +84,12 @@ class DiffScreen(Screen[None]):
         base: str
         error: str | None = None
 
-    def __init__(self, repo: str, root: Path, task: Task) -> None:
+    def __init__(self, repo: str, root: Path, task: Task,
+                 remote: Callable[[str, dict[str, Any]], Awaitable[JSON]] | None = None) -> None:
         super().__init__()
         self.repo = repo
         self.root = root
+        self.remote = remote
         self.subject = task
         self.files: list[FileDiff] = []
 
@@ -98,7 +104,20 @@ class DiffScreen(Screen[None]):
         yield KeyBar(bar_keys(self.BINDINGS), id="keys")
 
     def on_mount(self) -> None:
-        self.load()
+        if self.remote is not None:
+            self.load_remote()
+        else:
+            self.load()
+
+    @work(exclusive=True, exit_on_error=False, group="diff")
+    async def load_remote(self) -> None:
+        assert self.remote is not None
+        try:
+            result = await self.remote("task_diff", {"id": self.subject.id})
+        except CockpitError as exc:
+            self.post_message(self.Loaded([], "", exc.message))
+            return
+        self.post_message(self.Loaded(split_diff(str(result.get("text", ""))), str(result.get("base", ""))))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="diff")
     def load(self) -> None:

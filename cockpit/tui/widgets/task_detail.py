@@ -128,6 +128,9 @@ def plan_text(task: Task, ctx: DetailContext) -> Text:
     if task.failure:
         t.append("failure: ", style="bold red")
         t.append(f"{task.failure}\n")
+    if task.child_failure:
+        t.append("delegated child went wrong: ", style="bold red")
+        t.append(f"{task.child_failure}\n")
     if task.merge is not None and task.merge.state != "preflight":
         m = task.merge
         t.append("merge: ", style="bold")

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tests.support.model_server.script import Action, Shell, Step, Write, shell_line, text_of
+from tests.support.model_server.script import Shell, Step, Write, step_command, text_of
 
 CLASSIFIER_ALLOW = "<block>no</block>"
 COMMIT_MESSAGE_ASK = "Git commit messages"
@@ -82,11 +82,11 @@ def anthropic_events(
 
 def anthropic_blocks(step: Step, index: int | None, body: dict[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [{"type": "text", "text": text_of(step, index)}]
-    if "Bash" in anthropic_tools(body):
-        for k, action in enumerate(step.actions):
-            blocks.append({"type": "tool_use", "id": f"toolu_ck{index}_{k}_{uuid.uuid4().hex[:8]}",
-                           "name": "Bash", "input": {"command": shell_line(action),
-                                                     "description": "Run a shell command"}})
+    call = step_command(step)
+    if call is not None and "Bash" in anthropic_tools(body):
+        blocks.append({"type": "tool_use", "id": f"toolu_ck{index}_{uuid.uuid4().hex[:8]}",
+                       "name": "Bash",
+                       "input": {"command": call.command, "description": "Run a shell command"}})
     return blocks
 
 
@@ -109,12 +109,12 @@ def responses_shell_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def responses_arguments(tool: dict[str, Any], action: Action) -> dict[str, Any]:
+def responses_arguments(tool: dict[str, Any], call: Shell) -> dict[str, Any]:
     props = (tool.get("parameters") or {}).get("properties") or {}
-    command = shell_line(action)
+    command = call.command
     if "cmd" in props:
         args: dict[str, Any] = {"cmd": command}
-        if isinstance(action, Shell) and action.ask and "sandbox_permissions" in props:
+        if call.ask and "sandbox_permissions" in props:
             args |= {"sandbox_permissions": "require_escalated", "justification": "May I run this?"}
         return args
     if (props.get("command") or {}).get("type") == "array":
@@ -141,14 +141,14 @@ def responses_events(
     events.append({"type": "response.output_item.done", "output_index": 0, "item": message})
     items.append(message)
     tool = responses_shell_tool(body)
-    if tool is not None:
-        for k, action in enumerate(step.actions):
-            call = {"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:16]}", "status": "completed",
-                    "call_id": f"call_ck{index}_{k}_{uuid.uuid4().hex[:8]}", "name": tool["name"],
-                    "arguments": json.dumps(responses_arguments(tool, action))}
-            events.append({"type": "response.output_item.added", "output_index": len(items), "item": call})
-            events.append({"type": "response.output_item.done", "output_index": len(items), "item": call})
-            items.append(call)
+    command = step_command(step)
+    if tool is not None and command is not None:
+        call = {"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:16]}", "status": "completed",
+                "call_id": f"call_ck{index}_{uuid.uuid4().hex[:8]}", "name": tool["name"],
+                "arguments": json.dumps(responses_arguments(tool, command))}
+        events.append({"type": "response.output_item.added", "output_index": len(items), "item": call})
+        events.append({"type": "response.output_item.done", "output_index": len(items), "item": call})
+        items.append(call)
     done = {**base, "status": "completed", "output": items, "usage": {
         "input_tokens": usage.input_tokens, "input_tokens_details": {"cached_tokens": 0},
         "output_tokens": usage.output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
@@ -213,10 +213,10 @@ def gemini_shell_tool(body: dict[str, Any]) -> str | None:
 def gemini_response(step: Step, index: int | None, body: dict[str, Any], usage: Usage) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [{"text": text_of(step, index)}]
     tool = gemini_shell_tool(body)
-    if tool is not None:
-        for action in step.actions:
-            parts.append({"functionCall": {"name": tool, "args": {
-                "command": shell_line(action), "description": "Run a shell command"}}})
+    call = step_command(step)
+    if tool is not None and call is not None:
+        parts.append({"functionCall": {"name": tool, "args": {
+            "command": call.command, "description": "Run a shell command"}}})
     candidate = {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
     return {"candidates": [candidate],
             "usageMetadata": {"promptTokenCount": usage.input_tokens,

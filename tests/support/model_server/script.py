@@ -67,8 +67,19 @@ def shell_line(action: Action) -> str:
         return f"printf %s {shlex.quote(action.content)} > {shlex.quote(action.path)}"
     if isinstance(action, Commit):
         return f"git add -A && git commit -q -m {shlex.quote(action.message)}"
-    hook = '"$COCKPIT_HOOK" done'
+    hook = "$COCKPIT_HOOK done"
     return f"{hook} --message {shlex.quote(action.message)}" if action.message else hook
+
+
+def step_command(step: Step) -> Shell | None:
+    """A step's actions as ONE shell command (joined with &&), or None for a step that only speaks.
+
+    One call per response: Codex runs a response's tool calls in parallel, so order holds only this way.
+    """
+    if not step.actions:
+        return None
+    line = " && ".join(shell_line(a) for a in step.actions)
+    return Shell(line, ask=any(isinstance(a, Shell) and a.ask for a in step.actions))
 
 
 def next_step_index(body_text: str) -> int:

@@ -28,6 +28,7 @@ class Recorded:
     step: int | None  # the script step answered, None for side requests
     usage: p.Usage | None
     at: float = field(default_factory=time.monotonic)
+    at_wall: float = field(default_factory=time.time)  # to compare with cockpit's event timestamps
 
 
 class ModelServer:

@@ -1,0 +1,42 @@
+"""Fixtures for the real-agent tests: the fake model server, the person's home, a repo with its daemon."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.agents.agentkit import AGENTS, Driver, require_cli, seed_home
+from tests.support.model_server import ModelServer
+from tests.tmux.exec_support import setup_repo
+
+
+@pytest.fixture
+def model_server() -> Iterator[ModelServer]:
+    with ModelServer() as server:
+        yield server
+
+
+@pytest.fixture
+def drivers(
+    repo_factory: Callable[..., Path], tmux_socket: str, model_server: ModelServer
+) -> Iterator[Callable[[str], Driver]]:
+    """`drivers("claude")`: a repo set up for that agent, its daemon started; all stopped at teardown."""
+    started: list[Driver] = []
+
+    def make(name: str, **settings: str) -> Driver:
+        spec = AGENTS[name]
+        require_cli(spec)
+        repo = repo_factory(f"repo-{name}")
+        env = seed_home(spec, Path(os.environ["HOME"]), repo, model_server)
+        setup_repo(repo, tmux_socket, **{"agent.backend": name, "task.max_parallel": "2", **settings})
+        driver = Driver(spec, repo, tmux_socket, env)
+        driver.start_daemon()
+        started.append(driver)
+        return driver
+
+    yield make
+    for driver in started:
+        driver.stop_daemon()
