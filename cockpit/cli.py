@@ -25,6 +25,7 @@ from cockpit.core import daemonctl, daemonfile
 from cockpit.core.backend import Backend, backend_for
 from cockpit.core.errors import CockpitError, UsageError
 from cockpit.core.models import JSON
+from cockpit.core.ops import all_tasks
 from cockpit.core.paths import RepoPaths
 from cockpit.core.printable import printable
 from cockpit.core.states import State, parse_state
@@ -322,7 +323,7 @@ def cmd_task_list(args: argparse.Namespace) -> int:
     states = [parse_state(s).value for s in args.state or []]
 
     async def body(b: Backend) -> int:
-        result = await b.call("list_tasks", {"all": args.all, "states": states})
+        result = {"tasks": await all_tasks(b.call, {"all": args.all, "states": states})}
 
         def human() -> None:
             from cockpit.render import console, task_table

@@ -6,6 +6,9 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
+import socket
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,15 @@ READ_LIMIT = 64 * 1024 * 1024
 def _event(data: JSON) -> Event:
     return Event(seq=int(data["seq"]), ts=float(data["ts"]), task_id=data.get("task_id"),
                  type=str(data["type"]), data=dict(data.get("data") or {}), key=data.get("key"))
+
+
+def peer_uid(sock: socket.socket | None) -> int | None:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED), or None where unknown."""
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
 
 
 class DaemonClient:
@@ -45,6 +57,12 @@ class DaemonClient:
         except (OSError, TimeoutError) as exc:
             raise DaemonUnavailable(f"cannot reach the daemon at {socket_path}: {exc}; "
                                     "start it with `cockpit daemon start`") from None
+        owner = peer_uid(writer.get_extra_info("socket"))
+        if owner is not None and owner != os.getuid():
+            writer.close()
+            raise DaemonUnavailable(
+                f"the socket {socket_path} is served by another user (uid {owner}), not a daemon of yours; "
+                "refusing to talk to it: remove it and start the daemon with `cockpit daemon start`")
         try:
             greeting = json.loads(line)
         except ValueError:

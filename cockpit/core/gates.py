@@ -3,7 +3,11 @@
 Built-in gates run first, in this order:
 
 - `has-commits`: the branch has commits beyond the task's base commit;
-- `clean-tree`: nothing is left uncommitted (untracked files count, ignored files do not);
+- `clean-tree`: nothing is left uncommitted (untracked files count, ignored files do not). It is the agent's
+  verdict, taken before the repo's commands run: untracked files those commands leave behind (`__pycache__/`
+  from `python -m py_compile`, coverage data ...) are recorded as gate artefacts in the worktree's git admin
+  folder (`cockpit-gate-artefacts`) and never count against the agent when the gates run there again (a fix
+  round, `cockpit task gates`, the re-gate of a rebase before a merge);
 - `tdd`: changes to source files come with changes to test files. With `enabled=None` ("auto") it only applies
   to repos that have test files; without any it passes with the reason "no tests in repo". `enabled=False`
   leaves it out.
@@ -187,14 +191,78 @@ async def _has_commits(worktree: Path, base_sha: str, log: _Log) -> GateResult:
     return _result("has-commits", True, started, lines, None, 0)
 
 
-async def _clean_tree(worktree: Path, log: _Log) -> GateResult:
+ARTEFACTS_FILE = "cockpit-gate-artefacts"
+
+
+def _admin_dir(worktree: Path) -> Path | None:
+    """The worktree's own git admin folder: `.git` itself, or where a linked worktree's `.git` file points."""
+    dotgit = worktree / ".git"
+    try:
+        if dotgit.is_dir():
+            return dotgit
+        text = dotgit.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    admin = Path(text[len("gitdir:"):].strip())
+    return admin if admin.is_absolute() else worktree / admin
+
+
+def read_artefacts(worktree: Path) -> set[str]:
+    """Untracked paths the repo's gate commands left in `worktree` (not the agent's to commit)."""
+    admin = _admin_dir(worktree)
+    try:
+        text = (admin / ARTEFACTS_FILE).read_text(encoding="utf-8") if admin else ""
+    except OSError:
+        return set()
+    return {line for line in text.split("\0") if line}
+
+
+def _write_artefacts(worktree: Path, paths: set[str]) -> None:
+    admin = _admin_dir(worktree)
+    if admin is None:
+        return
+    with contextlib.suppress(OSError):
+        (admin / ARTEFACTS_FILE).write_text("".join(f"{p}\0" for p in sorted(paths)), encoding="utf-8")
+
+
+async def _status(worktree: Path) -> tuple[int, list[tuple[str, str]], str]:
+    """(exit code, [(XY, path)] of `git status` with every untracked file listed, error text)."""
+    code, out, err = await _git(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+    entries: list[tuple[str, str]] = []
+    parts = out.split("\0")
+    i = 0
+    while i < len(parts):
+        entry = parts[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        entries.append((entry[:2], entry[3:]))
+        if "R" in entry[:2] or "C" in entry[:2]:
+            i += 1  # the rename/copy source follows as its own field
+    return code, entries, err or out
+
+
+def _untracked(entries: list[tuple[str, str]]) -> set[str]:
+    return {path for xy, path in entries if xy == "??"}
+
+
+async def _clean_tree(worktree: Path, log: _Log, seen: set[str] | None = None) -> GateResult:
+    """`seen` receives every untracked path there is now (before the repo's commands run)."""
     started = time.monotonic()
-    code, out, err = await _git(worktree, "status", "--porcelain", "--untracked-files=all")
+    code, entries, err = await _status(worktree)
     if code != 0:
-        msg = f"git status failed: {err.strip() or out.strip()}"
+        msg = f"git status failed: {err.strip()}"
         log.write(msg + "\n")
         return _result("clean-tree", False, started, [msg], msg, code)
-    changed = [line for line in out.splitlines() if line.strip()]
+    if seen is not None:
+        seen.update(_untracked(entries))
+    artefacts = await asyncio.to_thread(read_artefacts, worktree)
+    left = [(xy, path) for xy, path in entries if not (xy == "??" and path in artefacts)]
+    if len(left) < len(entries):
+        log.write(f"left by earlier gate commands (not counted): {len(entries) - len(left)} untracked\n")
+    changed = [f"{xy} {path}" for xy, path in left]
     if changed:
         shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
         msg = f"uncommitted changes in {len(changed)} file{'s' if len(changed) != 1 else ''}: {shown}"
@@ -350,9 +418,10 @@ async def run_gates(
 ) -> list[GateResult]:
     """Run the built-in gates, then each configured command, and return every result in order."""
     log = _Log(log_path)
+    before: set[str] = set()  # untracked paths before the repo's commands ran
     plan: list[tuple[str, str, Callable[[], Awaitable[GateResult]]]] = [
         ("has-commits", f"commits beyond {base_sha[:12]}", lambda: _has_commits(worktree, base_sha, log)),
-        ("clean-tree", "nothing uncommitted", lambda: _clean_tree(worktree, log)),
+        ("clean-tree", "nothing uncommitted", lambda: _clean_tree(worktree, log, before)),
     ]
     if tdd.enabled is not False:
         mode = "auto" if tdd.enabled is None else "on"
@@ -385,4 +454,16 @@ async def run_gates(
         results.append(result)
         if on_finished is not None:
             await on_finished(result)
+    if len(specs) > 0 and await asyncio.to_thread(worktree.is_dir):
+        await _record_artefacts(worktree, before)
     return results
+
+
+async def _record_artefacts(worktree: Path, before: set[str]) -> None:
+    """Remember the untracked files the commands left (and earlier ones still there) as gate artefacts."""
+    code, entries, _err = await _status(worktree)
+    if code != 0:
+        return
+    now = _untracked(entries)
+    known = await asyncio.to_thread(read_artefacts, worktree)
+    await asyncio.to_thread(_write_artefacts, worktree, (known & now) | (now - before))

@@ -358,14 +358,15 @@ def remove_worktree(repo: Path, path: Path) -> None:
 # ----------------------------------------------------------------------------------------- cleanliness
 
 
-def dirty_files(path: Path) -> list[str]:
-    """Paths with staged, unstaged or untracked changes in the checkout at `path` (ignored files excluded)."""
+def dirty_files(path: Path, *, untracked: bool = True) -> list[str]:
+    """Paths with staged, unstaged or (with `untracked`) untracked changes in the checkout at `path` (ignored
+    files excluded)."""
     out = run_git(
         path,
         "status",
         "--porcelain=v1",
         "-z",
-        "--untracked-files=all",
+        "--untracked-files=all" if untracked else "--untracked-files=no",
         "--ignore-submodules=none",
         strip=False,
     ).stdout

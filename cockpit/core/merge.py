@@ -65,6 +65,7 @@ __all__ = [
     "preflight",
     "rebase_branch",
     "reconcile",
+    "restore_branch",
     "revert_tree",
     "rollback",
     "rollback_method",
@@ -578,11 +579,14 @@ def _unmerged_files(worktree: Path) -> list[str]:
     return sorted({name for name in out.split("\0") if name})
 
 
-def rebase_branch(worktree: Path, onto: str) -> list[str]:
+def rebase_branch(worktree: Path, onto: str, *, expected_head: str | None = None) -> list[str]:
     """Rebase the branch checked out in `worktree` onto `onto`.
 
     Returns [] on success. On a conflict the rebase is aborted (branch, index and files exactly as before)
-    and the conflicting files are returned. Refuses a worktree with uncommitted work or a detached HEAD.
+    and the conflicting files are returned. Refuses a worktree with uncommitted changes to tracked files, a
+    detached HEAD, a HEAD other than `expected_head` (when given: the commit that was gated), and untracked or
+    ignored files that the rebase would write over (named). Other untracked files (gate artefacts such as
+    `__pycache__/`) stay where they are and never block it.
     """
     symbolic = run_git(worktree, "symbolic-ref", "--quiet", "HEAD", check=False)
     if not symbolic.ok or not symbolic.stdout.startswith("refs/heads/"):
@@ -590,7 +594,7 @@ def rebase_branch(worktree: Path, onto: str) -> list[str]:
     branch = short_branch(symbolic.stdout)
     if _git_paths_exist(worktree, "rebase-merge", "rebase-apply"):
         raise RefusedError(f"a rebase is already in progress in {worktree}; finish or abort it first")
-    dirty = dirty_files(worktree)
+    dirty = dirty_files(worktree, untracked=False)
     if dirty:
         raise RefusedError(
             f"{worktree} has uncommitted changes ({_list_files(dirty, 3)}); commit them before rebasing"
@@ -599,6 +603,21 @@ def rebase_branch(worktree: Path, onto: str) -> list[str]:
     if onto_sha is None:
         raise GitError(f"cannot rebase {branch}: {onto!r} does not exist")
     before = head_sha(worktree)
+    if expected_head is not None and before != expected_head:
+        raise RefusedError(
+            f"{branch} is at {_short(before)}, not at {_short(expected_head)} as expected; "
+            "nothing was changed",
+            details={"reason": "branch_moved", "expected": expected_head, "actual": before},
+        )
+    if before is not None:
+        # The rebase starts by checking out `onto`: nothing untracked may be in the way of what that writes.
+        hits = overwritten_paths(worktree, tree_changes(worktree, before, onto_sha))
+        if hits:
+            raise RefusedError(
+                f"rebasing {branch} onto {onto} would write over {_list_files(hits)} in {worktree}, not "
+                "tracked there (ignored or untracked); nothing was changed: move them away and merge again",
+                details={"reason": "would_overwrite", "checkout": str(worktree), "files": hits},
+            )
 
     result = run_git(
         worktree,
@@ -633,6 +652,23 @@ def rebase_branch(worktree: Path, onto: str) -> list[str]:
     if conflicts:
         return conflicts
     raise GitError(f"rebase of {branch} onto {onto} failed: {result.first_error_line()}")
+
+
+def restore_branch(worktree: Path, rebased: str, original: str) -> str | None:
+    """Put the branch checked out in `worktree` back from `rebased` to `original` (undoing our rebase).
+
+    Compare-and-set: only while HEAD is still `rebased`, with `reset --keep` (local changes are kept, or it
+    refuses). Returns None when the branch is back at `original`, else one line saying why it was left.
+    """
+    head = head_sha(worktree)
+    if head == original:
+        return None
+    if head != rebased:
+        return f"it moved since the rebase (now {_short(head)}), so it was left there"
+    result = run_git(worktree, "reset", "--keep", "--quiet", original, check=False)
+    if not result.ok:
+        return f"`git reset --keep {_short(original)}` refused: {result.first_error_line()}"
+    return None
 
 
 # ---------------------------------------------------------------------------------------- build a merge

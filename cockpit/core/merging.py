@@ -243,11 +243,31 @@ def _gates_text(failed: list[GateResult]) -> str:
     return ", ".join(f"{g.name} ({g.reason})" if g.reason else g.name for g in failed)
 
 
+@dataclass(frozen=True)
+class _Rebase:
+    """A rebase this merge made of the task branch: what a refusal puts back."""
+
+    worktree: Path
+    rebased: str  # the branch's tip after the rebase
+    original: str  # its tip before: the gated commit
+    base_sha: str | None  # the task's base before
+
+
 async def _refuse(ctx: MergeContext, task_id: int, step: str, message: str, *,
-                  details: dict[str, Any] | None = None) -> NoReturn:
-    """Record merge.refused (a merging task returns to awaiting_review) and raise the refusal."""
+                  details: dict[str, Any] | None = None, undo: _Rebase | None = None) -> NoReturn:
+    """Record merge.refused (a merging task returns to awaiting_review) and raise the refusal. With `undo`,
+    the task branch this merge rebased is first put back exactly where it was."""
     extra = dict(details or {})
     cause = extra.pop("reason", None)
+    if undo is not None:
+        left = await _blocking(merge.restore_branch, undo.worktree, undo.rebased, undo.original)
+        if left is None:
+            message += f"; the task branch was put back at {_short(undo.original)}, where it was before"
+            extra["branch_restored"] = {"from_sha": undo.rebased, "to_sha": undo.original,
+                                        "base_sha": undo.base_sha}
+        else:
+            message += f"; the rebased task branch could not be put back at {_short(undo.original)}: {left}"
+            extra["branch_left"] = left
     data: dict[str, Any] = {"step": step, "reason": message, **extra}
     if cause is not None:
         data["cause"] = cause
@@ -316,6 +336,9 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
             )
     if task.state is State.DONE and task.merge is not None and task.merge.state == "merged":
         return MergeOutcome(task, _merge_json(task), None, dry_run=dry_run, already_merged=True)
+    if task.state is State.AWAITING_REVIEW and await _put_back(
+            ctx, task, "a previous merge of this task stopped after rebasing its branch"):
+        task = await store.get_task(task_id)
     if task.state is not State.AWAITING_REVIEW:
         hints = {State.ROLLED_BACK: f"; run it again with `cockpit task retry {task_id}` first",
                  State.DONE: " without a merge (a read-only result); there is nothing to merge"}
@@ -330,32 +353,44 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
     strategy = ctx.settings.merge_strategy
     message = f"Merge task {task_id}: {one_line(task.title)} (cockpit)"
 
-    pf = await asyncio.to_thread(merge.preflight, ctx.root, branch, target)
+    # What is merged is the commit the gates passed on, never a later tip of the branch.
+    pf = await asyncio.to_thread(functools.partial(merge.preflight, ctx.root, branch, target,
+                                                   gated=task.gated_sha or ""))
     report = pf.to_json()
     await store.append(task_id, "merge.preflight", {**report, "strategy": strategy, "dry_run": dry_run})
     if dry_run:
         task = await store.get_task(task_id)
         return MergeOutcome(task, _merge_json(task, would_rebase=pf.target_moved), report, dry_run=True)
     if not pf.ok:
-        await _refuse(ctx, task_id, "preflight", f"merge of task {task_id} refused: {pf.summary()}",
+        hint = ""
+        if any(check.name == "branch_gated" for check in pf.failed()):
+            hint = f"; run `cockpit task gates {task_id}` to check the branch's tip, then merge again"
+        await _refuse(ctx, task_id, "preflight", f"merge of task {task_id} refused: {pf.summary()}{hint}",
                       details={"reason": pf.reason(), "conflicts": list(pf.conflicts),
                                "files": pf.refused_files(), "preflight": report})
     await pause_point(ctx.paths, "preflight")
 
-    rebased = False
+    undo: _Rebase | None = None
+    commit = pf.branch_sha
     if pf.target_moved:
-        await _rebase_and_regate(ctx, task, pf)
-        rebased = True
+        try:
+            undo = await _rebase_and_regate(ctx, task, pf)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await _put_back(ctx, await store.get_task(task_id), "the merge was cancelled")
+            raise
+        commit = undo.rebased
+    rebased = undo is not None
 
     # Without a rebase the preflight's tips and merged tree are fresh: the build is one `commit-tree`. After a
-    # rebase (the gates ran meanwhile) the build reads the tips and merges again.
+    # rebase (the gates ran meanwhile) the build reads the target again and merges the rebased commit.
     try:
         planned = await asyncio.to_thread(functools.partial(
             merge.build_merge_commit, ctx.root, branch, target, strategy, message,
-            preflight=None if rebased else pf))
+            preflight=None if rebased else pf, commit=commit))
     except CockpitError as exc:  # a conflict that appeared meanwhile, nothing to merge, a git failure
         await _refuse(ctx, task_id, "build", f"merge of task {task_id} refused: {exc.message}",
-                      details=exc.details)
+                      details=exc.details, undo=undo)
     # The rollback point and the planned merge are on record before anything moves.
     await store.append(task_id, "merge.started", {**planned.to_json(), "branch": branch})
 
@@ -382,7 +417,7 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
     except RefusedError as exc:
         # A verify failure or a refused compare-and-set: nothing was written, the task can be merged again.
         await _refuse(ctx, task_id, step, f"merge of task {task_id} refused: {exc.message}",
-                      details=exc.details)
+                      details=exc.details, undo=undo)
     except BaseException as exc:
         # Anything unexpected (or a cancellation) after merge.started: the ref says what happened.
         reason = "the merge was cancelled" if isinstance(exc, asyncio.CancelledError) else \
@@ -391,18 +426,61 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
             settled = await _settle(ctx, await store.get_task(task_id), reason)
             if settled.state is State.DONE and not isinstance(exc, asyncio.CancelledError):
                 return MergeOutcome(settled, _merge_json(settled), report, rebased=rebased)
+            if settled.state is State.AWAITING_REVIEW:
+                await _put_back(ctx, settled, reason)
         raise
     task, finished = await _finish(ctx, task_id, planned.target, planned.merge_sha, planned.rollback_sha,
                                    planned.strategy)
     return MergeOutcome(task, _merge_json(task, **finished), report, rebased=rebased)
 
 
-async def _rebase_and_regate(ctx: MergeContext, task: Task, pf: merge.Preflight) -> None:
-    """The target moved since the task branched: rebase the task branch onto its tip, run the gates again."""
+# Events after a merge.rebased that settle what became of the rebased branch.
+_REBASE_SETTLED = frozenset({"merge.finished", "task.awaiting_review", "task.executing", "task.approved"})
+
+
+async def _dangling_rebase(ctx: MergeContext, task: Task) -> _Rebase | None:
+    """The rebase a merge made of the task branch and never concluded (merged, or put back), if any."""
+    for event in reversed(await ctx.store.task_events(task.id)):
+        d = event.data
+        if event.type in _REBASE_SETTLED or (
+                event.type == "merge.refused" and ("branch_restored" in d or "branch_left" in d)):
+            return None
+        if event.type == "merge.rebased":
+            if not task.worktree or not d.get("from_sha") or not d.get("to_sha"):
+                return None
+            return _Rebase(Path(task.worktree), str(d["to_sha"]), str(d["from_sha"]),
+                           d.get("previous_base_sha"))
+    return None
+
+
+async def _put_back(ctx: MergeContext, task: Task, why: str) -> bool:
+    """Put back a task branch that a stopped merge rebased (see `_dangling_rebase`); True when it recorded
+    something."""
+    undo = await _dangling_rebase(ctx, task)
+    if undo is None:
+        return False
+    left = await _blocking(merge.restore_branch, undo.worktree, undo.rebased, undo.original)
+    data: dict[str, Any] = {"step": "reconcile", "cause": "interrupted"}
+    if left is None:
+        data["reason"] = f"{why}; the task branch was put back at {_short(undo.original)} (before the rebase)"
+        data["branch_restored"] = {"from_sha": undo.rebased, "to_sha": undo.original,
+                                   "base_sha": undo.base_sha}
+    else:
+        data["reason"] = f"{why}; the rebased task branch could not be put back: {left}"
+        data["branch_left"] = left
+    await ctx.store.append(task.id, "merge.refused", data)
+    return True
+
+
+async def _rebase_and_regate(ctx: MergeContext, task: Task, pf: merge.Preflight) -> _Rebase:
+    """The target moved since the task branched: rebase the task branch onto its tip, run the gates again.
+
+    Any refusal once the branch is rebased puts it back where it was (the gated commit)."""
     task_id = task.id
     target = pf.target
     onto = pf.target_sha
-    assert onto is not None  # preflight passed
+    original = pf.branch_sha
+    assert onto is not None and original is not None  # preflight passed
     worktree = Path(task.worktree) if task.worktree else None
     if worktree is None or not await asyncio.to_thread(worktree.is_dir):
         await _refuse(ctx, task_id, "rebase",
@@ -410,10 +488,11 @@ async def _rebase_and_regate(ctx: MergeContext, task: Task, pf: merge.Preflight)
                       f"branch cannot be rebased; run it again with `cockpit task retry {task_id}`",
                       details={"reason": "no_worktree"})
     try:
-        conflicts = await _blocking(merge.rebase_branch, worktree, onto)
+        conflicts = await _blocking(functools.partial(merge.rebase_branch, worktree, onto,
+                                                      expected_head=original))
     except CockpitError as exc:
         await _refuse(ctx, task_id, "rebase", f"merge of task {task_id} refused: {exc.message}",
-                      details={"reason": "rebase_failed"})
+                      details={**exc.details, "reason": exc.details.get("reason", "rebase_failed")})
     if conflicts:
         await _refuse(
             ctx, task_id, "rebase",
@@ -422,16 +501,31 @@ async def _rebase_and_regate(ctx: MergeContext, task: Task, pf: merge.Preflight)
             f"run the task again with `cockpit task retry {task_id}`",
             details={"reason": "conflicts", "conflicts": conflicts})
     head = await asyncio.to_thread(git.head_sha, worktree)
+    assert head is not None  # the rebase just succeeded
+    undo = _Rebase(worktree, head, original, task.base_sha)
     await ctx.store.append(task_id, "merge.rebased", {"onto": onto, "base_sha": onto, "target": target,
-                                                      "from_sha": pf.branch_sha, "to_sha": head})
+                                                      "from_sha": original, "to_sha": head,
+                                                      "previous_base_sha": task.base_sha})
     await pause_point(ctx.paths, "rebased")
+    if head == onto:
+        await _refuse(ctx, task_id, "rebase",
+                      f"rebasing {pf.branch} onto {target}'s new tip {_short(onto)} left no commits: "
+                      f"{target} already has the task's changes, so there is nothing to merge",
+                      details={"reason": "nothing_to_merge"}, undo=undo)
     failed = _failed_gates(await _run_gates(ctx, task_id, worktree, onto, "rebase"))
     if failed:
         await _refuse(ctx, task_id, "gates",
                       f"task {task_id} was rebased onto {target}'s new tip {_short(onto)} and the gates "
                       f"failed there: {_gates_text(failed)}; {target} was not moved (fix the branch, or "
                       "retry the task)",
-                      details={"reason": "gates_failed", "gates": [g.to_json() for g in failed]})
+                      details={"reason": "gates_failed", "gates": [g.to_json() for g in failed]}, undo=undo)
+    after = await asyncio.to_thread(git.head_sha, worktree)
+    if after != head:
+        await _refuse(ctx, task_id, "gates",
+                      f"the task branch moved while the gates ran on the rebased commit {_short(head)} (now "
+                      f"{_short(after)}); nothing was merged: run `cockpit task gates {task_id}` and merge "
+                      "again", details={"reason": "branch_moved"}, undo=undo)
+    return undo
 
 
 async def _verify(ctx: MergeContext, task_id: int, planned: merge.PlannedMerge) -> list[GateResult]:
@@ -526,9 +620,13 @@ async def reconcile_merging(ctx: MergeContext, *, wait: bool = True) -> list[Tas
     async with merge_lock(ctx.paths, wait=wait):
         await asyncio.to_thread(_clean_scratch, ctx)
         settled: list[Task] = []
+        why = "the merge was interrupted (the process running it stopped)"
         for task in await ctx.store.list_tasks([State.MERGING]):
-            why = "the merge was interrupted (the process running it stopped)"
             settled.append(await _settle(ctx, task, why))
+        # A merge that stopped after rebasing the task branch (killed, or cancelled) puts it back.
+        for task in await ctx.store.list_tasks([State.AWAITING_REVIEW]):
+            if await _put_back(ctx, task, why):
+                settled.append(await ctx.store.get_task(task.id))
         return settled
 
 

@@ -222,6 +222,7 @@ class Task:
     script: str | None = None
     progress: str | None = None
     gates: list[GateResult] = field(default_factory=list)
+    gated_sha: str | None = None  # the commit the gates last passed on: what a merge takes, exactly
     failure: str | None = None
     # Real agents: the agent's last words (end of turn or done report) and its token usage per run.
     last_message: str | None = None
@@ -272,6 +273,7 @@ class Task:
             "script": self.script,
             "progress": self.progress,
             "gates": [g.to_json() for g in self.gates],
+            "gated_sha": self.gated_sha,
             "failure": self.failure,
             "last_message": self.last_message,
             "usage": {**usage_totals(self.usage_runs), "runs": [r.to_json() for r in self.usage_runs]},
@@ -313,6 +315,7 @@ class Task:
             script=data.get("script"),
             progress=data.get("progress"),
             gates=[GateResult.from_json(g) for g in data.get("gates", [])],
+            gated_sha=data.get("gated_sha"),
             failure=data.get("failure"),
             last_message=data.get("last_message"),
             usage_runs=[RunUsage.from_json(r) for r in (data.get("usage") or {}).get("runs", [])],

@@ -13,12 +13,29 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cockpit.core.errors import UsageError
-from cockpit.core.models import JSON, Task, usage_totals
+from cockpit.core.models import JSON, Task
 from cockpit.core.protocol import PROTOCOL_VERSION
 from cockpit.core.service import TaskService
 from cockpit.core.states import State, parse_state
 
 Handler = Callable[[dict[str, Any]], Awaitable[JSON]]
+
+# list_tasks pages: at most this many tasks, and no more once their text passes LIST_PAGE_TEXT characters, so
+# a reply stays far below a client's read limit however much a peer wrote.
+LIST_PAGE = 500
+LIST_PAGE_TEXT = 8 * 1024 * 1024
+
+
+async def all_tasks(call: Callable[[str, dict[str, Any]], Awaitable[JSON]],
+                    args: dict[str, Any]) -> list[JSON]:
+    """Every task `list_tasks` with `args` names, page after page."""
+    tasks: list[JSON] = []
+    cursor: int | None = 0
+    while cursor is not None:
+        page = await call("list_tasks", {**args, "cursor": cursor})
+        tasks.extend(page["tasks"])
+        cursor = page.get("next_cursor")
+    return tasks
 
 # Core modules that add ops (each defines `install_ops(ops: Ops) -> None`): served by the daemon and run
 # in-process by the CLI alike.
@@ -146,14 +163,43 @@ class Ops:
         return await self.task_json(await self.service.store.get_task(arg_int(args, "id")))
 
     async def list_tasks(self, args: dict[str, Any]) -> JSON:
+        """One page of tasks in id order: at most `limit` (default and most: `LIST_PAGE`), and fewer when
+        their text is long; `next_cursor` (the last id, or null at the end) asks for the next page."""
         states = arg_states(args, "states")
         if not states and not arg_bool(args, "all"):
             states = [s for s in State if s not in (State.DONE, State.REJECTED, State.CANCELLED)]
-        tasks = await self.service.store.list_tasks(states or None)
-        # Token usage of every task of the repo (not only those listed): what its agents cost so far.
-        every = tasks if not states else await self.service.store.list_tasks()
-        usage = {**usage_totals([r for t in every for r in t.usage_runs]), "repo": self.service.repo_name}
-        return {"tasks": [await self.task_json(t) for t in tasks], "usage": usage}
+        limit = args.get("limit", LIST_PAGE)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIST_PAGE:
+            raise UsageError(f"limit must be a whole number from 1 to {LIST_PAGE}", code="bad_request")
+        cursor = args.get("cursor") or 0
+        if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+            raise UsageError("cursor must be the next_cursor of the page before", code="bad_request")
+        tasks = await self.service.store.list_tasks(states or None, after_id=cursor, limit=limit + 1)
+        more = len(tasks) > limit
+        page: list[JSON] = []
+        size = 0
+        for task in tasks[:limit]:
+            if page and size > LIST_PAGE_TEXT:
+                more = True
+                break
+            page.append(await self.task_json(task))
+            size += len(task.description) + len(task.title) + 200 * len(task.plan)
+        return {"tasks": page, "next_cursor": page[-1]["id"] if more and page else None,
+                "usage": await self.repo_usage()}
+
+    async def repo_usage(self) -> JSON:
+        """Token usage of every task of the repo (not only those listed): the last reading of each run."""
+        rows = await self.service.store.query(
+            "SELECT SUM(json_extract(data, '$.input_tokens')), SUM(json_extract(data, '$.output_tokens')),"
+            " SUM(json_extract(data, '$.cost_usd')), COUNT(json_extract(data, '$.cost_usd'))"
+            " FROM events AS e WHERE type = 'agent.usage' AND seq = (SELECT MAX(seq) FROM events AS l"
+            "  WHERE l.type = 'agent.usage' AND l.task_id = e.task_id"
+            "  AND json_extract(l.data, '$.run') = json_extract(e.data, '$.run'))",
+            (),
+        )
+        tokens_in, tokens_out, cost, costed = rows[0] if rows else (None, None, None, 0)
+        return {"input_tokens": int(tokens_in or 0), "output_tokens": int(tokens_out or 0),
+                "cost_usd": round(float(cost), 6) if costed else None, "repo": self.service.repo_name}
 
     async def approve_task(self, args: dict[str, Any]) -> JSON:
         task_id = arg_int(args, "id")

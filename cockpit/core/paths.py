@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cockpit.core.errors import NotARepoError
+from cockpit.core.errors import CockpitError, NotARepoError
 
 # sun_path holds 108 bytes on Linux including the NUL; keep a margin.
 MAX_SOCKET_PATH = 100
@@ -117,7 +119,23 @@ class RepoPaths:
 
 
 def runtime_dir() -> Path:
+    """`$XDG_RUNTIME_DIR/cockpit-<uid>` (or under /tmp): created 0700, and refused unless it is a real
+    directory owned by this user with mode 0700, since whoever controls it could serve a fake daemon."""
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     path = Path(base) / f"cockpit-{os.getuid()}"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700, parents=True)
+    info = path.lstat()
+    fix = "remove it (or set XDG_RUNTIME_DIR to a private directory) and try again"
+    if stat.S_ISLNK(info.st_mode):
+        raise CockpitError(f"the socket directory {path} is a symbolic link; {fix}", code="unsafe_socket_dir")
+    if not stat.S_ISDIR(info.st_mode):
+        raise CockpitError(f"the socket directory {path} is not a directory; {fix}", code="unsafe_socket_dir")
+    if info.st_uid != os.getuid():
+        raise CockpitError(f"the socket directory {path} is owned by uid {info.st_uid}, not you "
+                           f"(uid {os.getuid()}); {fix}", code="unsafe_socket_dir")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        mode = stat.S_IMODE(info.st_mode)
+        raise CockpitError(f"the socket directory {path} has mode {mode:04o}, not 0700: others could "
+                           f"replace the daemon's socket; {fix}", code="unsafe_socket_dir")
     return path

@@ -108,7 +108,7 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
         task.approved_by = d.get("by")
         task.failure = None
         if d.get("fresh"):
-            task.branch = task.worktree = task.base_sha = task.pane = None
+            task.branch = task.worktree = task.base_sha = task.pane = task.gated_sha = None
             task.attempt = 0
         if d.get("retry") or d.get("fresh"):
             # A retried task's delegate steps that failed are tried again; the children its agent made that
@@ -169,6 +169,9 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
         task.progress = None
     elif t == "task.gating":
         task.gates = []
+        task.gated_sha = None
+    elif t == "task.awaiting_review":
+        task.gated_sha = d.get("gated_sha")
     elif t == "gate.finished":
         result = GateResult.from_json(d)
         task.gates = [g for g in task.gates if g.name != result.name] + [result]
@@ -189,6 +192,9 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
         # The task branch was rebased onto the target's new tip before merging: that tip is its new base.
         task.base_sha = d.get("base_sha") or task.base_sha
     elif t == "merge.refused":
+        restored = d.get("branch_restored")
+        if isinstance(restored, dict) and restored.get("base_sha"):
+            task.base_sha = restored["base_sha"]  # the refused merge put the branch back where it was
         if task.merge is not None and task.merge.state != "merged":
             task.merge.state = "refused"
             task.merge.detail = d.get("reason")

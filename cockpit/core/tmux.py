@@ -127,7 +127,8 @@ def _arg(text: str) -> str:
 
 
 def _format_literal(text: str) -> str:
-    """Text that tmux format-expands (run-shell, pipe-pane) but must stay as written."""
+    """Text that tmux format-expands (run-shell, pipe-pane, and the -s, -n, -c of new-session, new-window
+    and respawn-pane) but must stay as written."""
     return text.replace("#", "##")
 
 
@@ -369,7 +370,7 @@ class TmuxPanes:
             if died_signal is not None:
                 self._tmux("set-hook", "-p", "-t", pane_id, "pane-died", died_hook_command(died_signal))
             self._tmux(
-                "respawn-pane", "-k", "-t", pane_id, "-c", _arg(str(cwd)), *env_args,
+                "respawn-pane", "-k", "-t", pane_id, "-c", _arg(_format_literal(str(cwd))), *env_args,
                 "/bin/sh", "-c", _WRAPPER, "cockpit-task", _arg(command),
             )  # fmt: skip
         except (TmuxError, _Missing) as error:
@@ -507,14 +508,16 @@ class TmuxPanes:
 
     def _new_window(self, window_name: str, cwd: Path, argv: list[str]) -> str:
         """Create the window (and the session and server when missing); return its pane id."""
-        shape = ["-d", "-P", "-F", "#{pane_id}", "-n", _arg(window_name), "-c", _arg(str(cwd))]
+        # -s, -n and -c are format-expanded by tmux: a `#(...)` in a repo's path or name would run.
+        shape = ["-d", "-P", "-F", "#{pane_id}", "-n", _arg(_format_literal(window_name)),
+                 "-c", _arg(_format_literal(str(cwd)))]
         command = [_arg(arg) for arg in argv]
         if self._tmux_or_none("has-session", "-t", f"={self.session_name}") is None:
             width, height = SESSION_SIZE
             try:
                 out = self._tmux(
-                    "new-session", "-s", self.session_name, "-x", str(width), "-y", str(height),
-                    *shape, *command,
+                    "new-session", "-s", _format_literal(self.session_name),
+                    "-x", str(width), "-y", str(height), *shape, *command,
                 )  # fmt: skip
                 return out[0]
             except (TmuxError, _Missing) as error:

@@ -1178,6 +1178,8 @@ class Executor:
                     task_id, "gate.finished", {**result.to_json(), "attempt": task.attempt}
                 )
 
+            # The commit the gates check: a merge takes exactly it (a later commit needs the gates again).
+            gated_sha = await asyncio.to_thread(self._head, worktree)
             results = await run_gates(
                 worktree,
                 base_sha,
@@ -1195,7 +1197,9 @@ class Executor:
                         task_id, "task.failed", {"reason": reason, "stage": "review_guard"}
                     )
                 else:
-                    await self.store.append(task_id, "task.awaiting_review", {"attempt": task.attempt})
+                    await self.store.append(
+                        task_id, "task.awaiting_review", {"attempt": task.attempt, "gated_sha": gated_sha}
+                    )
                 return
             if not gates_only and fix_round < settings.fix_attempts:
                 await self._start_fix(task_id, failed, fix_round + 1)
@@ -1213,6 +1217,11 @@ class Executor:
         except Exception as exc:
             log.exception("task %d: running the gates crashed", task_id)
             await self._fail_quietly(task_id, f"running the gates crashed: {exc}")
+
+    def _head(self, worktree: Path) -> str | None:
+        from cockpit.core import git
+
+        return git.head_sha(worktree)
 
     def _base_sha(self, worktree: Path) -> str:
         from cockpit.core import git

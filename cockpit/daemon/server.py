@@ -36,6 +36,10 @@ log = logging.getLogger("cockpit.daemon")
 
 # A subscriber this far behind is cut off rather than allowed to grow the daemon's memory without bound.
 MAX_BUFFERED = 64 * 1024 * 1024
+# Connections served at once; one more is told so and closed (each may hold a 1 MiB half-line).
+MAX_CONNECTIONS = 64
+# A line begun and left unfinished this long closes its connection: a half-line is not held for ever.
+LINE_IDLE_S = float(os.environ.get("COCKPIT_LINE_IDLE_S", "30"))
 
 
 class Component(Protocol):
@@ -58,6 +62,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.connections = 0
         self.ops.handlers["wait_task"] = self._no_stream
         self.ops.handlers["subscribe"] = self._no_stream
         self._create = self.ops.handlers["create_task"]
@@ -180,8 +185,18 @@ class Daemon:
                 writer.write(encode(error(None, "forbidden", "only the daemon's own user may connect")))
                 await writer.drain()
                 return
-            writer.write(encode(hello(self.service.repo_name, str(self.paths.root), os.getpid())))
-            await Connection(self, reader, writer).serve()
+            if self.connections >= MAX_CONNECTIONS:
+                writer.write(encode(error(None, "too_many_connections",
+                                          f"the daemon already serves {MAX_CONNECTIONS} connections; close "
+                                          "some and connect again")))
+                await writer.drain()
+                return
+            self.connections += 1
+            try:
+                writer.write(encode(hello(self.service.repo_name, str(self.paths.root), os.getpid())))
+                await Connection(self, reader, writer).serve()
+            finally:
+                self.connections -= 1
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:
@@ -227,7 +242,14 @@ class Connection:
         framer = LineFramer()
         try:
             while True:
-                data = await self.reader.read(65536)
+                try:
+                    async with asyncio.timeout(LINE_IDLE_S if framer.partial else None):
+                        data = await self.reader.read(65536)
+                except TimeoutError:
+                    self.send(error(None, "idle", f"a request line was left unfinished for {LINE_IDLE_S:g}s; "
+                                                  "closing the connection"))
+                    await self.writer.drain()
+                    break
                 if not data:
                     break
                 for line in framer.feed(data):

@@ -28,6 +28,7 @@ from cockpit.core.backend import Backend, open_local
 from cockpit.core.client import DaemonClient
 from cockpit.core.errors import CockpitError, DaemonUnavailable
 from cockpit.core.models import JSON, Event, Task
+from cockpit.core.ops import all_tasks
 from cockpit.core.paths import RepoPaths
 from cockpit.core.remote.daemons import HostedRepo
 from cockpit.core.remote.ssh import HostUnreachable
@@ -210,9 +211,12 @@ class RepoLink:
         if not self.model.loaded:
             self._set_mode(CONNECTING, "loading tasks")
             before = int((await client.call("status", timeout=REPLY_TIMEOUT_S))["last_seq"])
-            listed = await client.call("list_tasks", {"all": True}, timeout=REPLY_TIMEOUT_S)
+            async def page(op: str, args: dict[str, Any]) -> JSON:
+                return await client.call(op, args, timeout=REPLY_TIMEOUT_S)
+
+            listed = await all_tasks(page, {"all": True})
             after = int((await client.call("status", timeout=REPLY_TIMEOUT_S))["last_seq"])
-            self.model.load([Task.from_json(t) for t in listed["tasks"]], before, after)
+            self.model.load([Task.from_json(t) for t in listed], before, after)
             quiet_until = after
         self._changed()
         await client.call("subscribe", {"since": self.model.last_seq}, timeout=REPLY_TIMEOUT_S)

@@ -105,3 +105,5 @@ def test_a_host_that_is_down_refuses_delegation_and_nothing_is_lost(
     listing = cli("workspace", "list", "--json", cwd=short_tmp)
     listed = {r["name"]: r for r in listing.json["repos"]}
     assert listed["api"]["daemon"] == "unreachable" and listed["web"]["daemon"] == "up"
+    human = cli("workspace", "list", cwd=short_tmp)
+    assert "⊘ build-box unreachable" in human.stdout and "build-box:" in human.stdout, human.stdout

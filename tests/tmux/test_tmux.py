@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cockpit.core.errors import TmuxError
-from cockpit.core.tmux import PaneRef, TmuxPanes, read_died_signal, tmux_available
+from cockpit.core.tmux import PaneRef, TmuxPanes, read_died_signal, session_name_for, tmux_available
 from tests.support.tmuxserver import private_tmux_socket, tmux_server_running
 from tests.support.waiting import wait_until
 
@@ -496,3 +496,30 @@ def test_no_tmux_server_survives_a_test(
     start(panes, worktree, log_path, "read x")
 
     assert tmux_server_running(socket)
+
+
+@pytest.mark.parametrize("session", ["proj#(touch {marker})x", "proj#{pane_id}", "proj##x"])
+def test_hash_in_names_and_paths_is_literal_and_runs_nothing(
+    tmux_socket: str, tmp_path: Path, session: str
+) -> None:
+    # A repo directory named `proj#(touch X)x` ran the command through tmux's format expansion, and
+    # `#{pane_id}` in a name made every later lookup miss.
+    marker = tmp_path / "ran"
+    name = session.replace("{marker}", str(marker))
+    cwd = tmp_path / name
+    cwd.mkdir(parents=True)
+    log = tmp_path / "logs" / f"{name}.log"
+    panes = TmuxPanes(tmux_socket, f"cockpit-{name}")
+    signal = tmp_path / "signals" / "task-1.died"
+    pane = panes.start_window("task-1", cwd, "pwd", log_path=log, died_signal=signal)
+    assert panes.session_name == session_name_for(f"cockpit-{name}")
+    wait_until(lambda: read_died_signal(signal) is not None, message="the pane should exit")
+    assert read_died_signal(signal) == 0
+    assert str(cwd) in log_text(log)
+    assert panes.find_pane("task-1") == pane
+    listed = subprocess.run(["tmux", "-L", tmux_socket, "list-sessions", "-F", "#{session_name}"],
+                            capture_output=True, text=True, check=True).stdout.split("\n")
+    assert panes.session_name in listed
+    shell = panes.open_shell("shell-1", cwd)
+    assert panes.find_pane("shell-1") == shell
+    assert not marker.exists(), "a #() in a name or path must never run"

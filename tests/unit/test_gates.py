@@ -367,3 +367,22 @@ async def test_footer_starts_on_its_own_line(worktree: tuple[Path, str], short_t
     log = short_tmp / "g.log"
     await run_gates(path, base, [GateSpec("nonl", "printf 'no newline at the end'")], tdd=OFF, log_path=log)
     assert "no newline at the end\n===== gate nonl: passed" in log.read_text()
+
+
+async def test_clean_tree_is_the_agents_verdict_not_the_gates_artefacts(
+    worktree: tuple[Path, str], short_tmp: Path
+) -> None:
+    path, base = worktree
+    commit(path, {"src/app.py": "x = 2\n", "tests/test_app.py": "# changed\n"})
+    compile_gate = [GateSpec("compile", "python3 -m py_compile src/app.py", 30)]
+    first = by_name(await run_gates(path, base, compile_gate, tdd=OFF, log_path=short_tmp / "g.log"))
+    assert first["clean-tree"].status == "passed" and first["compile"].status == "passed"
+    assert any((path / "src" / "__pycache__").iterdir())  # the gate left bytecode behind, untracked
+    # Run again (a fix round, `cockpit task gates`, the re-gate of a rebase): the bytecode is the gates' own.
+    again = by_name(await run_gates(path, base, compile_gate, tdd=OFF, log_path=short_tmp / "g.log"))
+    assert again["clean-tree"].status == "passed", again["clean-tree"].reason
+    # What the agent leaves uncommitted still counts.
+    (path / "forgotten.txt").write_text("not committed\n")
+    dirty = by_name(await run_gates(path, base, [], tdd=OFF, log_path=short_tmp / "g.log"))["clean-tree"]
+    assert dirty.status == "failed" and "forgotten.txt" in " ".join(dirty.log_tail)
+    assert "__pycache__" not in " ".join(dirty.log_tail)

@@ -297,13 +297,22 @@ def test_conflicting_rebase_is_aborted_and_names_files(setup: Setup) -> None:
     ).exists()
 
 
-def test_rebase_refuses_dirty_worktree(setup: Setup) -> None:
+def test_rebase_refuses_uncommitted_changes_to_tracked_files(setup: Setup) -> None:
     work = setup.work({"feature.txt": "f\n"})
     setup.on_main({"other.txt": "o\n"})
-    (setup.wt / "scratch.txt").write_text("wip\n")
+    (setup.wt / "feature.txt").write_text("wip\n")
     with pytest.raises(RefusedError, match="uncommitted"):
         mg.rebase_branch(setup.wt, "main")
     assert git(setup.wt, "rev-parse", "HEAD") == work
+    assert (setup.wt / "feature.txt").read_text() == "wip\n"
+
+
+def test_rebase_keeps_untracked_files_that_are_not_in_the_way(setup: Setup) -> None:
+    setup.work({"feature.txt": "f\n"})
+    moved = setup.on_main({"other.txt": "o\n"})
+    (setup.wt / "scratch.txt").write_text("wip\n")
+    assert mg.rebase_branch(setup.wt, "main") == []
+    assert git(setup.wt, "rev-parse", "HEAD^") == moved
     assert (setup.wt / "scratch.txt").read_text() == "wip\n"
 
 

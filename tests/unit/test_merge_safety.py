@@ -7,6 +7,7 @@ refusal after a rebase, and titles no commit message can hold.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -16,15 +17,18 @@ from typing import Any
 import pytest
 
 from cockpit.core import git as cg
+from cockpit.core import merge as mg
 from cockpit.core import merging
 from cockpit.core.config import Settings
 from cockpit.core.errors import RefusedError
+from cockpit.core.gates import TddRule, run_gates
 from cockpit.core.models import GateSpec, Task
 from cockpit.core.paths import RepoPaths
 from cockpit.core.states import State
 from cockpit.core.store import Store
 from tests.support.gitrepos import git
-from tests.support.tasks import init_cockpit, reviewable_task
+from tests.support.tasks import commit_files, init_cockpit, reviewable_task
+from tests.support.waiting import async_wait_until
 
 BASE_FILES = {"README.md": "# demo\n", "app.txt": "line 1\nline 2\nline 3\n", ".gitignore": "*.env\nbuild/\n"}
 
@@ -82,6 +86,10 @@ def force_commit(files: dict[str, str], symlinks: dict[str, str] | None = None,
         git(worktree, "commit", "-q", "-m", message)
 
     return prepare
+
+
+def pycache(worktree: str) -> list[Path]:
+    return list((Path(worktree) / "__pycache__").iterdir())
 
 
 def state_intact(paths: RepoPaths) -> bool:
@@ -223,3 +231,172 @@ async def test_task_intake_refuses_control_characters(env: Env) -> None:
     assert await env.store.list_tasks() == []
     ok = await service.create_task("fix it\n\twith a tab and\r\nlines", classify=False)
     assert ok.title == "fix it"
+
+
+# ------------------------------------------------------------------------------------ merge what was gated
+
+
+def commit_in(worktree: Path, name: str, content: str, message: str = "a leftover process") -> str:
+    (worktree / name).write_text(content)
+    git(worktree, "add", name)
+    git(worktree, "commit", "-q", "-m", message)
+    return git(worktree, "rev-parse", "HEAD")
+
+
+async def test_a_commit_after_the_gates_passed_is_never_merged_unreviewed(env: Env) -> None:
+    task = await env.task({"feature.txt": "new\n"})
+    assert task.worktree is not None and task.gated_sha == env.tip(task.branch or "")
+    late = commit_in(Path(task.worktree), "backdoor.txt", "unreviewed\n")
+    before = env.tip()
+    refusal = await env.refused(task.id)
+    assert refusal.details["step"] == "preflight" and refusal.details["reason"] == "branch_moved"
+    assert "moved since its gates passed" in refusal.message
+    assert f"cockpit task gates {task.id}" in refusal.message
+    await assert_untouched(env, task, before)
+    assert env.tip(task.branch or "") == late  # the branch itself is left as it is
+
+
+async def test_without_a_gated_commit_on_record_the_merge_asks_for_the_gates(env: Env) -> None:
+    task = await env.task({"feature.txt": "new\n"})
+    for type_ in ("task.approved", "task.executing", "task.gating"):
+        await env.store.append(task.id, type_, {"attempt": 2})
+    await env.store.append(task.id, "task.awaiting_review", {})  # as recorded before gated commits existed
+    refusal = await env.refused(task.id)
+    assert "branch_gated" in refusal.message and f"cockpit task gates {task.id}" in refusal.message
+
+
+async def test_the_gated_commit_is_merged_even_if_the_branch_moves_during_verify(env: Env) -> None:
+    task = await env.task({"feature.txt": "new\n"})
+    assert task.worktree is not None
+    gated = task.gated_sha
+    # A process left behind commits on the task branch while the verify gates run.
+    env.settings.gates = [GateSpec("sneak", f"cd {task.worktree} && echo x > sneak.txt && git add sneak.txt "
+                                            "&& git commit -q -m sneak", 30)]
+    outcome = await env.merge(task.id)
+    assert outcome.task.state is State.DONE and outcome.task.merge is not None
+    merge_sha = outcome.task.merge.merge_sha or ""
+    assert git(env.root, "rev-list", "--parents", "-n", "1", merge_sha).split()[1:] == [
+        outcome.task.merge.rollback_sha, gated]
+    assert not (env.root / "sneak.txt").exists()
+
+
+# ---------------------------------------------------------------------- gate artefacts and the rebase
+
+
+async def test_untracked_gate_artefacts_never_block_the_rebase(env: Env) -> None:
+    env.settings.gates = [GateSpec("compile", "python3 -m py_compile mod.py", 30)]
+    task = await env.task({"mod.py": "x = 1\n"})
+    assert task.worktree is not None and task.base_sha is not None
+    # The task's gates ran in its worktree, as the execution layer runs them: they leave __pycache__/ there.
+    gated = await run_gates(Path(task.worktree), task.base_sha, env.settings.gates,
+                            tdd=TddRule(enabled=False), log_path=env.paths.gate_log(task.id))
+    assert all(g.status == "passed" for g in gated) and pycache(task.worktree)
+    moved = commit_files(env.root, {"other.txt": "from main\n"}, "main moved")
+    outcome = await env.merge(task.id)
+    assert outcome.rebased is True and outcome.task.state is State.DONE
+    assert outcome.task.merge is not None and outcome.task.merge.rollback_sha == moved
+    rebase_gates = {e.data["name"]: e.data["status"] for e in await env.store.task_events(task.id)
+                    if e.type == "gate.finished" and e.data.get("phase") == "rebase"}
+    assert rebase_gates["clean-tree"] == "passed", rebase_gates
+
+
+async def test_an_untracked_file_the_rebase_would_overwrite_is_named_and_kept(env: Env) -> None:
+    task = await env.task({"feature.txt": "new\n"})
+    assert task.worktree is not None
+    notes = Path(task.worktree) / "notes.txt"
+    notes.write_text("the agent's notes\n")
+    commit_files(env.root, {"notes.txt": "from main\n"}, "main adds notes.txt")
+    branch_tip = env.tip(task.branch or "")
+    before = env.tip()
+    refusal = await env.refused(task.id)
+    assert refusal.details["step"] == "rebase" and "notes.txt" in refusal.message
+    assert env.tip() == before and env.tip(task.branch or "") == branch_tip
+    assert notes.read_text() == "the agent's notes\n"
+
+
+# ----------------------------------------------------------------------- a refusal restores the branch
+
+
+async def test_gates_failing_after_the_rebase_put_the_task_branch_back(env: Env) -> None:
+    env.settings.gates = [GateSpec("no-other", "test ! -f other.txt", 30)]
+    task = await env.task({"feature.txt": "new\n"})
+    assert task.worktree is not None
+    branch_tip, base = env.tip(task.branch or ""), task.base_sha
+    commit_files(env.root, {"other.txt": "from main\n"}, "main moved")
+    refusal = await env.refused(task.id)
+    assert refusal.details["step"] == "gates"
+    assert "put back" in refusal.message
+    assert env.tip(task.branch or "") == branch_tip
+    assert git(Path(task.worktree), "rev-parse", "HEAD") == branch_tip
+    assert git(Path(task.worktree), "status", "--porcelain") == ""
+    after = await env.store.get_task(task.id)
+    assert after.state is State.AWAITING_REVIEW and after.base_sha == base and after.gated_sha == branch_tip
+
+
+async def test_a_rebase_that_leaves_no_commits_is_refused_and_undone(env: Env) -> None:
+    task = await env.task({"feature.txt": "new\n"})
+    branch_tip = env.tip(task.branch or "")
+    # main already has the task's change (and more): replaying the task's commit leaves nothing.
+    commit_files(env.root, {"feature.txt": "new\n", "other.txt": "x\n"}, "main has it already")
+    refusal = await env.refused(task.id)
+    assert refusal.details["step"] == "rebase" and "already" in refusal.message
+    assert "committed nothing" not in refusal.message
+    assert env.tip(task.branch or "") == branch_tip
+    after = await env.store.get_task(task.id)
+    assert after.state is State.AWAITING_REVIEW
+
+
+async def test_a_verify_failure_after_the_rebase_puts_the_task_branch_back(env: Env) -> None:
+    # Passes on the rebase (in the task's worktree), fails on the merge result (in a scratch worktree).
+    env.settings.gates = [GateSpec("not-scratch", "case $PWD in */scratch/*) exit 1;; esac", 30)]
+    task = await env.task({"feature.txt": "new\n"})
+    branch_tip = env.tip(task.branch or "")
+    before = commit_files(env.root, {"other.txt": "from main\n"}, "main moved")
+    refusal = await env.refused(task.id)
+    assert refusal.details["step"] == "verify" and "put back" in refusal.message
+    assert env.tip() == before and env.tip(task.branch or "") == branch_tip
+
+
+async def test_a_merge_cancelled_after_the_rebase_puts_the_branch_back(env: Env, short_tmp: Path) -> None:
+    fifo = short_tmp / "hold.fifo"
+    os.mkfifo(fifo)
+    # Holds the re-gate of the rebased branch (in the task's worktree) until the test cancels the merge.
+    env.settings.gates = [GateSpec("hold", f"cat {fifo} > /dev/null", 60)]
+    task = await env.task({"feature.txt": "new\n"})
+    branch_tip, base = env.tip(task.branch or ""), task.base_sha
+    commit_files(env.root, {"other.txt": "from main\n"}, "main moved")
+    running = asyncio.ensure_future(env.merge(task.id))
+    log = env.paths.gate_log(task.id)
+
+    def holding() -> bool:
+        return log.exists() and "===== gate hold:" in log.read_text()
+
+    await async_wait_until(holding, timeout=30, message="the rebase gate never started")
+    assert env.tip(task.branch or "") != branch_tip  # rebased
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert env.tip(task.branch or "") == branch_tip
+    after = await env.store.get_task(task.id)
+    assert after.state is State.AWAITING_REVIEW and after.base_sha == base
+
+
+async def test_a_merge_killed_after_the_rebase_is_put_back_on_the_next_start(env: Env) -> None:
+    task = await env.task({"feature.txt": "new\n"})
+    assert task.worktree is not None
+    branch_tip = env.tip(task.branch or "")
+    moved = commit_files(env.root, {"other.txt": "from main\n"}, "main moved")
+    # What a process killed right after the rebase leaves: the branch rebased, the rebase on record.
+    assert mg.rebase_branch(Path(task.worktree), "main") == []
+    await env.store.append(task.id, "merge.preflight", {"target": "main", "strategy": "merge"})
+    await env.store.append(task.id, "merge.rebased", {
+        "onto": moved, "base_sha": moved, "target": "main", "from_sha": branch_tip,
+        "to_sha": env.tip(task.branch or ""), "previous_base_sha": task.base_sha})
+    settled = await merging.reconcile_merging(env.ctx())
+    assert [t.id for t in settled] == [task.id]
+    assert env.tip(task.branch or "") == branch_tip
+    after = await env.store.get_task(task.id)
+    assert after.state is State.AWAITING_REVIEW and after.base_sha == task.base_sha
+    assert await merging.reconcile_merging(env.ctx()) == []  # once
+    outcome = await env.merge(task.id)  # and it merges (rebased again) as if nothing had happened
+    assert outcome.task.state is State.DONE and outcome.rebased

@@ -147,8 +147,8 @@ async def test_merge_with_target_not_checked_out(env: Env) -> None:
     assert started.data["rollback_sha"] == before and started.data["merge_sha"] == env.tip()
     assert outcome.preflight is not None and outcome.preflight["ok"] is True
     assert [c["name"] for c in outcome.preflight["checks"]] == [
-        "target_exists", "branch_exists", "target_checkouts_clean", "no_conflicts", "no_cockpit_paths",
-        "no_overwrite"]
+        "target_exists", "branch_exists", "branch_gated", "target_checkouts_clean", "no_conflicts",
+        "no_cockpit_paths", "no_overwrite"]
     assert outcome.rebased is False
     # Verify ran the gates on a scratch worktree, which is gone again.
     verify = [e for e in await env.store.task_events(task.id) if e.type == "gate.finished"]
@@ -183,8 +183,9 @@ async def test_dirty_target_checkout_is_refused_with_nothing_changed(env: Env) -
     assert present(task.worktree)
     pre = next(e for e in await env.store.task_events(task.id) if e.type == "merge.preflight")
     checks = {c["name"]: c["ok"] for c in pre.data["checks"]}
-    assert checks == {"target_exists": True, "branch_exists": True, "target_checkouts_clean": False,
-                      "no_conflicts": True, "no_cockpit_paths": True, "no_overwrite": True}
+    assert checks == {"target_exists": True, "branch_exists": True, "branch_gated": True,
+                      "target_checkouts_clean": False, "no_conflicts": True, "no_cockpit_paths": True,
+                      "no_overwrite": True}
     assert (await env.types(task.id))[-2:] == ["merge.preflight", "merge.refused"]
 
 

@@ -17,6 +17,7 @@ import os
 import shlex
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,15 @@ def ssh_dir() -> Path:
     path.mkdir(mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)
     return path
+
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _master_lock(control: Path) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(control, threading.Lock())
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,13 @@ class SshHost:
         """Start the shared connection unless one is up; raises HostUnreachable when ssh cannot connect."""
         if self.master_alive():
             return
+        # One start at a time per host in this process: a second would unlink the first's fresh socket.
+        with _master_lock(self.control_path):
+            if self.master_alive():
+                return
+            self._start_master(batch=batch)
+
+    def _start_master(self, *, batch: bool) -> None:
         # A control socket left by a killed master would make ssh run without multiplexing at all.
         with contextlib.suppress(FileNotFoundError):
             self.control_path.unlink()
