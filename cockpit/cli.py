@@ -323,7 +323,10 @@ def cmd_task_list(args: argparse.Namespace) -> int:
     states = [parse_state(s).value for s in args.state or []]
 
     async def body(b: Backend) -> int:
-        result = {"tasks": await all_tasks(b.call, {"all": args.all, "states": states})}
+        result: dict[str, Any] = {"tasks": await all_tasks(b.call, {"all": args.all, "states": states})}
+        # The repo's token usage (every task's agents), beside the list.
+        first = await b.call("list_tasks", {"all": args.all, "states": states, "limit": 1})
+        result["usage"] = first.get("usage")
 
         def human() -> None:
             from cockpit.render import console, task_table
