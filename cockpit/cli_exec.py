@@ -272,23 +272,31 @@ def cmd_gc(args: argparse.Namespace) -> int:
     cli = _cli()
 
     async def body(b: Backend) -> int:
-        report = await b.call("gc", {"dry_run": args.dry_run})
+        report = await b.call("gc", {"dry_run": args.dry_run, "force": args.force})
 
         def human() -> None:
             verb = "would remove" if report["dry_run"] else "removed"
             for item in report["removed"]:
-                _say(f"{verb} {item['path']} ({item['why']})")
+                took = item.get("ignored_files") or []
+                _say(f"{verb} {item['path']} ({item['why']})"
+                     + (f" with {len(took)} ignored file(s): {', '.join(took[:3])}" if took else ""))
             for item in report["dirty"]:
                 _say(
                     f"kept {item['path']} ({item['why']}): {item['count']} uncommitted file(s), e.g. "
                     + ", ".join(item["files"][:3])
+                )
+            for item in report.get("ignored", []):
+                _say(
+                    f"kept {item['path']} ({item['why']}): {item['count']} ignored file(s), e.g. "
+                    + ", ".join(item["files"][:3]) + "; `cockpit gc --force` deletes them with it"
                 )
             for item in report["skipped"]:
                 _say(f"left {item['path']}: {item['reason']}")
             for name in report.get("windows_closed", []):
                 _say(f"{'would close' if report['dry_run'] else 'closed'} tmux window {name}")
             if not (
-                report["removed"] or report["dirty"] or report["skipped"] or report.get("windows_closed")
+                report["removed"] or report["dirty"] or report["skipped"] or report.get("ignored")
+                or report.get("windows_closed")
             ):
                 _say(f"nothing to collect ({report['kept']} worktree(s) in use)")
 
@@ -387,6 +395,8 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
         help="remove worktrees of rejected/cancelled tasks and orphans (never uncommitted work)",
     )
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument("--force", action="store_true",
+                   help="also remove worktrees holding ignored files (.env, build output), files and all")
     p.set_defaults(func=cmd_gc)
 
     hook = sub.add_parser("hook", help="for agents' hooks: report waiting, done, or the end of a turn")

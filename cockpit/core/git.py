@@ -358,6 +358,13 @@ def remove_worktree(repo: Path, path: Path) -> None:
 # ----------------------------------------------------------------------------------------- cleanliness
 
 
+def ignored_files(path: Path) -> list[str]:
+    """Files git ignores in the checkout at `path` (a folder that is wholly ignored is one entry)."""
+    out = run_git(path, "ls-files", "--others", "--ignored", "--exclude-standard", "--directory", "-z",
+                  strip=False).stdout
+    return [p for p in out.split("\0") if p]
+
+
 def dirty_files(path: Path, *, untracked: bool = True) -> list[str]:
     """Paths with staged, unstaged or (with `untracked`) untracked changes in the checkout at `path` (ignored
     files excluded)."""
