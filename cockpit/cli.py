@@ -11,7 +11,6 @@ import contextlib
 import importlib
 import json
 import math
-import os
 import sqlite3
 import sys
 import traceback
@@ -268,25 +267,11 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def daemon_run(paths: RepoPaths, ready_fd: int | None) -> int:
-    from cockpit.daemon.server import run
-
-    def ready() -> None:
-        if ready_fd is not None:
-            os.write(ready_fd, b"ready\n")
-            os.close(ready_fd)
+    from cockpit.daemon.server import run_until_stopped
 
     if not paths.db.exists():
         init_repo(paths)
-    try:
-        asyncio.run(run(paths, ready=ready, foreground=ready_fd is None))
-    except CockpitError as exc:
-        if ready_fd is not None:
-            os.write(ready_fd, f"error: {exc.message}\n".encode())
-        if exc.code == "already_running":
-            print(f"cockpit: {exc.message}", file=sys.stderr)
-            return 0
-        raise
-    return 0
+    return run_until_stopped(paths, ready_fd)
 
 
 # -- tasks ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import sys
@@ -117,15 +116,14 @@ def _emit(args: argparse.Namespace, task_id: int, line: str) -> None:
 
 async def _follow(args: argparse.Namespace, b: Backend, log: Path, offset: int) -> None:
     """Print what the agent adds to its log until the task stops running (or Ctrl-C)."""
-    import watchfiles
-
+    from cockpit.core import filewatch
     from cockpit.core.execution_ops import clean_output
 
     await asyncio.to_thread(log.parent.mkdir, parents=True, exist_ok=True)
     pending = ""
     names = {log.name, "index.db", "index.db-wal"}
 
-    def interesting(change: watchfiles.Change, path: str) -> bool:
+    def interesting(change: filewatch.Change, path: str) -> bool:
         return Path(path).name in names
 
     def read_new() -> str:
@@ -155,15 +153,8 @@ async def _follow(args: argparse.Namespace, b: Backend, log: Path, offset: int) 
         return str(task["state"]) in LIVE_STATES
 
     stop = asyncio.Event()
-    watcher = watchfiles.awatch(
-        log.parent,
-        b.paths.cockpit,
-        watch_filter=interesting,
-        stop_event=stop,
-        debounce=20,
-        step=20,
-        recursive=False,
-    )
+    watcher = filewatch.awatch(log.parent, b.paths.cockpit, watch_filter=interesting, stop_event=stop,
+                               debounce=20)
     nxt = asyncio.ensure_future(watcher.__anext__())
     await asyncio.sleep(0)
     try:
@@ -175,9 +166,7 @@ async def _follow(args: argparse.Namespace, b: Backend, log: Path, offset: int) 
         flush(await asyncio.to_thread(read_new), final=True)
     finally:
         stop.set()
-        nxt.cancel()
-        with contextlib.suppress(BaseException):
-            await watcher.aclose()
+        await filewatch.close_watch(nxt, watcher)
 
 
 # -- gates ---------------------------------------------------------------------------------------------------

@@ -13,14 +13,13 @@ import os
 import signal
 import socket
 import struct
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-import watchfiles
-
-from cockpit.core import daemonfile, limits
+from cockpit.core import daemonfile, filewatch, limits
 from cockpit.core.config import Settings, load_settings
 from cockpit.core.errors import CockpitError, ConfigError, UsageError
 from cockpit.core.models import JSON, Event
@@ -160,12 +159,12 @@ class Daemon:
 
     async def _watch_files(self) -> None:
         """Other writers' commits reach subscribers; config edits take effect without a restart."""
-        def interesting(change: watchfiles.Change, path: str) -> bool:
+        def interesting(change: filewatch.Change, path: str) -> bool:
             return Path(path).name in ("index.db-wal", "index.db", "config.toml")
 
         # Not recursive: only files directly in .cockpit/ matter; task worktrees (whole checkouts) live below.
-        async for changes in watchfiles.awatch(self.paths.cockpit, watch_filter=interesting,
-                                               stop_event=self.stopping, debounce=5, step=5, recursive=False):
+        async for changes in filewatch.awatch(self.paths.cockpit, watch_filter=interesting,
+                                              stop_event=self.stopping, debounce=5):
             names = {Path(p).name for _, p in changes}
             if "config.toml" in names:
                 try:
@@ -356,6 +355,30 @@ def register_extension(extension: DaemonExtension) -> DaemonExtension:
     """Later layers (execution, merge, delegation) add their components and ops here."""
     EXTENSIONS.append(extension)
     return extension
+
+
+def run_until_stopped(paths: RepoPaths, ready_fd: int | None) -> int:
+    """Serve in the foreground (no `ready_fd`) or for `daemon start`, which waits for "ready" on `ready_fd`.
+
+    A daemon already running is not an error (exit 0, said on stderr); any other refusal is written to
+    `ready_fd` for the starter to show, then raised.
+    """
+
+    def ready() -> None:
+        if ready_fd is not None:
+            os.write(ready_fd, b"ready\n")
+            os.close(ready_fd)
+
+    try:
+        asyncio.run(run(paths, ready=ready, foreground=ready_fd is None))
+    except CockpitError as exc:
+        if ready_fd is not None:
+            os.write(ready_fd, f"error: {exc.message}\n".encode())
+        if exc.code == "already_running":
+            print(f"cockpit: {exc.message}", file=sys.stderr)
+            return 0
+        raise
+    return 0
 
 
 async def run(paths: RepoPaths, *, ready: Callable[[], None] | None = None, foreground: bool = False) -> None:
