@@ -46,6 +46,9 @@ command = ""
 needs_input_patterns = []
 # Seconds an agent gets to exit by itself when its session ends (then SIGTERM, then SIGKILL).
 stop_grace_s = 5
+# "auto": bubblewrap where installed; "bwrap": always (an error where it cannot run); "none": no sandbox.
+# Inside it the agent writes only its worktree, its branch's git data and its own config (docs/security.md).
+sandbox = "auto"
 
 [tmux]
 # A private server name (tmux -L NAME); empty means your own server, so you can attach.
@@ -97,6 +100,7 @@ KEYS: tuple[Key, ...] = (
     Key("agent", "command", str, ""),
     Key("agent", "needs_input_patterns", list, []),
     Key("agent", "stop_grace_s", (int, float), 5),
+    Key("agent", "sandbox", str, "auto", ("auto", "bwrap", "none")),
     Key("tmux", "socket_name", str, ""),
     Key("tdd", "enabled", (bool, str), "auto"),
     Key("tdd", "source_patterns", list, []),
@@ -154,6 +158,10 @@ class Settings:
     @property
     def agent_command(self) -> str:
         return str(self.values["agent.command"])
+
+    @property
+    def agent_sandbox(self) -> str:
+        return str(self.values["agent.sandbox"])
 
     @property
     def needs_input_patterns(self) -> list[str]:

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cockpit.core import filewatch, sessions
+from cockpit.core import filewatch, principals, sandbox, sessions
 from cockpit.core.agents import ADAPTERS, Agent, AgentCommand, Setup, Usage, adapter
 from cockpit.core.errors import CockpitError, RefusedError, TmuxError, UsageError
 from cockpit.core.execution_ops import (
@@ -570,11 +570,14 @@ class Executor:
             "COCKPIT_PYTHON": sys.executable,
             **command.env,
         }
-        line = pane_command(command.shell, self.paths.signals, task_id, attempt)
+        mode = self.service.settings.agent_sandbox
+        used = "none"
         offset = 0
 
         def start() -> PaneRef:
-            nonlocal offset
+            nonlocal used, offset
+            shell, used = sandbox.wrap(command.shell, sandbox.for_task(self.paths, task_id, worktree), mode)
+            line = pane_command(shell, self.paths.signals, task_id, attempt)
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(header)
                 offset = fh.tell()
@@ -617,6 +620,7 @@ class Executor:
                 "pane_id": pane.pane_id,
                 "socket_name": panes.socket_name,
                 "attempt": attempt,
+                "sandbox": used,
             },
         )
         if died_signal_path(self.paths.signals, task_id).exists():
@@ -1517,7 +1521,7 @@ class Executor:
     async def op_run_gates(self, args: dict[str, Any]) -> JSON:
         """`run_gates {id}`: check a finished task's worktree again (approved -> executing -> gating)."""
         task_id = arg_int(args, "id")
-        by = arg_str(args, "by", "person")
+        by = principals.by_label(arg_opt_str(args, "by"))
         task = await self.store.get_task(task_id)
         if task.state is State.EXECUTING:
             raise CockpitError(
