@@ -221,12 +221,14 @@ FAKE_CLAUDE = r'''#!/usr/bin/env python3
 import json, os, subprocess, sys
 
 args = sys.argv[1:]
-settings = json.load(open(args[args.index("--settings") + 1]))
+settings_path = args[args.index("--settings") + 1]
+settings = json.load(open(settings_path))
 assert "--mcp-config" in args and args[args.index("--permission-mode") + 1] == "default"
 mcp = json.load(open(args[args.index("--mcp-config") + 1]))
 server = mcp["mcpServers"]["cockpit"]
 assert server["env"]["COCKPIT_TASK_ID"] == os.environ["COCKPIT_TASK_ID"]
-transcript = os.path.abspath("../claude-transcript-%s.jsonl" % os.environ["COCKPIT_TASK_ID"])
+# In the task's own agent folder (beside the settings): writable inside the agent sandbox too.
+transcript = os.path.join(os.path.dirname(settings_path), "transcript.jsonl")
 
 def hook(name, payload):
     for group in settings["hooks"].get(name, []):
