@@ -40,6 +40,7 @@ import concurrent.futures
 import contextlib
 import fcntl
 import functools
+import json
 import logging
 import os
 import shutil
@@ -440,12 +441,16 @@ _REBASE_SETTLED = frozenset({"merge.finished", "task.awaiting_review", "task.exe
 
 async def _dangling_rebase(ctx: MergeContext, task: Task) -> _Rebase | None:
     """The rebase a merge made of the task branch and never concluded (merged, or put back), if any."""
-    for event in reversed(await ctx.store.task_events(task.id)):
-        d = event.data
-        if event.type in _REBASE_SETTLED or (
-                event.type == "merge.refused" and ("branch_restored" in d or "branch_left" in d)):
+    kinds = sorted({*_REBASE_SETTLED, "merge.rebased", "merge.refused"})
+    rows = await ctx.store.query(
+        f"SELECT type, data FROM events WHERE task_id = ? AND type IN ({','.join('?' * len(kinds))}) "
+        "ORDER BY seq DESC LIMIT 100", (task.id, *kinds))
+    for kind, raw in rows:
+        d = json.loads(raw)
+        concluded = kind == "merge.refused" and ("branch_restored" in d or "branch_left" in d)
+        if kind in _REBASE_SETTLED or concluded:
             return None
-        if event.type == "merge.rebased":
+        if kind == "merge.rebased":
             if not task.worktree or not d.get("from_sha") or not d.get("to_sha"):
                 return None
             return _Rebase(Path(task.worktree), str(d["to_sha"]), str(d["from_sha"]),
