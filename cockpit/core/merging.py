@@ -323,6 +323,8 @@ async def merge_task(ctx: MergeContext, task_id: int, *, dry_run: bool = False) 
 async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> MergeOutcome:
     store = ctx.store
     task = await store.get_task(task_id)
+    # A merge attempt that never recorded its end (killed, or cancelled) may have left the branch rebased.
+    unfinished = task.state is State.MERGING or (task.merge is not None and task.merge.state == "preflight")
     if task.state is State.MERGING:
         # Left merging by a process that died mid-merge: the ref says how far it got.
         task = await _settle(ctx, task, "a previous merge of this task was interrupted")
@@ -337,7 +339,7 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
             )
     if task.state is State.DONE and task.merge is not None and task.merge.state == "merged":
         return MergeOutcome(task, _merge_json(task), None, dry_run=dry_run, already_merged=True)
-    if task.state is State.AWAITING_REVIEW and await _put_back(
+    if unfinished and task.state is State.AWAITING_REVIEW and await _put_back(
             ctx, task, "a previous merge of this task stopped after rebasing its branch"):
         task = await store.get_task(task_id)
     if task.state is not State.AWAITING_REVIEW:
