@@ -7,10 +7,12 @@ real `cockpit mcp` process started the way an agent adapter's per-task config st
 (`cockpit.core.mcp_config.task_server_entry`: env `COCKPIT_REPO`, `COCKPIT_TASK_ID`), speaking for an
 executing task of backend.
 
-- create: `create_remote_task {repo: frontend, text}` tool call to its result, which carries the peer's
-  classification (MCP server -> backend's daemon -> frontend's daemon, which classifies with the built-in
-  heuristic -> back). Distinct realistic texts, so dedup runs in full; frontend does not auto-approve
-  delegated small tasks, so nothing executes.
+- create: `create_remote_task {repo: frontend, text, source_task_id}` tool call to its result, which carries
+  the peer's classification (MCP server -> backend's daemon -> frontend's daemon, which classifies with the
+  built-in heuristic -> back). Each sample delegates from a fresh executing task of backend, as one agent's
+  task does; after the sample a person in frontend cancels the child and the parent fails (both are followed
+  to the end before the next sample, so the open children do not pile up). Distinct realistic texts, so dedup
+  runs in full; frontend does not auto-approve delegated small tasks, so nothing executes.
 - wake: a task awaiting review in frontend; the agent calls `wait_remote_task {repo: frontend, id}`; once the
   wait is in place (its first progress notification, then 50 ms), the task is merged for real through
   frontend's socket. Timed: the `done` event's commit timestamp to the moment the agent has the tool result.
@@ -36,14 +38,14 @@ from mcp.client.stdio import stdio_client
 from cockpit.core import daemonctl
 from cockpit.core.client import DaemonClient
 from cockpit.core.errors import CockpitError
-from cockpit.core.mcp_config import HEARTBEAT_ENV, task_server_entry
+from cockpit.core.mcp_config import HEARTBEAT_ENV, REPO_ENV, task_server_entry
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
-from tests.support.tasks import make_executing_task, reviewable_task
+from tests.support.tasks import reviewable_task
 from tests.support.workspaces import build_workspace
 from tests.unit.dedup_pairs import distractor_tasks
 
-CREATE_SAMPLES = 150
+CREATE_SAMPLES = 100
 WAKE_SAMPLES = 40
 WARMUP = 5
 ARM_S = 0.05
@@ -72,22 +74,40 @@ async def wait_once(agent: ClientSession, task_id: int, armed: asyncio.Event) ->
     return result.structured_content or {}, time.time()
 
 
-async def measure(backend: RepoPaths, frontend: RepoPaths, task_id: int,
+async def executing_parent(store: Store, title: str) -> int:
+    """A backend task recorded as executing (its agent's run started), which may delegate."""
+    async with store.tx() as tx:
+        task_id = await tx.next_task_id()
+        await tx.append(task_id, "task.created", {"description": title, "title": title, "by": "bench"})
+        await tx.append(task_id, "task.classified", {
+            "state": "pending", "scope": "large", "reason": "bench", "title": title,
+            "plan": [{"n": 1, "verb": "modify", "description": title}], "classifier": "bench"})
+        await tx.append(task_id, "task.approved", {"by": "bench"})
+        await tx.append(task_id, "task.executing", {"attempt": 1, "agent": "bench"})
+    return task_id
+
+
+async def measure(backend: RepoPaths, frontend: RepoPaths,
                   texts: list[str]) -> tuple[list[float], list[float], dict[str, int]]:
-    entry = task_server_entry(backend.root, task_id)
-    params = StdioServerParameters(command=entry.command, args=entry.args,
-                                   env={**entry.env, HEARTBEAT_ENV: "10"}, cwd=Path("/"))
+    # The per-task entry's repo; each sample names its own parent task (an agent's server names one).
+    entry = task_server_entry(backend.root, 1)
+    env = {REPO_ENV: entry.env[REPO_ENV], HEARTBEAT_ENV: "10"}
+    params = StdioServerParameters(command=entry.command, args=entry.args, env=env, cwd=Path("/"))
     create_ms: list[float] = []
     wake_ms: list[float] = []
     scopes: dict[str, int] = {}
     peer = await DaemonClient.connect(str(frontend.socket))
+    sender = await DaemonClient.connect(str(backend.socket))
     store = await Store.open(frontend.db)
+    sender_store = await Store.open(backend.db)
     try:
         async with stdio_client(params) as (read, write), ClientSession(read, write) as agent:
             await agent.initialize()
             for i, text in enumerate(texts[: CREATE_SAMPLES + WARMUP]):
+                parent = await executing_parent(sender_store, f"bench parent {i}")
                 started = time.perf_counter()
-                result = await agent.call_tool("create_remote_task", {"repo": "frontend", "text": text})
+                result = await agent.call_tool("create_remote_task", {"repo": "frontend", "text": text,
+                                                                      "source_task_id": parent})
                 elapsed = (time.perf_counter() - started) * 1000.0
                 data = result.structured_content or {}
                 if result.is_error:
@@ -95,6 +115,9 @@ async def measure(backend: RepoPaths, frontend: RepoPaths, task_id: int,
                         continue
                     raise RuntimeError(f"create_remote_task failed: {data}")
                 assert data["state"] != "created", data  # the result carries the classification
+                await peer.call("cancel_task", {"id": data["id"], "reason": "bench"})
+                failed = await sender.call("wait_task", {"id": parent, "states": ["failed"], "timeout_s": 30})
+                assert failed["task"]["state"] == "failed", failed
                 if i >= WARMUP:
                     create_ms.append(elapsed)
                     scopes[str(data["scope"])] = scopes.get(str(data["scope"]), 0) + 1
@@ -114,7 +137,9 @@ async def measure(backend: RepoPaths, frontend: RepoPaths, task_id: int,
                     wake_ms.append((returned_at - done_at) * 1000.0)
     finally:
         await peer.close()
+        await sender.close()
         await store.close()
+        await sender_store.close()
     return create_ms, wake_ms, scopes
 
 
@@ -128,8 +153,7 @@ def main() -> None:
     try:
         daemonctl.start(frontend)
         daemonctl.start(backend)
-        parent = make_executing_task(backend.root, "add the export endpoint to the public API")
-        create_ms, wake_ms, scopes = asyncio.run(measure(backend, frontend, parent.id, texts))
+        create_ms, wake_ms, scopes = asyncio.run(measure(backend, frontend, texts))
     finally:
         for paths in (backend, frontend):
             try:

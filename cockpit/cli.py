@@ -11,7 +11,6 @@ import contextlib
 import importlib
 import json
 import math
-import os
 import sqlite3
 import sys
 import traceback
@@ -25,6 +24,7 @@ from cockpit.core import daemonctl, daemonfile
 from cockpit.core.backend import Backend, backend_for
 from cockpit.core.errors import CockpitError, UsageError
 from cockpit.core.models import JSON
+from cockpit.core.ops import all_tasks
 from cockpit.core.paths import RepoPaths
 from cockpit.core.printable import printable
 from cockpit.core.states import State, parse_state
@@ -258,25 +258,11 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def daemon_run(paths: RepoPaths, ready_fd: int | None) -> int:
-    from cockpit.daemon.server import run
-
-    def ready() -> None:
-        if ready_fd is not None:
-            os.write(ready_fd, b"ready\n")
-            os.close(ready_fd)
+    from cockpit.daemon.server import run_until_stopped
 
     if not paths.db.exists():
         init_repo(paths)
-    try:
-        asyncio.run(run(paths, ready=ready, foreground=ready_fd is None))
-    except CockpitError as exc:
-        if ready_fd is not None:
-            os.write(ready_fd, f"error: {exc.message}\n".encode())
-        if exc.code == "already_running":
-            print(f"cockpit: {exc.message}", file=sys.stderr)
-            return 0
-        raise
-    return 0
+    return run_until_stopped(paths, ready_fd)
 
 
 # -- tasks ---------------------------------------------------------------------------------------------------
@@ -313,7 +299,7 @@ def cmd_task_list(args: argparse.Namespace) -> int:
     states = [parse_state(s).value for s in args.state or []]
 
     async def body(b: Backend) -> int:
-        result = await b.call("list_tasks", {"all": args.all, "states": states})
+        result = {"tasks": await all_tasks(b.call, {"all": args.all, "states": states})}
 
         def human() -> None:
             from cockpit.render import console, task_table

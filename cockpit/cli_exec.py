@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import sys
@@ -117,15 +116,14 @@ def _emit(args: argparse.Namespace, task_id: int, line: str) -> None:
 
 async def _follow(args: argparse.Namespace, b: Backend, log: Path, offset: int) -> None:
     """Print what the agent adds to its log until the task stops running (or Ctrl-C)."""
-    import watchfiles
-
+    from cockpit.core import filewatch
     from cockpit.core.execution_ops import clean_output
 
     await asyncio.to_thread(log.parent.mkdir, parents=True, exist_ok=True)
     pending = ""
     names = {log.name, "index.db", "index.db-wal"}
 
-    def interesting(change: watchfiles.Change, path: str) -> bool:
+    def interesting(change: filewatch.Change, path: str) -> bool:
         return Path(path).name in names
 
     def read_new() -> str:
@@ -155,15 +153,8 @@ async def _follow(args: argparse.Namespace, b: Backend, log: Path, offset: int) 
         return str(task["state"]) in LIVE_STATES
 
     stop = asyncio.Event()
-    watcher = watchfiles.awatch(
-        log.parent,
-        b.paths.cockpit,
-        watch_filter=interesting,
-        stop_event=stop,
-        debounce=20,
-        step=20,
-        recursive=False,
-    )
+    watcher = filewatch.awatch(log.parent, b.paths.cockpit, watch_filter=interesting, stop_event=stop,
+                               debounce=20)
     nxt = asyncio.ensure_future(watcher.__anext__())
     await asyncio.sleep(0)
     try:
@@ -175,9 +166,7 @@ async def _follow(args: argparse.Namespace, b: Backend, log: Path, offset: int) 
         flush(await asyncio.to_thread(read_new), final=True)
     finally:
         stop.set()
-        nxt.cancel()
-        with contextlib.suppress(BaseException):
-            await watcher.aclose()
+        await filewatch.close_watch(nxt, watcher)
 
 
 # -- gates ---------------------------------------------------------------------------------------------------
@@ -232,23 +221,31 @@ def cmd_gc(args: argparse.Namespace) -> int:
     cli = _cli()
 
     async def body(b: Backend) -> int:
-        report = await b.call("gc", {"dry_run": args.dry_run})
+        report = await b.call("gc", {"dry_run": args.dry_run, "force": args.force})
 
         def human() -> None:
             verb = "would remove" if report["dry_run"] else "removed"
             for item in report["removed"]:
-                _say(f"{verb} {item['path']} ({item['why']})")
+                took = item.get("ignored_files") or []
+                _say(f"{verb} {item['path']} ({item['why']})"
+                     + (f" with {len(took)} ignored file(s): {', '.join(took[:3])}" if took else ""))
             for item in report["dirty"]:
                 _say(
                     f"kept {item['path']} ({item['why']}): {item['count']} uncommitted file(s), e.g. "
                     + ", ".join(item["files"][:3])
+                )
+            for item in report.get("ignored", []):
+                _say(
+                    f"kept {item['path']} ({item['why']}): {item['count']} ignored file(s), e.g. "
+                    + ", ".join(item["files"][:3]) + "; `cockpit gc --force` deletes them with it"
                 )
             for item in report["skipped"]:
                 _say(f"left {item['path']}: {item['reason']}")
             for name in report.get("windows_closed", []):
                 _say(f"{'would close' if report['dry_run'] else 'closed'} tmux window {name}")
             if not (
-                report["removed"] or report["dirty"] or report["skipped"] or report.get("windows_closed")
+                report["removed"] or report["dirty"] or report["skipped"] or report.get("ignored")
+                or report.get("windows_closed")
             ):
                 _say(f"nothing to collect ({report['kept']} worktree(s) in use)")
 
@@ -320,6 +317,8 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
         help="remove worktrees of rejected/cancelled tasks and orphans (never uncommitted work)",
     )
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument("--force", action="store_true",
+                   help="also remove worktrees holding ignored files (.env, build output), files and all")
     p.set_defaults(func=cmd_gc)
 
     hook = sub.add_parser("hook", help="for agents' hooks: report waiting for a person, or not")

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from cockpit import cli
-from cockpit.core import git
+from cockpit.core import daemonfile, git
 from cockpit.core.backend import Backend, backend_for
 from cockpit.core.delegation import DEFAULT_WAIT_CLASSIFIED_S, repo_status
-from cockpit.core.errors import ConfigError, DaemonUnavailable, RefusedError, UsageError
+from cockpit.core.errors import CockpitError, ConfigError, DaemonUnavailable, RefusedError, UsageError
 from cockpit.core.mcp_config import SERVER_NAME, shared_server_entry
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths
@@ -240,8 +240,12 @@ def cmd_remote_wait(args: argparse.Namespace) -> int:
                     result = await b.call("wait_remote_task", {"repo": args.peer, "id": args.id,
                                                                "until": until, "timeout_s": remaining})
                 break
-            except DaemonUnavailable:
-                continue  # this repo's daemon stopped during the wait: wait on, from its store
+            except CockpitError as exc:
+                # This repo's daemon stopped during the wait (the connection dropped, or the call failed
+                # inside it as it shut down): wait on, from its store.
+                if not isinstance(exc, DaemonUnavailable) and (
+                        exc.code != "internal" or daemonfile.read_live(paths.daemon_json)):
+                    raise
         if result.get("timed_out"):
             if args.json:
                 cli.out(args, {"error": {"code": "timeout", "message": f"{result['status']} (timed out)"},

@@ -126,6 +126,7 @@ MAX_OUTPUT_BYTES = 1024 * 1024
 MAX_STEPS = 50
 MAX_STEP_TEXT = 500  # characters of one step's description; the task's own text says the rest
 MAX_CLAUSES = 200  # clauses read for a plan: past a few the task is large anyway
+INLINE_CLASSIFY_CHARS = 2048  # longer texts are classified in a thread, off the caller's event loop
 TITLE_MAX = 72
 _STDERR_TAIL = 8192
 _STRAGGLER_GRACE_S = 0.5
@@ -1362,8 +1363,12 @@ async def classify(
     Never raises for a misbehaving command: the heuristic's answer comes back with `fallback_reason` set.
     An empty description is rejected by the heuristic without running the command.
     """
-    # Off the caller's loop: the heuristic is linear but a 64 KiB text still takes a moment.
-    heuristic = await asyncio.to_thread(classify_heuristic, description, peers, answers=answers)
+    # Off the caller's loop when it could take a moment (linear, but 64 KiB is about a second); a short
+    # text takes well under a millisecond, less than the hop to a thread.
+    if len(description) + sum(len(a) for a in answers) > INLINE_CLASSIFY_CHARS:
+        heuristic = await asyncio.to_thread(classify_heuristic, description, peers, answers=answers)
+    else:
+        heuristic = classify_heuristic(description, peers, answers=answers)
     if not command.strip() or not description.strip():
         return heuristic
 

@@ -12,10 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomlkit
-import tomlkit.exceptions
-from tomlkit.items import Table
-
 from cockpit.core.errors import CockpitError, ConfigError
 from cockpit.core.models import GateSpec
 
@@ -291,6 +287,10 @@ def set_value(path: Path, dotted: str, raw: str) -> Any:
     value = _check_value(key, coerce(key, raw), "value")
     text = path.read_text() if path.exists() else DEFAULT_CONFIG
     parse_settings(text, str(path))  # never edit a file that is already broken
+    import tomlkit  # only edits need it: readers (the daemon among them) use tomllib
+    import tomlkit.exceptions
+    from tomlkit.items import Table
+
     try:
         doc = tomlkit.parse(text)
     except tomlkit.exceptions.TOMLKitError as exc:

@@ -1,7 +1,8 @@
 """Start, stop and inspect a repo's daemon process.
 
-`start` detaches a `cockpit daemon run` and returns once its socket answers: the child reports readiness on a
-pipe, so nothing polls. `stop` sends SIGTERM and waits on a pidfd for the process to end.
+`start` detaches a daemon (`python -m cockpit.daemon`) and returns once its socket answers: the child
+reports readiness on a pipe, so nothing polls. `stop` sends SIGTERM and waits on a pidfd for the process to
+end.
 """
 
 from __future__ import annotations
@@ -65,8 +66,7 @@ def start(paths: RepoPaths, *, timeout: float = START_TIMEOUT_S) -> StartResult:
     log = open(paths.logs / "daemon.out", "ab")  # noqa: SIM115  (handed to the child)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cockpit", "daemon", "run", "--repo", str(paths.root), "--ready-fd",
-             str(write_fd)],
+            [sys.executable, "-m", "cockpit.daemon", "--repo", str(paths.root), "--ready-fd", str(write_fd)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,), start_new_session=True,
             cwd=paths.root,
         )

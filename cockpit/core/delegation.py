@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import watchfiles
-
-from cockpit.core import daemonfile, limits
+from cockpit.core import daemonfile, filewatch, limits
 from cockpit.core.client import DaemonClient
 from cockpit.core.errors import (
     CockpitError,
@@ -411,7 +409,7 @@ async def _wait_socket(remote: RemoteRepo, waiting: _Waiting) -> WaitOutcome | N
             return waiting.timeout("daemon")
 
 
-def _store_file(change: watchfiles.Change, path: str) -> bool:
+def _store_file(change: filewatch.Change, path: str) -> bool:
     return Path(path).name in WATCHED_FILES
 
 
@@ -421,8 +419,7 @@ async def _wait_store(remote: RemoteRepo, waiting: _Waiting) -> WaitOutcome | No
     store = remote.service.store
     stop = asyncio.Event()
     # Not recursive: `.cockpit/worktrees/` holds whole checkouts and none of it matters here.
-    changes = watchfiles.awatch(paths.cockpit, watch_filter=_store_file, stop_event=stop, debounce=5, step=5,
-                                rust_timeout=0, yield_on_timeout=False, recursive=False)
+    changes = filewatch.awatch(paths.cockpit, watch_filter=_store_file, stop_event=stop, debounce=5)
     pending: asyncio.Future[Any] = asyncio.ensure_future(changes.__anext__())
     await asyncio.sleep(0)  # let awatch build its watcher: it watches from then on, so no write is missed
     try:
@@ -444,11 +441,7 @@ async def _wait_store(remote: RemoteRepo, waiting: _Waiting) -> WaitOutcome | No
             pending = asyncio.ensure_future(changes.__anext__())
     finally:
         stop.set()
-        pending.cancel()
-        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
-            await pending
-        with contextlib.suppress(RuntimeError):
-            await changes.aclose()
+        await filewatch.close_watch(pending, changes)
 
 
 # -- the remote operations on behalf of a sender -------------------------------------------------------------

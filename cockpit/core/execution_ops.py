@@ -198,8 +198,10 @@ def install_ops(ops: Ops) -> None:
 
     async def gc(args: dict[str, Any]) -> JSON:
         dry_run = arg_bool(args, "dry_run")
+        force = arg_bool(args, "force")
         tasks = await service.store.list_tasks()
-        report = await asyncio.to_thread(gc_worktrees, paths.root, paths.worktrees, tasks, dry_run=dry_run)
+        report = await asyncio.to_thread(gc_worktrees, paths.root, paths.worktrees, tasks, dry_run=dry_run,
+                                         force=force)
         result = report.to_json()
         removed_tasks = {int(item["task"]) for item in report.removed if item.get("task") is not None}
         if not dry_run:

@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import git as gitpython
-
 from cockpit.core.errors import GitError, RefusedError
 
 __all__ = [
@@ -24,6 +22,7 @@ __all__ = [
     "branch_ref",
     "changed_files",
     "checkout_infos",
+    "checkout_paths",
     "checkouts_of",
     "commit_env",
     "commits_beyond",
@@ -115,6 +114,8 @@ def run_git(
 
     With `check`, an exit status outside `ok_codes` raises GitError naming the command and git's message.
     """
+    import git as gitpython  # here, not at the top: an idle daemon never runs git and need not hold GitPython
+
     command = ["git", *args]
     lock = _worktree_admin_lock(cwd) if "worktree" in args[:4] else contextlib.nullcontext()
     try:
@@ -286,6 +287,35 @@ def checkout_infos(repo: Path, branch: str) -> list[WorktreeInfo]:
     return [info for info in list_worktrees(repo) if info.branch == name and not info.prunable]
 
 
+def checkout_paths(repo: Path, branch: str) -> list[Path] | None:
+    """The checkouts that have `branch` checked out, read from git's admin files without starting git.
+
+    A checkout's `HEAD` file names its branch (`ref: refs/heads/<name>`), and a linked worktree's admin folder
+    `.git/worktrees/<id>/gitdir` names its `.git` file; one whose folder is gone (prunable) is left out, as
+    `git worktree list` would mark it. None where the layout is not that plain one (`.git` a file, a
+    relocated main worktree): ask git then (`checkout_infos`).
+    """
+    git_dir = repo / ".git"
+    if not git_dir.is_dir():
+        return None
+    wanted = f"ref: {branch_ref(short_branch(branch))}"
+    try:
+        if "worktree" in (git_dir / "config").read_text():  # core.worktree moves the main checkout
+            return None
+        found = [repo] if (git_dir / "HEAD").read_text().strip() == wanted else []
+        admins = list((git_dir / "worktrees").iterdir()) if (git_dir / "worktrees").is_dir() else []
+        for admin in admins:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                if (admin / "HEAD").read_text().strip() != wanted:
+                    continue
+                checkout = Path((admin / "gitdir").read_text().strip()).parent
+                if checkout.is_dir():
+                    found.append(checkout)
+    except OSError:
+        return None
+    return found
+
+
 def checkouts_of(repo: Path, branch: str) -> list[Path]:
     """Every live checkout (the main one and/or linked worktrees) that has `branch` checked out."""
     return [info.path for info in checkout_infos(repo, branch)]
@@ -356,6 +386,13 @@ def remove_worktree(repo: Path, path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- cleanliness
+
+
+def ignored_files(path: Path) -> list[str]:
+    """Files git ignores in the checkout at `path` (a folder that is wholly ignored is one entry)."""
+    out = run_git(path, "ls-files", "--others", "--ignored", "--exclude-standard", "--directory", "-z",
+                  strip=False).stdout
+    return [p for p in out.split("\0") if p]
 
 
 def dirty_files(path: Path, *, untracked: bool = True) -> list[str]:

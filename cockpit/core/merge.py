@@ -36,6 +36,7 @@ from cockpit.core.git import (
     WorktreeInfo,
     branch_ref,
     checkout_infos,
+    checkout_paths,
     checkouts_of,
     commit_env,
     dirty_files,
@@ -975,6 +976,7 @@ class RollbackPlan:
     tip: str | None  # the target's tip, None when the target does not exist
     parents: tuple[str, ...]  # the merge commit's parents (empty when it does not exist)
     contains_merge: bool  # the tip is the merge or has it in its history
+    tip_tree: str = ""  # the tip's tree: a revert that would leave it as it is has nothing to undo
 
     @property
     def method(self) -> str:
@@ -985,22 +987,36 @@ class RollbackPlan:
 
 
 def rollback_plan(repo: Path, target: str, merge_sha: str) -> RollbackPlan:
-    """Read the target's tip, the merge's parents and whether the tip contains the merge (one `rev-parse`:
-    `<ref> <merge>...<ref> <merge>^@`, the symmetric difference giving the merge base)."""
+    """Read the target's tip and its tree, the merge's parents and whether the tip contains the merge (one
+    `rev-parse`: `<ref> <merge>...<ref> <ref>^{tree} <merge>^@`, the symmetric difference giving the merge
+    base)."""
     name = short_branch(target)
     ref = branch_ref(name)
     got = None
     if _SHA.fullmatch(merge_sha):
-        got = _rev_parse(repo, ref, f"{merge_sha}...{ref}", f"{merge_sha}^@")
-    if got is None or len(got[0]) < 3:  # the target or the merge commit does not exist
+        got = _rev_parse(repo, ref, f"{merge_sha}...{ref}", f"{ref}^{{tree}}", f"{merge_sha}^@")
+    if got is None or len(got[0]) < 4:  # the target or the merge commit does not exist
         return RollbackPlan(name, merge_sha, ref_sha(repo, ref), (), False)
     positive, bases = got
-    return RollbackPlan(name, merge_sha, positive[0], tuple(positive[3:]), bases == [merge_sha])
+    return RollbackPlan(name, merge_sha, positive[0], tuple(positive[4:]), bases == [merge_sha],
+                        tip_tree=positive[3])
 
 
 def rollback_method(repo: Path, target: str, merge_sha: str) -> str:
     """ "reset" while the target tip is the merge, "revert" once later commits exist, else "gone"."""
     return rollback_plan(repo, target, merge_sha).method
+
+
+def _holder_at_tip(repo: Path, plan: RollbackPlan) -> WorktreeInfo | None:
+    """The checkout that has the target checked out, if any, with the tip `plan` read as its HEAD.
+
+    Read from git's admin files, no git process: that checkout's HEAD is the branch, so its commit is the tip
+    the plan's `rev-parse` just read. Falls back to `git worktree list` where the layout is unusual.
+    """
+    paths = checkout_paths(repo, plan.target)
+    if paths is None:
+        return _sole(plan.target, checkout_infos(repo, plan.target))
+    return _sole(plan.target, [WorktreeInfo(path, plan.target, plan.tip or "") for path in paths])
 
 
 def _reset_back(repo: Path, plan: RollbackPlan, rollback_sha: str) -> RollbackResult:
@@ -1010,13 +1026,13 @@ def _reset_back(repo: Path, plan: RollbackPlan, rollback_sha: str) -> RollbackRe
             f"rollback point {_short(rollback_sha)} is not an ancestor of merge {_short(merge_sha)}; "
             f"refusing to move {target} there"
         )
-    holder = _sole(target, checkout_infos(repo, target))
+    holder = _holder_at_tip(repo, plan)
     if holder is None:
         _cas_update_ref(
             repo, target, rollback_sha, merge_sha, "rollback", f"cockpit: roll back merge {merge_sha}"
         )
     else:
-        # The worktree list read the checkout's HEAD just now: the compare of the compare-and-set.
+        # The plan read the checkout's HEAD (its branch's tip) just now: the compare of the compare-and-set.
         if holder.head != merge_sha:
             raise _moved(target, merge_sha, holder.head or None, "rollback")
         result = run_git(holder.path, "reset", "--keep", "--quiet", rollback_sha, check=False)
@@ -1038,6 +1054,10 @@ def _revert_message(repo: Path, merge_sha: str, message: str) -> str:
     return f'Revert "{subject}"\n\nThis reverts commit {merge_sha}.'
 
 
+class AlreadyReverted(RefusedError):
+    """The target's tip no longer has what the merge changed (a revert is there already): nothing to build."""
+
+
 def _build_revert(repo: Path, plan: RollbackPlan, message: str) -> str:
     """Create (never publish) a commit on top of the tip that undoes the merge; return its sha."""
     target, merge_sha, tip = plan.target, plan.merge_sha, plan.tip
@@ -1053,6 +1073,8 @@ def _build_revert(repo: Path, plan: RollbackPlan, message: str) -> str:
             f"{_list_files(reverted.conflicts)}; nothing was changed, revert it by hand",
             details={"reason": "conflicts", "conflicts": list(reverted.conflicts)},
         )
+    if reverted.tree == plan.tip_tree:
+        raise AlreadyReverted(f"{target} no longer has the changes of merge {_short(merge_sha)}")
     text = _revert_message(repo, merge_sha, message)
     return _commit_tree(repo, reverted.tree, [tip], text, "the revert")
 
@@ -1087,7 +1109,7 @@ def rollback(
     tip = plan.tip
     assert tip is not None  # method is "revert"
     revert_sha = _build_revert(repo, plan, message)
-    holder = _sole(name, checkout_infos(repo, name))
+    holder = _holder_at_tip(repo, plan)
     if holder is None:
         _cas_update_ref(repo, name, revert_sha, tip, "rollback", f"cockpit: revert merge {merge_sha}")
     else:

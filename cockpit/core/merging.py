@@ -653,16 +653,18 @@ def _find_revert(repo: Path, target: str, merge_sha: str) -> tuple[str, str] | N
 def _undo(ctx: MergeContext, target: str, merge_sha: str, rollback_sha: str,
           message: str) -> tuple[merge.RollbackResult, str | None]:
     """The blocking part of a rollback (one thread hop): (result, note). A rollback whose ref move happened
-    but whose record was lost (a crash) is found and reported, never done twice. One read of the target
-    (`merge.rollback_plan`) serves both that check and the rollback."""
+    but whose record was lost (a crash) is found and reported, never done twice: its revert would change
+    nothing, so the target's history is searched for it then, and only then."""
     plan = merge.rollback_plan(ctx.root, target, merge_sha)
-    if plan.tip != merge_sha:
+    try:
+        return merge.rollback(ctx.root, target, merge_sha, rollback_sha, message, plan=plan), None
+    except merge.AlreadyReverted as exc:
         reverted = _find_revert(ctx.root, target, merge_sha)
         if reverted is not None:
             return (merge.RollbackResult(method="revert", from_sha=reverted[1], to_sha=reverted[0]),
                     f"{target} already has the revert commit {_short(reverted[0])}")
-    try:
-        return merge.rollback(ctx.root, target, merge_sha, rollback_sha, message, plan=plan), None
+        assert plan.tip is not None
+        return merge.RollbackResult(method="revert", from_sha=plan.tip, to_sha=plan.tip), exc.message
     except RefusedError:
         if git.ref_sha(ctx.root, git.branch_ref(target)) == rollback_sha:
             return (merge.RollbackResult(method="reset", from_sha=merge_sha, to_sha=rollback_sha),

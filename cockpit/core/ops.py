@@ -20,6 +20,23 @@ from cockpit.core.states import State, parse_state
 
 Handler = Callable[[dict[str, Any]], Awaitable[JSON]]
 
+# list_tasks pages: at most this many tasks, and no more once their text passes LIST_PAGE_TEXT characters, so
+# a reply stays far below a client's read limit however much a peer wrote.
+LIST_PAGE = 500
+LIST_PAGE_TEXT = 8 * 1024 * 1024
+
+
+async def all_tasks(call: Callable[[str, dict[str, Any]], Awaitable[JSON]],
+                    args: dict[str, Any]) -> list[JSON]:
+    """Every task `list_tasks` with `args` names, page after page."""
+    tasks: list[JSON] = []
+    cursor: int | None = 0
+    while cursor is not None:
+        page = await call("list_tasks", {**args, "cursor": cursor})
+        tasks.extend(page["tasks"])
+        cursor = page.get("next_cursor")
+    return tasks
+
 # Core modules that add ops (each defines `install_ops(ops: Ops) -> None`): served by the daemon and run
 # in-process by the CLI alike.
 OP_MODULES = ("cockpit.core.execution_ops", "cockpit.core.merging", "cockpit.core.delegation",
@@ -146,11 +163,28 @@ class Ops:
         return await self.task_json(await self.service.store.get_task(arg_int(args, "id")))
 
     async def list_tasks(self, args: dict[str, Any]) -> JSON:
+        """One page of tasks in id order: at most `limit` (default and most: `LIST_PAGE`), and fewer when
+        their text is long; `next_cursor` (the last id, or null at the end) asks for the next page."""
         states = arg_states(args, "states")
         if not states and not arg_bool(args, "all"):
             states = [s for s in State if s not in (State.DONE, State.REJECTED, State.CANCELLED)]
-        tasks = await self.service.store.list_tasks(states or None)
-        return {"tasks": [await self.task_json(t) for t in tasks]}
+        limit = args.get("limit", LIST_PAGE)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIST_PAGE:
+            raise UsageError(f"limit must be a whole number from 1 to {LIST_PAGE}", code="bad_request")
+        cursor = args.get("cursor") or 0
+        if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+            raise UsageError("cursor must be the next_cursor of the page before", code="bad_request")
+        tasks = await self.service.store.list_tasks(states or None, after_id=cursor, limit=limit + 1)
+        more = len(tasks) > limit
+        page: list[JSON] = []
+        size = 0
+        for task in tasks[:limit]:
+            if page and size > LIST_PAGE_TEXT:
+                more = True
+                break
+            page.append(await self.task_json(task))
+            size += len(task.description) + len(task.title) + 200 * len(task.plan)
+        return {"tasks": page, "next_cursor": page[-1]["id"] if more and page else None}
 
     async def approve_task(self, args: dict[str, Any]) -> JSON:
         task_id = arg_int(args, "id")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat
 import tempfile
@@ -111,6 +110,8 @@ class RepoPaths:
         preferred = self.cockpit / "daemon.sock"
         if len(os.fsencode(preferred)) <= MAX_SOCKET_PATH:
             return preferred
+        import hashlib  # only here: hashlib maps OpenSSL's libcrypto, megabytes an idle daemon need not hold
+
         digest = hashlib.sha256(os.fsencode(self.root)).hexdigest()[:16]
         return runtime_dir() / f"{digest}.sock"
 

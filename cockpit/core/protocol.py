@@ -29,6 +29,11 @@ class LineFramer:
         self._buf = bytearray()
         self._discarding = 0  # bytes of an oversized line dropped so far; 0 when not discarding
 
+    @property
+    def partial(self) -> bool:
+        """A line has begun and not yet ended."""
+        return bool(self._buf) or bool(self._discarding)
+
     def feed(self, data: bytes) -> list[bytes | Oversized]:
         out: list[bytes | Oversized] = []
         start = 0

@@ -295,10 +295,11 @@ class Runner:
             raise AgentFailed(problem)
         target = self.cwd / rel
         root = self.cwd.resolve()
-        resolved = target.parent.resolve()
-        if resolved != root and root not in resolved.parents:
+        # The whole path, its last part included: a committed symlink may be the file itself.
+        resolved = target.resolve()
+        if resolved == root or root not in resolved.parents:
             raise AgentFailed(f"path {rel!r} leaves the worktree through a symbolic link")
-        return target
+        return resolved
 
     def _do_write(self, action: Action, index: int) -> None:
         self._write(action, "w")
@@ -310,7 +311,9 @@ class Runner:
         target = self._target(action.path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, mode, encoding="utf-8", newline="") as fh:
+            # O_NOFOLLOW: a link put in place after the check above is not followed either.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+            with open(os.open(target, flags, 0o666), mode, encoding="utf-8", newline="") as fh:
                 fh.write(action.content)
         except OSError as exc:
             raise AgentFailed(f"cannot {action.kind} {action.path}: {exc.strerror or exc}") from None

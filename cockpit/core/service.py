@@ -7,6 +7,7 @@ is up, and a peer's fallback write does too, so every path gets the same dedup, 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ from cockpit.core.states import State
 from cockpit.core.store import Store, Tx
 from cockpit.core.titles import check_text
 from cockpit.core.workspace import repo_identity
+
+PEER_CREATES_PER_MINUTE = 60
 
 # Tasks that no longer take part in dedup: their work is finished or abandoned.
 DEDUP_CLOSED = frozenset({State.DONE, State.REJECTED, State.CANCELLED})
@@ -98,6 +101,8 @@ class TaskService:
             from cockpit.core.script_agent import parse_script
 
             parse_script(script, source="script")
+        if source_repo is not None:
+            await self._check_peer_rate(source_repo)
         async with self.store.tx() as tx:
             if key is not None:
                 existing = await tx.event_for_key(key)
@@ -129,6 +134,16 @@ class TaskService:
         if classify:
             task = await self.classify_task(task_id)
         return task
+
+    async def _check_peer_rate(self, source_repo: str) -> None:
+        """A peer may create at most `PEER_CREATES_PER_MINUTE` tasks a minute here (counted in the store, so
+        fallback writes count too): a flood from one peer cannot fill the repo."""
+        recent = await self.store.recent_creates_from(source_repo, time.time() - 60)
+        if recent >= PEER_CREATES_PER_MINUTE:
+            raise RefusedError(
+                f"{source_repo} sent {recent} tasks to {self.repo_name} in the last minute, the most a peer "
+                f"may send per minute is {PEER_CREATES_PER_MINUTE}; wait a minute and send it again",
+                code="rate_limited")
 
     async def _classify(self, task: Task, answers: list[str]) -> Classification:
         return await classifier.classify(

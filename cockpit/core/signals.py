@@ -1,14 +1,14 @@
 """A file-based signal channel from agents (and their pane wrappers) to the daemon.
 
 It works when the daemon's socket is unreachable (the daemon restarting, a peer's daemon down): a signal is
-one small JSON file in `.cockpit/signals/`, which the daemon watches with watchfiles and consumes in order.
+one small JSON file in `.cockpit/signals/`, which the daemon watches (`core.filewatch`) and consumes in order.
 
 File names are `<time_ns>-<pid>-task<id>-<kind>.json`: zero-padded so that a plain sort is the order they were
 written in, unique per process (the time is forced to increase within a process), and self-describing in `ls`.
 A writer creates `.<name>.tmp` first and renames it into place, so a reader never sees half a file; readers
 ignore dot files and `*.tmp`.
 
-The daemon watches the directory with `watchfiles.awatch(signals_dir, watch_filter=watch_filter)` and calls
+The daemon watches the directory with `filewatch.awatch(signals_dir, watch_filter=watch_filter)` and calls
 `read_signals` on each wake-up (and once at start, for signals written while it was down).
 
 From a shell (a pane wrapper reporting that the agent exited, for instance)::
@@ -161,7 +161,7 @@ def is_signal_path(path: str | Path) -> bool:
 
 
 def watch_filter(change: Any, path: str) -> bool:
-    """A `watch_filter` for `watchfiles.awatch(signals_dir, ...)`: signal files that appeared or changed.
+    """A `watch_filter` for `filewatch.awatch(signals_dir, ...)`: signal files that appeared or changed.
 
     Temporary files and deletions (consuming a signal deletes it) do not wake the watcher.
     """

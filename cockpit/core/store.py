@@ -355,15 +355,28 @@ class Store:
             raise NotFoundError(f"no task {task_id} in this repo; `cockpit task list --all` shows the tasks")
         return Task.from_json(json.loads(rows[0][0]))
 
-    async def list_tasks(self, states: Iterable[State] | None = None) -> list[Task]:
-        args: tuple[str, ...] = ()
-        if states is None:
-            sql = "SELECT doc FROM tasks ORDER BY id"
-        else:
+    async def list_tasks(self, states: Iterable[State] | None = None, *, after_id: int = 0,
+                         limit: int | None = None) -> list[Task]:
+        """Tasks in id order (those in `states`), with an id above `after_id`, at most `limit` of them."""
+        args: tuple[Any, ...] = (after_id,)
+        where = "id > ?"
+        if states is not None:
             values = tuple(s.value for s in states)
-            marks = ",".join("?" * len(values))
-            sql, args = f"SELECT doc FROM tasks WHERE state IN ({marks}) ORDER BY id", values
+            where += f" AND state IN ({','.join('?' * len(values))})"
+            args += values
+        sql = f"SELECT doc FROM tasks WHERE {where} ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args += (limit,)
         return [Task.from_json(json.loads(r[0])) for r in await self.query(sql, args)]
+
+    async def recent_creates_from(self, source_repo: str, since_ts: float) -> int:
+        """How many tasks `source_repo` created since `since_ts` (read from the newest events only)."""
+        rows = await self.query(
+            "SELECT COUNT(*) FROM events WHERE seq > (SELECT COALESCE(MAX(seq), 0) - 5000 FROM events) "
+            "AND type = 'task.created' AND ts >= ? AND json_extract(data, '$.source_repo') = ?",
+            (since_ts, source_repo))
+        return int(rows[0][0]) if rows else 0
 
     async def counts(self) -> dict[str, int]:
         rows = await self.query("SELECT state, COUNT(*) FROM tasks GROUP BY state")

@@ -7,15 +7,11 @@ and the cockpit's view of a repo whose daemon is down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
-from typing import Any
 
-import watchfiles
-
-from cockpit.core import limits
+from cockpit.core import filewatch, limits
 from cockpit.core.models import Task
 from cockpit.core.states import State, check_reachable
 from cockpit.core.store import Store
@@ -23,26 +19,14 @@ from cockpit.core.store import Store
 STORE_FILES = ("index.db", "index.db-wal")
 
 
-def _is_store_file(change: watchfiles.Change, path: str) -> bool:
+def _is_store_file(change: filewatch.Change, path: str) -> bool:
     return Path(path).name in STORE_FILES
 
 
 async def store_changes(cockpit_dir: Path, stop: asyncio.Event | None = None) -> AsyncGenerator[None, None]:
     """Yield once per batch of writes to the store. Starts watching before the first yield returns."""
-    async for _ in watchfiles.awatch(cockpit_dir, watch_filter=_is_store_file, stop_event=stop,
-                                     recursive=False, debounce=5, step=5, rust_timeout=0,
-                                     yield_on_timeout=False):
+    async for _ in filewatch.awatch(cockpit_dir, watch_filter=_is_store_file, stop_event=stop, debounce=5):
         yield
-
-
-async def close_watch(pending: asyncio.Future[Any] | None, changes: AsyncGenerator[Any, None] | None) -> None:
-    """End a file watch. A generator cannot be closed while a step of it runs, so that step ends first."""
-    if pending is not None:
-        pending.cancel()
-        await asyncio.gather(pending, return_exceptions=True)
-    if changes is not None:
-        with contextlib.suppress(BaseException):
-            await changes.aclose()
 
 
 async def wait_for_state(store: Store, cockpit_dir: Path, task_id: int, states: Iterable[State],
@@ -75,4 +59,4 @@ async def wait_for_state(store: Store, cockpit_dir: Path, task_id: int, states: 
             first = asyncio.ensure_future(changes.__anext__())
     finally:
         stop.set()
-        await close_watch(first, changes)
+        await filewatch.close_watch(first, changes)

@@ -13,10 +13,7 @@ import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-
-from libtmux import exc as libtmux_exc
-from libtmux.common import tmux_cmd
-from libtmux.server import Server
+from typing import Any
 
 from cockpit.core.errors import TmuxError
 
@@ -173,7 +170,8 @@ class TmuxPanes:
     def __init__(self, socket_name: str | None, session_name: str) -> None:
         self.socket_name = socket_name or None
         self.session_name = session_name_for(session_name)
-        self._server = Server(socket_name=self.socket_name)
+        # libtmux is imported by the first pane operation, not at start: an idle daemon holds none of it.
+        self._server: Any = None
 
     def __repr__(self) -> str:
         return f"TmuxPanes(socket_name={self.socket_name!r}, session_name={self.session_name!r})"
@@ -187,6 +185,11 @@ class TmuxPanes:
 
     def _tmux(self, *args: str) -> list[str]:
         """Run one tmux command and return its stdout lines; raise _Missing or TmuxError."""
+        from libtmux import exc as libtmux_exc
+        from libtmux.server import Server
+
+        if self._server is None:
+            self._server = Server(socket_name=self.socket_name)
         try:
             result = self._server.cmd(*args)
         except libtmux_exc.TmuxCommandNotFound:
@@ -215,6 +218,9 @@ class TmuxPanes:
             raise TmuxError(NOT_INSTALLED)
         if binary in _checked_versions:
             return
+        from libtmux import exc as libtmux_exc
+        from libtmux.common import tmux_cmd
+
         try:
             output = " ".join(tmux_cmd("-V").stdout)
         except libtmux_exc.TmuxCommandNotFound:

@@ -20,10 +20,6 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import tomlkit
-import tomlkit.exceptions
-from tomlkit.items import Table
-
 from cockpit.core.errors import ConfigError, NotFoundError, RefusedError, UsageError
 
 WORKSPACE_FILE = "cockpit-workspace.toml"
@@ -167,6 +163,10 @@ class Workspace:
 
     def _write_entry(self, name: str, values: dict[str, object]) -> Workspace:
         text = self.file.read_text()
+        import tomlkit  # only edits need it: reading uses tomllib
+        import tomlkit.exceptions
+        from tomlkit.items import Table
+
         try:
             doc = tomlkit.parse(text)
         except tomlkit.exceptions.TOMLKitError as exc:

@@ -139,6 +139,7 @@ class GcReport:
     removed: list[dict[str, Any]] = field(default_factory=list)
     dirty: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    ignored: list[dict[str, Any]] = field(default_factory=list)  # kept: they hold ignored files (no --force)
     kept: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -147,6 +148,7 @@ class GcReport:
             "removed": self.removed,
             "dirty": self.dirty,
             "skipped": self.skipped,
+            "ignored": self.ignored,
             "kept": self.kept,
         }
 
@@ -159,10 +161,13 @@ def _under(path: Path, folder: Path) -> bool:
     return True
 
 
-def gc_worktrees(root: Path, worktrees_dir: Path, tasks: Iterable[Task], *, dry_run: bool) -> GcReport:
+def gc_worktrees(root: Path, worktrees_dir: Path, tasks: Iterable[Task], *, dry_run: bool,
+                 force: bool = False) -> GcReport:
     """Remove the worktrees of rejected and cancelled tasks and every worktree no task names.
 
-    A worktree with uncommitted work is never removed: it is reported under `dirty`.
+    A worktree with uncommitted work is never removed: it is reported under `dirty`. One holding ignored
+    files (a `.env`, build output) is kept and listed under `ignored` unless `force`; with `force` the files
+    it took are named in its `removed` entry (`ignored_files`).
     """
     report = GcReport(dry_run=dry_run)
     owners: dict[Path, Task] = {}
@@ -207,6 +212,12 @@ def gc_worktrees(root: Path, worktrees_dir: Path, tasks: Iterable[Task], *, dry_
             if files:
                 report.dirty.append({**item, "files": files[:20], "count": len(files)})
                 continue
+            ignored = git.ignored_files(path)
+            if ignored and not force:
+                report.ignored.append({**item, "files": ignored[:20], "count": len(ignored)})
+                continue
+            if ignored:
+                item["ignored_files"] = ignored[:20]
             if not dry_run:
                 git.remove_worktree(root, path)
             report.removed.append(item)

@@ -6,12 +6,13 @@ How things are noticed (nothing polls):
   calls `Executor._on_event` for every event, its own and other writers' alike. Approved tasks start oldest
   first, up to `[task] max_parallel` at once; a task holds its slot while executing and gating.
 - An agent's exit: tmux runs the pane's `pane-died` hook, which writes the exit status into
-  `.cockpit/signals/died/task-<id>.status`; the signals folder is watched with watchfiles (10 ms debounce).
+  `.cockpit/signals/died/task-<id>.status`; the signals folder is watched with inotify (`core.filewatch`,
+  10 ms debounce).
   The status itself is read back from tmux (`remain-on-exit` keeps the dead pane), never guessed. A pane that
   is closed outright (its window killed) makes the pane command's HUP trap write an `exited` signal with
   `closed: true`: that task becomes `interrupted`.
 - Needs-input: agents' own hooks (`cockpit hook needs-input|resolved`) and the script agent write signal
-  files; for every agent, a change of its log file (tmux pipe-pane output, watched with watchfiles) triggers a
+  files; for every agent, a change of its log file (tmux pipe-pane output, watched with inotify) triggers a
   capture-pane (in a thread, at most one every 100 ms per pane) that feeds a `NeedsInputDetector`. When a
   capture shows a prompt that is not confirmed yet, one confirming capture is scheduled 250 ms later (a
   one-shot timer), because the detector flips only on two identical captures in a row.
@@ -45,8 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import watchfiles
-
+from cockpit.core import filewatch
 from cockpit.core.agents import AgentCommand, agent_command
 from cockpit.core.errors import CockpitError, TmuxError, UsageError
 from cockpit.core.execution_ops import (
@@ -577,20 +577,15 @@ class Executor:
     # -- signals ---------------------------------------------------------------------------------------------
 
     async def _watch_signals(self, armed: asyncio.Event) -> None:
-        def interesting(change: watchfiles.Change, path: str) -> bool:
+        def interesting(change: filewatch.Change, path: str) -> bool:
             name = Path(path).name
             return (
-                change != watchfiles.Change.deleted and not name.startswith(".") and not name.endswith(".tmp")
+                change != filewatch.Change.deleted and not name.startswith(".") and not name.endswith(".tmp")
             )
 
-        changes = watchfiles.awatch(
-            self.paths.signals,
-            watch_filter=interesting,
-            stop_event=self.daemon.stopping,
-            debounce=SIGNAL_DEBOUNCE_MS,
-            step=SIGNAL_DEBOUNCE_MS,
-            recursive=True,
-        )
+        changes = filewatch.awatch(self.paths.signals, watch_filter=interesting,
+                                   stop_event=self.daemon.stopping,
+                                   debounce=SIGNAL_DEBOUNCE_MS, recursive=True)
         nxt = asyncio.ensure_future(changes.__anext__())
         await asyncio.sleep(0)  # the watcher is armed once awatch reaches its first wait
         armed.set()
@@ -604,9 +599,7 @@ class Executor:
                 nxt = asyncio.ensure_future(changes.__anext__())
                 await self._drain_signals()
         finally:
-            nxt.cancel()
-            with contextlib.suppress(BaseException):
-                await changes.aclose()
+            await filewatch.close_watch(nxt, changes)
 
     async def _drain_signals(self) -> None:
         signals, died = await asyncio.to_thread(self._read_signal_files)
@@ -691,17 +684,11 @@ class Executor:
     # -- the panes' output -----------------------------------------------------------------------------------
 
     async def _watch_logs(self, armed: asyncio.Event) -> None:
-        def interesting(change: watchfiles.Change, path: str) -> bool:
-            return change != watchfiles.Change.deleted and _TASK_LOG.match(Path(path).name) is not None
+        def interesting(change: filewatch.Change, path: str) -> bool:
+            return change != filewatch.Change.deleted and _TASK_LOG.match(Path(path).name) is not None
 
-        changes = watchfiles.awatch(
-            self.paths.logs,
-            watch_filter=interesting,
-            stop_event=self.daemon.stopping,
-            debounce=LOG_DEBOUNCE_MS,
-            step=LOG_DEBOUNCE_MS,
-            recursive=False,
-        )
+        changes = filewatch.awatch(self.paths.logs, watch_filter=interesting, stop_event=self.daemon.stopping,
+                                   debounce=LOG_DEBOUNCE_MS)
         nxt = asyncio.ensure_future(changes.__anext__())
         await asyncio.sleep(0)
         armed.set()
@@ -718,9 +705,7 @@ class Executor:
                     if run is not None and not run.exited:
                         self._want_capture(run)
         finally:
-            nxt.cancel()
-            with contextlib.suppress(BaseException):
-                await changes.aclose()
+            await filewatch.close_watch(nxt, changes)
 
     def _want_capture(self, run: Run, delay: float | None = None) -> None:
         """Capture the pane soon: at most one capture in flight and one every CAPTURE_GAP_S per pane."""

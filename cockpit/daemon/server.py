@@ -13,14 +13,13 @@ import os
 import signal
 import socket
 import struct
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-import watchfiles
-
-from cockpit.core import daemonfile, limits
+from cockpit.core import daemonfile, filewatch, limits
 from cockpit.core.config import Settings, load_settings
 from cockpit.core.errors import CockpitError, ConfigError, UsageError
 from cockpit.core.models import JSON, Event
@@ -36,6 +35,10 @@ log = logging.getLogger("cockpit.daemon")
 
 # A subscriber this far behind is cut off rather than allowed to grow the daemon's memory without bound.
 MAX_BUFFERED = 64 * 1024 * 1024
+# Connections served at once; one more is told so and closed (each may hold a 1 MiB half-line).
+MAX_CONNECTIONS = 64
+# A line begun and left unfinished this long closes its connection: a half-line is not held for ever.
+LINE_IDLE_S = float(os.environ.get("COCKPIT_LINE_IDLE_S", "30"))
 
 
 class Component(Protocol):
@@ -58,6 +61,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.connections = 0
         self.ops.handlers["wait_task"] = self._no_stream
         self.ops.handlers["subscribe"] = self._no_stream
         self._create = self.ops.handlers["create_task"]
@@ -155,12 +159,12 @@ class Daemon:
 
     async def _watch_files(self) -> None:
         """Other writers' commits reach subscribers; config edits take effect without a restart."""
-        def interesting(change: watchfiles.Change, path: str) -> bool:
+        def interesting(change: filewatch.Change, path: str) -> bool:
             return Path(path).name in ("index.db-wal", "index.db", "config.toml")
 
         # Not recursive: only files directly in .cockpit/ matter; task worktrees (whole checkouts) live below.
-        async for changes in watchfiles.awatch(self.paths.cockpit, watch_filter=interesting,
-                                               stop_event=self.stopping, debounce=5, step=5, recursive=False):
+        async for changes in filewatch.awatch(self.paths.cockpit, watch_filter=interesting,
+                                              stop_event=self.stopping, debounce=5):
             names = {Path(p).name for _, p in changes}
             if "config.toml" in names:
                 try:
@@ -180,8 +184,18 @@ class Daemon:
                 writer.write(encode(error(None, "forbidden", "only the daemon's own user may connect")))
                 await writer.drain()
                 return
-            writer.write(encode(hello(self.service.repo_name, str(self.paths.root), os.getpid())))
-            await Connection(self, reader, writer).serve()
+            if self.connections >= MAX_CONNECTIONS:
+                writer.write(encode(error(None, "too_many_connections",
+                                          f"the daemon already serves {MAX_CONNECTIONS} connections; close "
+                                          "some and connect again")))
+                await writer.drain()
+                return
+            self.connections += 1
+            try:
+                writer.write(encode(hello(self.service.repo_name, str(self.paths.root), os.getpid())))
+                await Connection(self, reader, writer).serve()
+            finally:
+                self.connections -= 1
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:
@@ -227,7 +241,14 @@ class Connection:
         framer = LineFramer()
         try:
             while True:
-                data = await self.reader.read(65536)
+                try:
+                    async with asyncio.timeout(LINE_IDLE_S if framer.partial else None):
+                        data = await self.reader.read(65536)
+                except TimeoutError:
+                    self.send(error(None, "idle", f"a request line was left unfinished for {LINE_IDLE_S:g}s; "
+                                                  "closing the connection"))
+                    await self.writer.drain()
+                    break
                 if not data:
                     break
                 for line in framer.feed(data):
@@ -334,6 +355,30 @@ def register_extension(extension: DaemonExtension) -> DaemonExtension:
     """Later layers (execution, merge, delegation) add their components and ops here."""
     EXTENSIONS.append(extension)
     return extension
+
+
+def run_until_stopped(paths: RepoPaths, ready_fd: int | None) -> int:
+    """Serve in the foreground (no `ready_fd`) or for `daemon start`, which waits for "ready" on `ready_fd`.
+
+    A daemon already running is not an error (exit 0, said on stderr); any other refusal is written to
+    `ready_fd` for the starter to show, then raised.
+    """
+
+    def ready() -> None:
+        if ready_fd is not None:
+            os.write(ready_fd, b"ready\n")
+            os.close(ready_fd)
+
+    try:
+        asyncio.run(run(paths, ready=ready, foreground=ready_fd is None))
+    except CockpitError as exc:
+        if ready_fd is not None:
+            os.write(ready_fd, f"error: {exc.message}\n".encode())
+        if exc.code == "already_running":
+            print(f"cockpit: {exc.message}", file=sys.stderr)
+            return 0
+        raise
+    return 0
 
 
 async def run(paths: RepoPaths, *, ready: Callable[[], None] | None = None, foreground: bool = False) -> None:

@@ -29,7 +29,9 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field, Strict, ValidationError
 
 from cockpit import __version__
+from cockpit.core import daemonfile
 from cockpit.core.backend import backend_for
+from cockpit.core.client import DaemonClient
 from cockpit.core.delegation import DEFAULT_WAIT_CLASSIFIED_S, main_repo_of
 from cockpit.core.errors import CockpitError, DaemonUnavailable, UsageError
 from cockpit.core.mcp_config import HEARTBEAT_ENV, REPO_ENV, SERVER_NAME, TASK_ENV, TOOL_NAMES
@@ -150,16 +152,39 @@ class CockpitTools:
         self.paths = paths
         self.task_id = task_id
         self.heartbeat_s = heartbeat_s
+        # One connection to the repo's daemon for every call (they are multiplexed), while that daemon lives.
+        self._client: DaemonClient | None = None
+
+    async def _daemon(self) -> DaemonClient | None:
+        """The connection to the repo's live daemon (re-made when it restarted), or None when it is down."""
+        info = daemonfile.read_live(self.paths.daemon_json)
+        client = self._client
+        stale = client is not None and (info is None or client.closed.is_set()
+                                        or client.hello.get("pid") != info.pid)
+        if client is not None and stale:
+            self._client = None
+            await client.close()
+        if info is None:
+            return None
+        if self._client is None:
+            self._client = await DaemonClient.for_repo(self.paths)
+        return self._client
 
     async def call(self, op: str, args: dict[str, Any]) -> JSON:
-        try:
-            async with backend_for(self.paths) as backend:
-                return await backend.call(op, args)
-        except DaemonUnavailable:
-            if op not in RETRYABLE:
-                raise
-        # The daemon stopped during the call: the same op, straight against the store.
-        async with backend_for(self.paths, prefer_daemon=False) as backend:
+        client = await self._daemon()
+        if client is not None:
+            try:
+                return await client.call(op, args)
+            except CockpitError as exc:
+                # The connection dropped, or the call failed inside the daemon (as when it shuts down).
+                if not isinstance(exc, DaemonUnavailable) and exc.code != "internal":
+                    raise
+                self._client = None
+                await client.close()
+                if op not in RETRYABLE:
+                    raise
+        # No daemon, or it stopped during the call (a read, safe to run again): straight against the store.
+        async with backend_for(self.paths, prefer_daemon=client is None) as backend:
             return await backend.call(op, args)
 
     def principal(self) -> JSON:

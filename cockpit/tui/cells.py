@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from cockpit.core.models import Task
+from cockpit.core.printable import printable
 from cockpit.core.states import State
 from cockpit.render import STATE_STYLES
 
@@ -68,10 +69,11 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
 
 
 def row_plain(task: Task, now: float) -> tuple[str, ...]:
-    """The row as plain strings: compared to find the cells that changed."""
+    """The row as plain strings: compared to find the cells that changed. The title may be a peer's text:
+    no escape sequence or line break reaches the table."""
     return (
         str(task.id),
-        task.title,
+        printable(task.title, one_line=True),
         task.state.value,
         task.scope or "",
         agent_status(task),

@@ -1,8 +1,8 @@
 """One repo's link: subscribed to its daemon, or following its store's file while the daemon is down.
 
 `RepoLink.run` is the body of an async worker on the app's loop (all socket and SQLite I/O is asyncio; file
-watching happens in watchfiles' own thread). It folds every event into the repo's `RepoModel` and posts
-`TasksChanged` once per batch, never once per event, so a burst costs the UI one update.
+watches are inotify descriptors read by the loop itself). It folds every event into the repo's `RepoModel`
+and posts `TasksChanged` once per batch, never once per event, so a burst costs the UI one update.
 
 Connected: take a snapshot (`status`, `list_tasks`, `status`), then `subscribe` from the seq before it; on a
 lost connection, resubscribe from the last seq folded, with backoff. Daemon down: open the store, fold its
@@ -20,25 +20,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import watchfiles
 from textual.message import Message
 
-from cockpit.core import daemonfile
+from cockpit.core import daemonfile, filewatch
 from cockpit.core.backend import Backend, open_local
 from cockpit.core.client import DaemonClient
 from cockpit.core.errors import CockpitError, DaemonUnavailable
 from cockpit.core.models import JSON, Event, Task
+from cockpit.core.ops import all_tasks
 from cockpit.core.paths import RepoPaths
 from cockpit.core.remote.daemons import HostedRepo
 from cockpit.core.remote.ssh import HostUnreachable
 from cockpit.core.store import Store
-from cockpit.core.storewatch import close_watch
 from cockpit.tui.messages import AttentionNeeded, LinkChanged, TasksChanged
 from cockpit.tui.repo_model import CONNECTING, LIVE, OFFLINE, STORE, UNINITIALISED, RepoModel
 
 STORE_NAMES = frozenset({"index.db", "index.db-wal", "daemon.json"})
 # The watcher thread returns this often even with nothing to report, so a stop is never held up for long.
-WATCH_TIMEOUT_MS = 1000
 # A daemon that takes longer than this to answer the snapshot or the subscription is treated as unreachable.
 REPLY_TIMEOUT_S = 30.0
 
@@ -210,9 +208,12 @@ class RepoLink:
         if not self.model.loaded:
             self._set_mode(CONNECTING, "loading tasks")
             before = int((await client.call("status", timeout=REPLY_TIMEOUT_S))["last_seq"])
-            listed = await client.call("list_tasks", {"all": True}, timeout=REPLY_TIMEOUT_S)
+            async def page(op: str, args: dict[str, Any]) -> JSON:
+                return await client.call(op, args, timeout=REPLY_TIMEOUT_S)
+
+            listed = await all_tasks(page, {"all": True})
             after = int((await client.call("status", timeout=REPLY_TIMEOUT_S))["last_seq"])
-            self.model.load([Task.from_json(t) for t in listed["tasks"]], before, after)
+            self.model.load([Task.from_json(t) for t in listed], before, after)
             quiet_until = after
         self._changed()
         await client.call("subscribe", {"since": self.model.last_seq}, timeout=REPLY_TIMEOUT_S)
@@ -285,7 +286,7 @@ class RepoLink:
                     return
         finally:
             stop.set()
-            await close_watch(pending, changes)
+            await filewatch.close_watch(pending, changes)
             await store.close()
 
     async def _wait_for_change(self, path: Path, done: Callable[[], bool]) -> None:
@@ -313,25 +314,15 @@ class RepoLink:
                     pending = asyncio.ensure_future(changes.__anext__())
         finally:
             stop.set()
-            await close_watch(pending, changes)
+            await filewatch.close_watch(pending, changes)
 
     def _watch(self, path: Path, stop: asyncio.Event, names: frozenset[str] = STORE_NAMES) -> Any:
         """Changes to the store (and daemon.json) in `path`, not recursive: worktrees live below it."""
 
-        def interesting(change: watchfiles.Change, changed: str) -> bool:
+        def interesting(change: filewatch.Change, changed: str) -> bool:
             return Path(changed).name in names
 
-        both = _AnyEvent(stop, self._stop)
-        return watchfiles.awatch(
-            path,
-            watch_filter=interesting,
-            stop_event=both,
-            debounce=5,
-            step=5,
-            rust_timeout=WATCH_TIMEOUT_MS,
-            yield_on_timeout=False,
-            recursive=False,
-        )
+        return filewatch.awatch(path, watch_filter=interesting, stop_event=stop, debounce=5)
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
@@ -366,16 +357,3 @@ class RepoLink:
             with contextlib.suppress(Exception):
                 await local.close()
 
-
-class _AnyEvent:
-    """What watchfiles needs of a stop event (`is_set`), set when either of two events is."""
-
-    def __init__(self, a: asyncio.Event, b: asyncio.Event) -> None:
-        self.a = a
-        self.b = b
-
-    def is_set(self) -> bool:
-        return self.a.is_set() or self.b.is_set()
-
-    def set(self) -> None:
-        self.a.set()

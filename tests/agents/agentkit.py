@@ -183,9 +183,10 @@ class Driver:
             if not task.get("needs_input"):
                 waiting_since.clear()
                 return None
-            if self.spec.dialog in self.screen(task_id):
+            before = self.screen(task_id)
+            if self.spec.dialog in before:
                 (on_dialog or self.answer)(task_id)
-                self.wait_unflagged(task_id)
+                self.wait_answered(task_id, before)
                 return None
             waiting_since.append(time.monotonic())
             if waiting_since[-1] - waiting_since[0] > IDLE_WAIT_S:
@@ -202,9 +203,36 @@ class Driver:
         assert found is not None
         return found
 
-    def wait_unflagged(self, task_id: int, timeout: float = 30) -> None:
+    def drive_until_waiting(self, task_id: int, *, answer_dialogs: bool,
+                            timeout: float = 150) -> dict[str, Any]:
+        """Until the task waits for a person with no dialog on the screen (with `answer_dialogs` False: with
+        or without one), answering dialogs on the way when told to."""
+
+        def waiting() -> dict[str, Any] | None:
+            task = self.show(task_id)
+            if task["state"] != "executing":
+                raise AssertionError(f"task {task_id} left executing: {task['state']} {task.get('failure')}")
+            if not task.get("needs_input"):
+                return None
+            screen = self.screen(task_id)
+            if self.spec.dialog not in screen or not answer_dialogs:
+                return task
+            self.answer(task_id)
+            self.wait_answered(task_id, screen)
+            return None
+
+        try:
+            found = wait_until(waiting, timeout=timeout, interval=0.2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.screen(task_id)}") from None
+        assert found is not None
+        return found
+
+    def wait_answered(self, task_id: int, before: str, timeout: float = 30) -> None:
+        """Until the answer took: the flag cleared, or the screen moved on (maybe to the next dialog)."""
+
         def answered() -> bool:
-            return not self.show(task_id).get("needs_input") or self.spec.dialog not in self.screen(task_id)
+            return not self.show(task_id).get("needs_input") or self.screen(task_id) != before
 
         wait_until(answered, timeout=timeout, interval=0.1,
                    message=f"the dialog of task {task_id} should go once answered")

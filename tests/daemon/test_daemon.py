@@ -100,7 +100,8 @@ def test_start_status_stop(repo: Path, daemons: Daemons) -> None:
 
 
 def daemon_pids(repo: Path) -> list[int]:
-    """Every `cockpit daemon run` process serving `repo`."""
+    """Every daemon process serving `repo` (`python -m cockpit.daemon`, as `daemon start` runs it, or
+    `cockpit daemon run`)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -109,7 +110,8 @@ def daemon_pids(repo: Path) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"daemon" in argv and b"run" in argv and os.fsencode(str(repo)) in argv \
+        is_daemon = b"cockpit.daemon" in argv or (b"daemon" in argv and b"run" in argv)
+        if is_daemon and os.fsencode(str(repo)) in argv \
                 and daemonfile.pid_alive(int(entry.name)):
             pids.append(int(entry.name))
     return pids

@@ -77,8 +77,12 @@ async def test_a_hosted_repo_is_a_tab_like_the_others_and_its_host_going_away_is
             assert ck.app.models["web"].mode == LIVE
 
             await asyncio.to_thread(box.up)
-            await asyncio.to_thread(span.hosted["api"].start)
-            await ck.wait(lambda: ck.app.models["api"].mode == LIVE, timeout=60, message="api back")
+            # The host is back without its daemon (it went down with it): D on its tab starts it there.
+            await ck.wait(lambda: "daemon on build-box is down" in banner(ck, "api"), timeout=60,
+                          message="the tab says the daemon is down")
+            ck.app.main.show_repo("api")
+            await ck.press("D")
+            await ck.wait(lambda: "api on build-box" in banner(ck, "api"), timeout=60, message="api back")
             later = await asyncio.to_thread(create_there, box, api, "document the health endpoint")
             await ck.wait(lambda: ck.task("api", later["id"]) is not None, message="live again")
     finally:

@@ -157,7 +157,8 @@ class SshLab:
         host.dir.mkdir(parents=True)
         host_key = host.dir / "ssh_host_ed25519_key"
         _keygen(host_key)
-        runtime = Path(tempfile.mkdtemp(prefix="ckr-"))
+        runtime = host.dir / "run"  # the host's runtime dir, removed with the lab
+        runtime.mkdir(mode=0o700)
         venv_bin = f"{Path(sys.executable).parent}:" if cockpit_on_path else ""
         host.config.write_text(
             f"ListenAddress {address}\nPort 22\nHostKey {host_key}\nPidFile {host.dir / 'sshd.pid'}\n"

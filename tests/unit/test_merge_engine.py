@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -247,13 +248,13 @@ def test_reset_rollback_cas_holds_when_ref_moves(setup: Setup, monkeypatch: pyte
     git(setup.repo, "checkout", "-q", "-b", "elsewhere")
     planned = merged(setup)
     later = git(setup.repo, "commit-tree", "-p", planned.merge_sha, "-m", "later", planned.tree)
-    real = cg.checkout_infos
+    real = cg.checkout_paths
 
-    def racing(repo: Path, branch: str) -> list[cg.WorktreeInfo]:
+    def racing(repo: Path, branch: str) -> list[Path] | None:
         git(repo, "update-ref", "refs/heads/main", later)
         return real(repo, branch)
 
-    monkeypatch.setattr(mg, "checkout_infos", racing)
+    monkeypatch.setattr(mg, "checkout_paths", racing)
     with pytest.raises(RefusedError, match=r"moved.*retry the rollback"):
         mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert setup.tip() == later
@@ -702,8 +703,9 @@ def test_revert_rollback_runs_no_checkout_and_moves_by_fast_forward(
     monkeypatch.setattr(mg, "_merge_base_option", False)  # the git 2.38/2.39 way, whatever git this is
     counted = GitCalls(monkeypatch)
     result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "Revert it")
-    # tip + merge's parents + containment; stand-in commit; merge-tree; the revert commit; worktree list; move
-    expected = ["rev-parse", "commit-tree", "merge-tree", "commit-tree", "worktree", "merge"]
+    # tip, its tree, merge's parents, containment; stand-in commit; merge-tree; the revert commit; the move
+    # (where main is checked out is read from git's admin files)
+    expected = ["rev-parse", "commit-tree", "merge-tree", "commit-tree", "merge"]
     assert counted.commands() == expected
     assert counted.processes == len(counted.calls)
     assert result.method == "revert" and parents(setup.repo, result.to_sha) == [later]
@@ -731,12 +733,12 @@ def test_checkout_free_revert_conflict_names_files_and_changes_nothing(
     assert not [args for args in counted.calls if args[:2] == ("worktree", "add")]
 
 
-def test_reset_rollback_is_three_git_calls(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reset_rollback_is_two_git_calls(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     setup.work({"feature.txt": "new\n"})
     planned = merged(setup)
     counted = GitCalls(monkeypatch)
     result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
-    assert counted.commands() == ["rev-parse", "worktree", "reset"]
+    assert counted.commands() == ["rev-parse", "reset"]
     assert ("reset", "--keep", "--quiet", planned.rollback_sha) in counted.calls
     assert result.method == "reset" and git(setup.repo, "rev-parse", "HEAD") == setup.base
 
@@ -808,3 +810,23 @@ def test_the_move_refuses_an_ignored_file_that_appeared_after_the_preflight(setu
         mg.move_target(setup.repo, bare, checkouts=[setup.repo])
     assert caught.value.details["files"] == ["secret.env"]
     assert setup.tip() == before and (setup.repo / "secret.env").read_text() == "TOKEN=person\n"
+
+
+# ----------------------------------------------------------------------- where the target is checked out
+
+
+def test_checkout_paths_reads_what_git_worktree_list_says(setup: Setup, tmp_path: Path) -> None:
+    """The admin-file read that spares the rollback a `git worktree list` agrees with git itself."""
+    assert cg.checkout_paths(setup.repo, "main") == [setup.repo]
+    git(setup.repo, "checkout", "-q", "-b", "elsewhere")
+    linked = tmp_path / "linked"
+    git(setup.repo, "worktree", "add", "-q", str(linked), "main")
+    assert cg.checkout_paths(setup.repo, "main") == [linked.resolve()]
+    assert cg.checkout_paths(setup.repo, "main") == cg.checkouts_of(setup.repo, "main")
+    shutil.rmtree(linked)  # prunable: git's list marks it, and neither counts it
+    assert cg.checkout_paths(setup.repo, "main") == [] == cg.checkouts_of(setup.repo, "main")
+
+
+def test_checkout_paths_defers_to_git_for_an_unusual_layout(setup: Setup, tmp_path: Path) -> None:
+    git(setup.repo, "config", "core.worktree", str(setup.repo))
+    assert cg.checkout_paths(setup.repo, "main") is None

@@ -426,8 +426,11 @@ MERGE_CALLS = [
     "merge",  # --ff-only: the move; its output confirms where the target went
     "worktree",  # remove the task's worktree (git refuses one with uncommitted work)
 ]
-RESET_CALLS = ["rev-parse", "worktree", "reset"]  # tip + merge's parents; the checkout's HEAD; reset --keep
-REVERT_CALLS = ["rev-parse", "log", "commit-tree", "merge-tree", "commit-tree", "worktree", "merge"]
+# Rollback: one rev-parse reads the tip, its tree and the merge's parents; where the target is checked out is
+# read from git's admin files (no process).
+RESET_CALLS = ["rev-parse", "reset"]  # reset --keep in the checkout
+# stand-in commit, merge-tree, the revert commit, the fast-forward
+REVERT_CALLS = ["rev-parse", "commit-tree", "merge-tree", "commit-tree", "merge"]
 
 
 async def test_git_process_budget_of_merge_and_rollback(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -336,3 +336,22 @@ def test_write_through_a_symlink_out_of_the_worktree_fails(worktree: Path, short
     assert proc.returncode == 1
     assert "leaves the worktree" in proc.stdout
     assert not (outside / "x.txt").exists()
+
+
+@pytest.mark.parametrize("kind", ["write", "append"])
+def test_a_committed_file_symlink_out_of_the_worktree_is_refused(
+    worktree: Path, short_tmp: Path, kind: str
+) -> None:
+    # The link is the last part of the path: resolving only its folder let the write through.
+    outside = short_tmp / "outside"
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_text("precious\n")
+    (worktree / "notes.txt").symlink_to(victim)
+    subprocess.run(["git", "add", "notes.txt"], cwd=worktree, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "link"], cwd=worktree, check=True)
+    script = write_script(short_tmp, f'[[step]]\n{kind} = {{ path = "notes.txt", content = "pwned" }}\n')
+    proc = run_agent(worktree, "--script", str(script), "--task-id", "1")
+    assert proc.returncode == 1
+    assert "leaves the worktree" in proc.stdout
+    assert victim.read_text() == "precious\n"

@@ -11,7 +11,6 @@ import gc
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import watchfiles
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -22,9 +21,9 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
+from cockpit.core import filewatch
 from cockpit.core.models import Task
 from cockpit.core.states import State
-from cockpit.core.storewatch import close_watch
 from cockpit.tui.messages import AgentOutput
 from cockpit.tui.repo_model import CONNECTING, LIVE, OFFLINE, STORE, UNINITIALISED, RepoModel
 from cockpit.tui.screens.keys import bar_keys
@@ -377,18 +376,10 @@ class CockpitScreen(Screen[None]):
         # A hosted repo's log is on its host: its output is fetched through the daemon on each event instead.
         if app.config.watch and app.links[repo].hosted is None and log.parent.is_dir():
 
-            def is_log(change: watchfiles.Change, path: str) -> bool:
+            def is_log(change: filewatch.Change, path: str) -> bool:
                 return Path(path).name == log.name
 
-            changes = watchfiles.awatch(
-                log.parent,
-                watch_filter=is_log,
-                stop_event=stop,
-                debounce=50,
-                step=10,
-                rust_timeout=1000,
-                recursive=False,
-            )
+            changes = filewatch.awatch(log.parent, watch_filter=is_log, stop_event=stop, debounce=50)
             pending = asyncio.ensure_future(changes.__anext__())
             await asyncio.sleep(0)
         try:
@@ -413,7 +404,7 @@ class CockpitScreen(Screen[None]):
                         pending = asyncio.ensure_future(changes.__anext__())
         finally:
             stop.set()
-            await close_watch(pending, changes)
+            await filewatch.close_watch(pending, changes)
 
     def on_agent_output(self, message: AgentOutput) -> None:
         if (message.repo, message.task_id) != self._shown:

@@ -18,6 +18,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static, TextArea
 
+from cockpit.core.printable import printable
+
 ResultT = TypeVar("ResultT")
 
 
@@ -154,7 +156,7 @@ class ClarifyScreen(FormScreen[list[str]]):
             form.border_title = f"clarify {self.what}"
             with VerticalScroll(id="answers"):
                 for i, question in enumerate(self.questions):
-                    yield Label(Text(f"{i + 1}. {question}", style="bold"))
+                    yield Label(Text(f"{i + 1}. {printable(question)}", style="bold"))
                     yield Input(placeholder="answer", id=f"answer-{i}", classes="answer")
             yield Static(classes="form-error")
             yield from self.buttons("Send answers")
@@ -192,7 +194,8 @@ class AnswerScreen(FormScreen[str]):
             form.border_title = f"answer {self.what}"
             if self.context:
                 yield Static(
-                    Text("\n".join(self.context[-6:]), style="dim", no_wrap=True, overflow="crop"),
+                    Text(printable("\n".join(self.context[-6:])), style="dim", no_wrap=True,
+                         overflow="crop"),
                     id="answer-context",
                 )
             yield Input(placeholder="typed into the agent's pane, then enter", id="answer")

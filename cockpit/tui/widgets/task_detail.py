@@ -23,6 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Static
 
 from cockpit.core.models import Task
+from cockpit.core.printable import printable
 from cockpit.core.states import State
 from cockpit.tui.cells import age_text, agent_status, short_branch, state_text
 
@@ -238,6 +239,14 @@ def offered(task: Task) -> list[str]:
     return names
 
 
+
+def safe_text(content: RenderableType) -> RenderableType:
+    """`content` with no terminal escape sequence or control character (task text may be a peer's). Text
+    that holds one is rebuilt plain: rare, and safer than keeping its styles."""
+    if isinstance(content, Text) and printable(content.plain) != content.plain:
+        return Text(printable(content.plain), style=content.style)
+    return content
+
 class AgentOutputView(Widget, can_focus=True):
     """The tail of the agent's pane, as many of its last lines as fit. Focused, enter opens the answer box."""
 
@@ -260,7 +269,7 @@ class AgentOutputView(Widget, can_focus=True):
         if self.note:
             return Text(self.note, style="dim italic")
         height = max(1, self.size.height)
-        return Text("\n".join(self.lines[-height:]), no_wrap=True, overflow="crop")
+        return Text(printable("\n".join(self.lines[-height:])), no_wrap=True, overflow="crop")
 
     def action_answer(self) -> None:
         self.post_message(self.AnswerRequested())
@@ -312,7 +321,7 @@ class TaskDetail(Vertical):
         if self._shown.get(widget_id) == content:
             return
         self._shown[widget_id] = content
-        self.query_one(f"#{widget_id}", Static).update(content, layout=layout)
+        self.query_one(f"#{widget_id}", Static).update(safe_text(content), layout=layout)
 
     def show(self, task: Task | None, ctx: DetailContext | None) -> None:
         self.set_class(task is None, "-empty")

@@ -1,0 +1,184 @@
+"""The real agent CLIs, driven through cockpit against the fake model server: the loop closes by itself.
+
+Each test runs one pinned CLI (scripts/install-agents) in a pane of the test's private tmux server, started
+by a real daemon for a real repo; the model's answers are scripted so the agent really edits, commits and
+reports done. Nobody types `/exit`: the agent's done report (or, for aider, its exit) starts the gates.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.agents.agentkit import Driver
+from tests.support.gitrepos import git
+from tests.support.model_server import Commit, Done, ModelServer, Shell, Step, Write
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.agents, pytest.mark.timeout(420)]
+
+ALL = ["claude", "codex", "gemini", "aider"]
+INTERACTIVE = ["claude", "codex", "gemini"]
+
+# Known defects of the adapters, found by these tests (a run would only wait out its timeouts, minutes each).
+KNOWN = {
+    "codex": "codex's sandbox keeps the worktree's own git dir (.git/worktrees/NAME) read-only, so its "
+             "commit fails; the rework text typed at review is not submitted",
+    "gemini": "Gemini CLI 0.61 runs no hooks from GEMINI_CLI_SYSTEM_SETTINGS_PATH: no end of turn, no usage",
+}
+
+
+# Until the adapters (per-agent modules, done/rework/stop) are in this build, nothing here can pass.
+def _has_adapters() -> bool:
+    try:
+        return importlib.util.find_spec("cockpit.core.agents.base") is not None
+    except ModuleNotFoundError:  # cockpit.core.agents is still a single module
+        return False
+
+
+ADAPTERS = _has_adapters()
+
+
+def agents(*names: str) -> list[object]:
+    out: list[object] = []
+    for n in names:
+        reason = KNOWN.get(n) if ADAPTERS else "the agent adapters are not in this build yet"
+        out.append(pytest.param(n, marks=pytest.mark.xfail(reason=reason, run=False)) if reason else n)
+    return out
+
+Drivers = Callable[..., Driver]
+
+
+def token() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def branch_subjects(driver: Driver, task: dict[str, object]) -> list[str]:
+    return git(driver.repo, "log", "--format=%s", f"main..{task['branch']}").splitlines()
+
+
+def usage_events(driver: Driver, task_id: int) -> list[dict[str, object]]:
+    return [e["data"] for e in driver.events(task_id) if e["type"] == "agent.usage"]
+
+
+@pytest.mark.parametrize("agent", agents(*ALL))
+def test_task_runs_to_review_and_reworks_in_the_same_session(
+    agent: str, drivers: Drivers, model_server: ModelServer
+) -> None:
+    driver = drivers(agent)
+    tag, again = token(), token()
+    if agent == "aider":
+        # aider asks before it creates a file (no --yes-always) and exits after its message: the rework is a
+        # new run whose prompt holds the reviewer's words.
+        model_server.script(again, [Step("Adding the farewell.", (Write("bye.txt", "bye\n"),))])
+        model_server.script(tag, [Step("Adding the greeting.", (Write("hello.txt", "hello\n"),))])
+    else:
+        model_server.script(tag, [
+            # A command that needs a person's approval in every agent (Codex: it asks for escalation).
+            Step("Adding the greeting.", (Shell("echo hello > hello.txt", ask=True), Commit("add hello"))),
+            Step("Committed; reporting done.", (Done(),)),
+            Step("The greeting is in place."),
+            Step("Adding the farewell.", (Write("bye.txt", "bye\n"), Commit("add bye"))),
+            Step("Reporting done again.", (Done(),)),
+            Step("The farewell is in place."),
+        ])
+    task_id = driver.create(f"Add a greeting file {tag}")
+    driver.cockpit("task", "approve", str(task_id))
+    flagged: list[dict[str, object]] = []
+
+    def answer(tid: int) -> None:
+        flagged.append(driver.show(tid))
+        driver.answer(tid)
+
+    task = driver.drive(task_id, "awaiting_review", on_dialog=answer)
+
+    # The permission dialog was flagged needs_input and answered with `cockpit task send`.
+    assert flagged and all(t["needs_input"] is True for t in flagged)
+    seen = [e["type"] for e in driver.events(task_id)]
+    assert "agent.needs_input" in seen and "agent.input_resolved" in seen, seen
+    assert task["needs_input"] is False
+    # The agent edited and committed; its report (or aider's exit) started the gates; they passed.
+    assert (Path(str(task["worktree"])) / "hello.txt").read_text() == "hello\n"
+    assert git(driver.repo, "status", "--porcelain") == ""
+    assert len(branch_subjects(driver, task)) == 1
+    assert seen.index("task.executing") < seen.index("task.gating") < seen.index("task.awaiting_review")
+    if agent in INTERACTIVE:
+        # Done was reported, not typed: the session is still open while the task waits for review.
+        assert "agent.done" in seen, seen
+        assert driver.pane_alive(task_id), driver.screen(task_id)
+    # Usage is read at the end of each turn, which may come just after the gates passed.
+    usage = wait_until(lambda: usage_events(driver, task_id), timeout=30, interval=0.3,
+                       message=f"{agent}'s usage should be recorded")
+    assert all(int(str(u["input_tokens"])) > 0 for u in usage), usage
+
+    message = f"Please also add a farewell file {again}"
+    driver.cockpit("task", "rework", str(task_id), "--message", message)
+    task = driver.drive(task_id, "awaiting_review", timeout=150)
+    assert (Path(str(task["worktree"])) / "bye.txt").read_text() == "bye\n"
+    assert len(branch_subjects(driver, task)) == 2
+    assert "task.rework_requested" in [e["type"] for e in driver.events(task_id)]
+    if agent in INTERACTIVE:
+        # The reviewer's words reached the model inside the first conversation: the same session.
+        same = [r for r in model_server.answered(message) if "ck-step 2" in json.dumps(r.body)]
+        assert same, [r.step for r in model_server.answered(tag)]
+        assert driver.pane_alive(task_id)
+
+
+@pytest.mark.parametrize("agent", agents(*ALL))
+def test_two_tasks_at_once_see_only_their_own_environment_and_one_is_stopped(
+    agent: str, drivers: Drivers, model_server: ModelServer
+) -> None:
+    driver = drivers(agent)
+    waits, works = token(), token()
+    record = Shell('printf "%s %s\\n" "$COCKPIT_TASK_ID" "$COCKPIT_WORKTREE" > seen.txt')
+    if agent == "aider":
+        # aider runs no shell command of its own; the stopped one is left at its "Create new file?" question.
+        model_server.script(waits, [Step("Writing.", (Write("waits.txt", "waits\n"),))])
+        model_server.script(works, [Step("Writing.", (Write("works.txt", "works\n"),))])
+    else:
+        model_server.script(waits, [
+            Step("Recording my environment.", (record,)),
+            Step("Which colour should the button be?"),
+        ])
+        model_server.script(works, [
+            Step("Recording my environment.", (record, Commit("record the environment"))),
+            Step("Reporting done.", (Done(),)),
+            Step("Finished."),
+        ])
+    waiting_id = driver.create(f"Paint the button {waits}")
+    working_id = driver.create(f"Record the environment {works}")
+    driver.cockpit("task", "approve", str(waiting_id))
+    driver.cockpit("task", "approve", str(working_id))
+
+    # One waits for a person: its turn ended with a question and no done report (aider: at its question).
+    waiting = driver.drive_until_waiting(waiting_id, answer_dialogs=agent != "aider")
+    assert waiting["state"] == "executing" and waiting["needs_input"] is True
+    if agent != "aider":
+        seen = driver.events(waiting_id)
+        assert "agent.turn_ended" in [e["type"] for e in seen]
+        asked = [e["data"] for e in seen if e["type"] == "agent.needs_input"]
+        assert any("Which colour" in json.dumps(data) for data in asked), asked
+    # The other, at the same time, runs to review.
+    working = driver.drive(working_id, "awaiting_review")
+
+    for task_id, task in ((waiting_id, waiting), (working_id, working)):
+        worktree = Path(str(task["worktree"]))
+        if agent != "aider":
+            assert (worktree / "seen.txt").read_text() == f"{task_id} {worktree}\n"
+    if agent == "aider":
+        assert (Path(str(working["worktree"])) / "works.txt").is_file()
+        assert not (Path(str(working["worktree"])) / "waits.txt").exists()
+
+    # Stop ends the waiting agent and keeps its work.
+    driver.cockpit("task", "stop", str(waiting_id), timeout=90)
+    stopped = driver.drive(waiting_id, "interrupted", timeout=60)
+    assert Path(str(stopped["worktree"])).is_dir()
+    assert git(driver.repo, "rev-parse", "--verify", str(stopped["branch"]))
+    assert not driver.pane_alive(waiting_id), driver.screen(waiting_id)
+    assert "task.stopped" in [e["type"] for e in driver.events(waiting_id)]
+    assert driver.show(working_id)["state"] == "awaiting_review"
