@@ -72,8 +72,9 @@ def run_async(coro: Awaitable[int]) -> int:
 
 
 async def with_backend(args: argparse.Namespace, body: Callable[[Backend], Awaitable[int]]) -> int:
+    """Run `body` against the repo as the person (the command line is the person's own terminal)."""
     paths = repo_paths(args)
-    async with backend_for(paths) as backend:
+    async with backend_for(paths, person=True) as backend:
         return await body(backend)
 
 

@@ -2,16 +2,22 @@
 
 Both backends answer the same ops with the same results and errors, because the local one runs the very
 `Ops` table the daemon serves.
+
+`person=True` (the CLI and the cockpit, run by the person in their terminal) presents the person's token to
+the daemon; on the store path it runs the ops as the person when the token can be read, as a peer otherwise
+(inside an agent's sandbox). The store path is no security boundary: whoever can write the store can append
+any event. The token check there keeps what the person and agents may do the same on both paths.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from cockpit.core import limits
+from cockpit.core import limits, principals
 from cockpit.core.client import DaemonClient
 from cockpit.core.errors import CockpitError, NotFoundError
 from cockpit.core.models import JSON
@@ -29,6 +35,7 @@ class Backend:
     client: DaemonClient | None = None
     store: Store | None = None
     ops: Ops | None = None
+    context: principals.OpContext = principals.PEER_CONTEXT  # who the store path runs ops as
 
     @property
     def via(self) -> str:
@@ -46,7 +53,7 @@ class Backend:
             task, timed_out = await wait_for_state(self.store, self.paths.cockpit, arg_int(args, "id"),
                                                    states, limits.seconds(args.get("timeout_s"), "timeout_s"))
             return {"task": await self.ops.task_json(task), "timed_out": timed_out}
-        return await self.ops.dispatch(op, args)
+        return await self.ops.dispatch(op, args, self.context)
 
     async def close(self) -> None:
         if self.client is not None:
@@ -55,7 +62,17 @@ class Backend:
             await self.store.close()
 
 
-async def open_local(paths: RepoPaths) -> Backend:
+async def _local_context(person: bool) -> principals.OpContext:
+    if person:
+        try:
+            if await asyncio.to_thread(principals.ensure_token):
+                return principals.PERSON_CONTEXT
+        except (OSError, CockpitError):
+            pass
+    return principals.OpContext(principals.PEER, via="store")
+
+
+async def open_local(paths: RepoPaths, *, person: bool = False) -> Backend:
     if not paths.db.exists():
         raise NotFoundError(f"{paths.root} has no cockpit store yet; run `cockpit init` there first",
                             code="not_initialised")
@@ -66,20 +83,21 @@ async def open_local(paths: RepoPaths) -> Backend:
         await store.close()
         raise
     ops = Ops(service)
-    return Backend(paths, store=store, ops=ops)
+    return Backend(paths, store=store, ops=ops, context=await _local_context(person))
 
 
-async def open_backend(paths: RepoPaths, *, prefer_daemon: bool = True) -> Backend:
+async def open_backend(paths: RepoPaths, *, prefer_daemon: bool = True, person: bool = False) -> Backend:
     if prefer_daemon:
-        client = await DaemonClient.for_repo(paths)
+        client = await DaemonClient.for_repo(paths, person=person)
         if client is not None:
             return Backend(paths, client=client)
-    return await open_local(paths)
+    return await open_local(paths, person=person)
 
 
 @contextlib.asynccontextmanager
-async def backend_for(paths: RepoPaths, *, prefer_daemon: bool = True) -> AsyncIterator[Backend]:
-    backend = await open_backend(paths, prefer_daemon=prefer_daemon)
+async def backend_for(paths: RepoPaths, *, prefer_daemon: bool = True,
+                      person: bool = False) -> AsyncIterator[Backend]:
+    backend = await open_backend(paths, prefer_daemon=prefer_daemon, person=person)
     try:
         yield backend
     finally:

@@ -13,13 +13,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from cockpit.core import daemonfile
+from cockpit.core import daemonfile, principals
 from cockpit.core.errors import CockpitError, DaemonUnavailable, ProtocolError, UsageError
 from cockpit.core.models import JSON, Event
 from cockpit.core.paths import RepoPaths
 from cockpit.core.protocol import MAX_LINE, PROTOCOL_VERSION, encode
 
 READ_LIMIT = 64 * 1024 * 1024
+
+
+def _person_token() -> str | None:
+    try:
+        return principals.read_token() or principals.ensure_token()
+    except (OSError, CockpitError):
+        return None  # unreadable or unwritable (an agent's sandbox): the connection stays a peer's
 
 
 def _event(data: JSON) -> Event:
@@ -46,10 +53,15 @@ class DaemonClient:
         self._pending: dict[int, asyncio.Future[JSON]] = {}
         self._reader_task = asyncio.ensure_future(self._read_loop())
         self.closed = asyncio.Event()
+        self.auth: asyncio.Future[JSON] | None = None  # the reply to `auth`, when the token was presented
 
     @classmethod
-    async def connect(cls, socket_path: Path | str,
-                      timeout: float = 5.0) -> DaemonClient:  # noqa: ASYNC109 - connect + hello deadline
+    async def connect(cls, socket_path: Path | str, timeout: float = 5.0,  # noqa: ASYNC109 - hello deadline
+                      *, person: bool = False) -> DaemonClient:
+        """Connect and read the greeting. With `person`, present the person's token (made on first use), so
+        the connection speaks for the person; without it, or when the token cannot be read (an agent's
+        sandbox), it is the peer principal."""
+        token = await asyncio.to_thread(_person_token) if person else None
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_unix_connection(str(socket_path), limit=READ_LIMIT), timeout)
@@ -79,17 +91,29 @@ class DaemonClient:
             raise ProtocolError(f"daemon speaks protocol {hello.get('protocol')}, this client "
                                 f"{PROTOCOL_VERSION}; restart the daemon with "
                                 "`cockpit daemon stop && cockpit daemon start`")
-        return cls(reader, writer, hello)
+        client = cls(reader, writer, hello)
+        if token is not None:
+            client._authenticate(token)
+        return client
+
+    def _authenticate(self, token: str) -> None:
+        """Send `auth` ahead of any request. The daemon reads it before the requests that follow, so nobody
+        waits for its reply; a daemon that does not know the token leaves the connection a peer's."""
+        request_id = next(self._ids)
+        auth: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
+        auth.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody has to await it
+        self.auth = self._pending[request_id] = auth
+        self.writer.write(encode({"id": request_id, "op": "auth", "args": {"token": token}}))
 
     @classmethod
-    async def for_repo(cls, paths: RepoPaths,
-                       timeout: float = 5.0) -> DaemonClient | None:  # noqa: ASYNC109 - as connect
+    async def for_repo(cls, paths: RepoPaths, timeout: float = 5.0,  # noqa: ASYNC109 - as connect
+                       *, person: bool = False) -> DaemonClient | None:
         """A connection to the repo's live daemon, or None when none is running."""
         info = daemonfile.read_live(paths.daemon_json)
         if info is None:
             return None
         try:
-            return await cls.connect(info.socket, timeout)
+            return await cls.connect(info.socket, timeout, person=person)
         except DaemonUnavailable:
             return None
 

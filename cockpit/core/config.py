@@ -44,6 +44,9 @@ backend = "claude"
 command = ""
 # Extra regexes that mean "the agent waits for a person"; built-ins cover the common agents.
 needs_input_patterns = []
+# "auto": bubblewrap where installed; "bwrap": always (an error where it cannot run); "none": no sandbox.
+# Inside it the agent writes only its worktree, its branch's git data and its own config (docs/security.md).
+sandbox = "auto"
 
 [tmux]
 # A private server name (tmux -L NAME); empty means your own server, so you can attach.
@@ -94,6 +97,7 @@ KEYS: tuple[Key, ...] = (
     Key("agent", "backend", str, "claude", ("claude", "codex", "aider", "gemini", "script", "custom")),
     Key("agent", "command", str, ""),
     Key("agent", "needs_input_patterns", list, []),
+    Key("agent", "sandbox", str, "auto", ("auto", "bwrap", "none")),
     Key("tmux", "socket_name", str, ""),
     Key("tdd", "enabled", (bool, str), "auto"),
     Key("tdd", "source_patterns", list, []),
@@ -151,6 +155,10 @@ class Settings:
     @property
     def agent_command(self) -> str:
         return str(self.values["agent.command"])
+
+    @property
+    def agent_sandbox(self) -> str:
+        return str(self.values["agent.sandbox"])
 
     @property
     def needs_input_patterns(self) -> list[str]:

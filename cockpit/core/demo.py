@@ -564,7 +564,7 @@ ENDED = frozenset({"failed", "interrupted", "cancelled", "rejected", "rolled_bac
 # -- seeding -------------------------------------------------------------------------------------------------
 
 async def _connect(paths: RepoPaths) -> DaemonClient:
-    client = await DaemonClient.for_repo(paths)
+    client = await DaemonClient.for_repo(paths, person=True)
     if client is None:
         raise DemoError(f"the daemon of {paths.root} is not running; start it with "
                         f"`cockpit daemon start --repo {paths.root}`", code="daemon_unavailable")

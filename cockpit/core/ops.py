@@ -12,6 +12,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cockpit.core import principals
 from cockpit.core.errors import UsageError
 from cockpit.core.models import JSON, Task
 from cockpit.core.protocol import PROTOCOL_VERSION
@@ -88,6 +89,11 @@ def arg_states(args: dict[str, Any], name: str) -> list[State]:
     return [parse_state(s) for s in arg_strs(args, name)]
 
 
+def _by(args: dict[str, Any]) -> str:
+    """Who the event records as acting: the caller's label, never "person" for a peer."""
+    return principals.by_label(arg_opt_str(args, "by"))
+
+
 class Ops:
     """Dispatch a request to the service. Extended by later layers (execution, merge, delegation)."""
 
@@ -118,12 +124,18 @@ class Ops:
                 continue
             module.install_ops(self)
 
-    async def dispatch(self, op: str, args: dict[str, Any]) -> JSON:
+    async def dispatch(self, op: str, args: dict[str, Any],
+                       context: principals.OpContext | None = None) -> JSON:
+        """Run `op` as `context`'s principal (the peer's when none is given); handlers read it with
+        `principals.current()`."""
         handler = self.handlers.get(op)
         if handler is None:
             known = ", ".join(sorted(self.handlers))
             raise UsageError(f"unknown op {op!r}; ops are: {known}", code="unknown_op")
-        return await handler(args)
+        with principals.acting_as(context or principals.current()):
+            if op in principals.PERSON_OPS:
+                principals.require_person(op)
+            return await handler(args)
 
     async def task_json(self, task: Task) -> JSON:
         data = task.to_json()
@@ -146,6 +158,8 @@ class Ops:
         if not isinstance(text, str):
             raise UsageError("create_task needs text: the task description", code="bad_request")
         source_task = args.get("source_task_id")
+        if args.get("script") is not None:
+            principals.require_person("a task with a script")
         task = await self.service.create_task(
             text,
             force=arg_bool(args, "force"),
@@ -154,7 +168,7 @@ class Ops:
             source_task_id=arg_int(args, "source_task_id") if source_task is not None else None,
             key=arg_opt_str(args, "key"),
             classify=not arg_bool(args, "no_wait"),
-            by=arg_str(args, "by", "person"),
+            by=_by(args),
             on_behalf_of=arg_int(args, "on_behalf_of") if args.get("on_behalf_of") is not None else None,
         )
         return await self.task_json(task)
@@ -191,23 +205,24 @@ class Ops:
         remote = arg_opt_str(args, "from_repo")
         if remote is not None:
             return await self.task_json(await self.service.approve_remote(task_id, from_repo=remote))
-        return await self.task_json(await self.service.approve(task_id, by=arg_str(args, "by", "person")))
+        principals.require_person(f"approving task {task_id}")
+        return await self.task_json(await self.service.approve(task_id, by=_by(args)))
 
     async def reject_task(self, args: dict[str, Any]) -> JSON:
         return await self.task_json(await self.service.reject(
-            arg_int(args, "id"), reason=arg_str(args, "reason", ""), by=arg_str(args, "by", "person")))
+            arg_int(args, "id"), reason=arg_str(args, "reason", ""), by=_by(args)))
 
     async def cancel_task(self, args: dict[str, Any]) -> JSON:
         return await self.task_json(await self.service.cancel(
-            arg_int(args, "id"), by=arg_str(args, "by", "person"), reason=arg_str(args, "reason", "")))
+            arg_int(args, "id"), by=_by(args), reason=arg_str(args, "reason", "")))
 
     async def retry_task(self, args: dict[str, Any]) -> JSON:
         return await self.task_json(await self.service.retry(
-            arg_int(args, "id"), fresh=arg_bool(args, "fresh"), by=arg_str(args, "by", "person")))
+            arg_int(args, "id"), fresh=arg_bool(args, "fresh"), by=_by(args)))
 
     async def clarify_task(self, args: dict[str, Any]) -> JSON:
         return await self.task_json(await self.service.clarify(
-            arg_int(args, "id"), arg_strs(args, "answers"), by=arg_str(args, "by", "person")))
+            arg_int(args, "id"), arg_strs(args, "answers"), by=_by(args)))
 
     async def classify_task(self, args: dict[str, Any]) -> JSON:
         return await self.task_json(await self.service.classify_task(arg_int(args, "id")))

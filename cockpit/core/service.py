@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cockpit.core import classifier, limits, plans
+from cockpit.core import classifier, limits, plans, principals
 from cockpit.core.config import Settings, load_settings
 from cockpit.core.dedup import DedupIndex
 from cockpit.core.errors import DuplicateError, RefusedError, UsageError
@@ -80,6 +80,17 @@ class TaskService:
         self.dedup = DedupSync()
         self._classifying: dict[int, asyncio.Future[Task]] = {}
 
+    async def require_peer(self, name: str, what: str) -> None:
+        """Refuse a `name` that is no peer repo of this workspace (read again once: repos may be new)."""
+        if name in self.peers:
+            return
+        _, found, _ = await asyncio.to_thread(repo_identity, self.paths.root)
+        self.peers = found
+        if name not in found:
+            known = ", ".join(found) or "none: this repo is in no workspace"
+            raise RefusedError(f"{what} {name!r} is not a peer repo of this workspace (peers: {known})",
+                               code="not_a_peer")
+
     def reload_settings(self) -> None:
         self.settings = load_settings(self.paths.config)
 
@@ -96,6 +107,8 @@ class TaskService:
         if not description:
             raise UsageError("the task description is empty; say what should be done")
         check_text(description)
+        if source_repo is not None and not principals.current().is_person:
+            await self.require_peer(source_repo, "source_repo")
         if script is not None:
             limits.check_text(script, "the script")
             from cockpit.core.script_agent import parse_script
@@ -233,6 +246,7 @@ class TaskService:
 
     async def approve_remote(self, task_id: int, *, from_repo: str) -> Task:
         """A peer's approve_remote_task: allowed only as far as this repo's `remote_approval` says."""
+        await self.require_peer(from_repo, "from_repo")
         task = await self.store.get_task(task_id)
         policy = self.settings.remote_approval
         allowed = policy == "all" or (policy == "small" and task.scope == "small")

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cockpit.core import filewatch
+from cockpit.core import filewatch, principals, sandbox
 from cockpit.core.agents import AgentCommand, agent_command
 from cockpit.core.errors import CockpitError, TmuxError, UsageError
 from cockpit.core.execution_ops import (
@@ -59,7 +59,7 @@ from cockpit.core.execution_ops import (
 from cockpit.core.gates import TddRule, run_gates
 from cockpit.core.models import JSON, Event, GateResult, Task
 from cockpit.core.needs_input import NeedsInputDetector, clean_lines
-from cockpit.core.ops import arg_int, arg_str
+from cockpit.core.ops import arg_int, arg_opt_str
 from cockpit.core.projection import EVENT_STATE
 from cockpit.core.prompts import render_fix_prompt, render_prompt
 from cockpit.core.signals import Signal, read_signals
@@ -447,9 +447,13 @@ class Executor:
             "COCKPIT_HOOK": shlex.join(["sh", str(HOOK_SCRIPT)]),
             "COCKPIT_PYTHON": sys.executable,
         }
-        line = pane_command(command.shell, self.paths.signals, task_id, attempt)
+        mode = self.service.settings.agent_sandbox
+        used = "none"
 
         def start() -> PaneRef:
+            nonlocal used
+            shell, used = sandbox.wrap(command.shell, sandbox.for_task(self.paths, task_id, worktree), mode)
+            line = pane_command(shell, self.paths.signals, task_id, attempt)
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(header)
             return panes.start_window(
@@ -489,6 +493,7 @@ class Executor:
                 "pane_id": pane.pane_id,
                 "socket_name": panes.socket_name,
                 "attempt": attempt,
+                "sandbox": used,
             },
         )
         if died_signal_path(self.paths.signals, task_id).exists():
@@ -1077,7 +1082,7 @@ class Executor:
     async def op_run_gates(self, args: dict[str, Any]) -> JSON:
         """`run_gates {id}`: check a finished task's worktree again (approved -> executing -> gating)."""
         task_id = arg_int(args, "id")
-        by = arg_str(args, "by", "person")
+        by = principals.by_label(arg_opt_str(args, "by"))
         task = await self.store.get_task(task_id)
         if task.state is State.EXECUTING:
             raise CockpitError(

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from cockpit.core import daemonfile, filewatch, limits
+from cockpit.core import daemonfile, filewatch, limits, principals
 from cockpit.core.config import Settings, load_settings
 from cockpit.core.errors import CockpitError, ConfigError, UsageError
 from cockpit.core.models import JSON, Event
@@ -61,6 +61,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.person_token: str | None = None  # read (or made) at start; `auth` compares against it
         self.connections = 0
         self.ops.handlers["wait_task"] = self._no_stream
         self.ops.handlers["subscribe"] = self._no_stream
@@ -102,6 +103,7 @@ class Daemon:
 
     async def start(self) -> Path:
         await self.bus.start()
+        self.person_token = await asyncio.to_thread(principals.ensure_token)
         sock_path = self.paths.socket
         with contextlib.suppress(FileNotFoundError):
             sock_path.unlink()
@@ -219,6 +221,8 @@ class Connection:
         self.daemon = daemon
         self.reader = reader
         self.writer = writer
+        # A peer's until it presents the person's token (`auth`).
+        self.context = principals.OpContext(principals.PEER, via="socket")
         self.subscription: Any = None
         self.requests: set[asyncio.Task[None]] = set()
         self.closed = False
@@ -258,6 +262,8 @@ class Connection:
                         continue
                     if not line.strip():
                         continue
+                    if b'"auth"' in line and await self.authenticate(line):
+                        continue  # served here, in order: the requests after it run as its principal
                     task = asyncio.ensure_future(self.handle(line))
                     self.requests.add(task)
                     task.add_done_callback(self.requests.discard)
@@ -268,6 +274,30 @@ class Connection:
                 self.daemon.bus.unsubscribe(self.subscription)
             for task in self.requests:
                 task.cancel()
+
+    async def authenticate(self, line: bytes) -> bool:
+        """Serve an `auth {"token"}` line (False when the line is another op). The right token makes the
+        connection the person's; anything else leaves (or makes) it a peer's, with an error reply."""
+        try:
+            request = parse_request(line)
+        except BadRequest:
+            return False
+        if request.op != "auth":
+            return False
+        presented = request.args.get("token")
+        known = self.daemon.person_token
+        if not principals.matches(presented, known) and isinstance(presented, str):
+            # The token file may have been replaced since the daemon started.
+            with contextlib.suppress(OSError, CockpitError):
+                known = self.daemon.person_token = await asyncio.to_thread(principals.read_token) or known
+        if principals.matches(presented, known):
+            self.context = principals.OpContext(principals.PERSON, via="socket")
+            self.send(ok(request.id, {"principal": principals.PERSON}))
+        else:
+            self.context = principals.OpContext(principals.PEER, via="socket")
+            self.send(error(request.id, "bad_token", "that is not the person token of this daemon's user; "
+                                                     "this connection acts as a peer"))
+        return True
 
     async def handle(self, line: bytes) -> None:
         request_id: Any = None
@@ -280,7 +310,7 @@ class Connection:
             if request.op == "wait_task":
                 result = await self.wait_task(request.args)
             else:
-                result = await self.daemon.ops.dispatch(request.op, request.args)
+                result = await self.daemon.ops.dispatch(request.op, request.args, self.context)
             self.send(ok(request_id, result))
         except BadRequest as exc:
             self.send(error(exc.request_id, exc.code, exc.message))

@@ -111,7 +111,7 @@ class RepoLink:
         if not self.paths.db.exists():
             raise DaemonUnavailable(f"{self.name} has no cockpit store yet; press D to start its daemon")
         if self._local is None:
-            self._local = await open_local(self.paths)
+            self._local = await open_local(self.paths, person=True)
         return await self._local.call(op, args or {}, timeout)
 
     # -- the worker ------------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ class RepoLink:
         if info is None:
             return None
         try:
-            client = await DaemonClient.connect(info.socket, self.connect_timeout)
+            client = await DaemonClient.connect(info.socket, self.connect_timeout, person=True)
         except CockpitError as exc:
             self._refused = exc.message  # e.g. another protocol version: say so in the tab
             return None

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from cockpit.core import principals
 from cockpit.core.config import DEFAULT_CONFIG
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
@@ -89,13 +90,19 @@ class Raw:
 
 
 @contextlib.asynccontextmanager
-async def raw(served: Served) -> AsyncIterator[Raw]:
+async def raw(served: Served, *, person: bool = True) -> AsyncIterator[Raw]:
+    """A bare connection; with `person` it presents the person's token first, as the CLI does."""
     reader, writer = await asyncio.open_unix_connection(served.socket, limit=64 * 1024 * 1024)
     conn = Raw(reader, writer)
     try:
         hello = await conn.line()
         assert hello == {"hello": {"protocol": 1, "repo": "repo", "root": str(served.repo.resolve()),
                                    "pid": served.pid}}
+        if person:
+            token = principals.read_token()
+            assert token is not None
+            assert (await conn.call("auth", token=token))["result"] == {"principal": "person"}
+            conn.ids = 0
         yield conn
     finally:
         writer.close()

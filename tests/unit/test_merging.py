@@ -21,6 +21,7 @@ from cockpit.core.errors import CockpitError, RefusedError
 from cockpit.core.models import GateSpec, Task
 from cockpit.core.ops import Ops
 from cockpit.core.paths import RepoPaths
+from cockpit.core.principals import PERSON_CONTEXT
 from cockpit.core.service import TaskService
 from cockpit.core.states import State
 from cockpit.core.store import Store
@@ -702,14 +703,14 @@ async def test_ops_shapes(env: Env) -> None:
     service = TaskService(env.paths, env.store, env.settings)
     ops = Ops(service)
     task = await env.task({"feature.txt": "new\n"})
-    dry = await ops.dispatch("merge_task", {"id": task.id, "dry_run": True})
+    dry = await ops.dispatch("merge_task", {"id": task.id, "dry_run": True}, PERSON_CONTEXT)
     assert set(dry) >= {"task", "merge", "preflight", "rebased", "dry_run"} and dry["dry_run"] is True
-    done = await ops.dispatch("merge_task", {"id": task.id})
+    done = await ops.dispatch("merge_task", {"id": task.id}, PERSON_CONTEXT)
     assert done["task"]["state"] == "done" and done["task"]["merge"]["state"] == "merged"
     assert done["merge"]["merge_sha"] == env.tip()
     listed = await ops.dispatch("list_merges", {})
     assert listed["merges"][0]["rollback_now"] == "reset"
-    rolled = await ops.dispatch("rollback_task", {"id": task.id})
+    rolled = await ops.dispatch("rollback_task", {"id": task.id}, PERSON_CONTEXT)
     assert set(rolled["rollback"]) == {"method", "from_sha", "to_sha"}
     assert rolled["task"]["merge"]["rollback_method"] == "reset"
     assert not await env.store.replay_differences()
