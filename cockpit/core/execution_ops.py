@@ -199,8 +199,11 @@ def install_ops(ops: Ops) -> None:
 
         agent = ADAPTERS.get(task.agent or "")
         style = agent.submit if agent is not None else "enter"
+        composer = agent.composer if agent is not None else None
         try:
-            await submit(panes, pane, text, style, enter=enter, log_path=paths.task_log(task_id))
+            await submit(
+                panes, pane, text, style, enter=enter, log_path=paths.task_log(task_id), composer=composer
+            )
         except TmuxError as exc:
             raise RefusedError(exc.message, code="agent_exited") from None
         async with service.store.tx() as tx:

@@ -13,7 +13,8 @@ from pathlib import Path
 from cockpit.core.models import GateResult, GateSpec, PlanStep, Task
 
 MAX_PROMPT_LINE = 500
-DONE_COMMAND = '"$COCKPIT_HOOK" done'
+# Unquoted: $COCKPIT_HOOK is a command line ("sh /path/hook.sh"), split by the shell.
+DONE_COMMAND = "$COCKPIT_HOOK done"
 DONE_RULES = [
     "- When the work is done and committed, report it: run `" + DONE_COMMAND + "` in a shell (add "
     "`--message \"what you did\"` if you like), or call the cockpit MCP tool `report_done`. Then stop and "

@@ -3,8 +3,9 @@
 Typing (`submit`): agents' composers differ. "enter" types the text and presses Enter; "pause" waits a moment
 between the text and the Enter (Codex's and Gemini CLI's composers drop an Enter that arrives with fast typed
 text); "paste" sends the text as one bracketed paste, then Enter (multi-line text never submits half-way).
-The Enter is verified: when the screen has not changed shortly after it (the pane log did not grow), Enter
-is pressed once more.
+For full-screen agents the Enter is verified: when the screen has not changed shortly after it (the pane log
+did not grow), or the agent's input line (the bottom-most line behind its composer mark) still holds the
+text, Enter is pressed again, after a longer pause each time. Line-based programs get one Enter only.
 
 Ending (`end_agent`): the agent's own exit first (its exit command, or Ctrl-D), then SIGTERM, then SIGKILL to
 every process of the pane's session and every process carrying the agent's marker (a per-task home in its
@@ -26,6 +27,7 @@ from cockpit.core.tmux import PaneRef, TmuxPanes
 
 PAUSE_S = 0.15  # between typed text and its Enter, for composers that drop an Enter arriving with the text
 VERIFY_S = 1.5  # how long the screen may take to react to an Enter before it is pressed again
+RETRIES = 3
 KILL_WAIT_S = 2.0
 
 
@@ -73,6 +75,16 @@ def _size(path: Path | None) -> int:
         return 0
 
 
+def still_in_composer(screen: list[str], mark: str, text: str) -> bool:
+    """Whether the agent's input line (the bottom-most line starting with `mark`) still holds `text`."""
+    probe = " ".join(text.split())[:24]
+    for line in reversed(screen):
+        stripped = line.strip().lstrip("│|").strip()
+        if stripped.startswith(mark):
+            return bool(probe) and probe in " ".join(stripped[len(mark):].split())
+    return False
+
+
 async def submit(
     panes: TmuxPanes,
     pane: PaneRef,
@@ -81,8 +93,9 @@ async def submit(
     *,
     enter: bool = True,
     log_path: Path | None = None,
+    composer: str | None = None,
 ) -> bool:
-    """Type `text` into the agent's composer the agent's way; True when the screen changed after Enter."""
+    """Type `text` into the agent's composer the agent's way; True when it was seen submitted."""
     if "\n" in text.strip() and style != "enter":
         style = "paste"
     if text:
@@ -92,19 +105,28 @@ async def submit(
             await asyncio.to_thread(panes.send_text, pane, text, enter=False)
     if not enter:
         return True
-    if text and style in ("pause", "paste"):
-        await asyncio.sleep(PAUSE_S)  # the composer's own debounce, not a wait for a condition
-    before = _size(log_path)
-    await asyncio.to_thread(panes.send_keys, pane, "Enter")
-    if log_path is None or not text:
-        return True
-    if await _log_grows(log_path, before, VERIFY_S):
-        return True
-    # The Enter was swallowed (or the screen is slow): press it once more.
-    before = _size(log_path)
-    with contextlib.suppress(TmuxError):
-        await asyncio.to_thread(panes.send_keys, pane, "Enter")
-    return await _log_grows(log_path, before, VERIFY_S)
+    pause = PAUSE_S if text and style in ("pause", "paste") else 0.0
+    for attempt in range(RETRIES):
+        if pause:
+            await asyncio.sleep(pause)  # the composer's own debounce, not a wait for a condition
+        before = _size(log_path)
+        try:
+            await asyncio.to_thread(panes.send_keys, pane, "Enter")
+        except TmuxError:
+            return False
+        if log_path is None or not text or composer is None:
+            # A line-based program reads the Enter as typed: pressing it again would answer what comes next.
+            return True
+        if await _log_grows(log_path, before, VERIFY_S):
+            try:
+                screen = await asyncio.to_thread(panes.capture, pane, 40)
+            except TmuxError:
+                return False
+            if not still_in_composer(screen, composer, text):
+                return True
+        # The Enter was swallowed (a composer that took the text as a paste burst): again, a little later.
+        pause = max(pause, PAUSE_S) * (attempt + 2)
+    return False
 
 
 def _members(sid: int | None, marker: tuple[str, str] | None) -> list[int]:
@@ -123,6 +145,8 @@ async def end_agent(
     grace_s: float = 5.0,
     term_s: float = 3.0,
     graceful: bool = True,
+    log_path: Path | None = None,
+    composer: str | None = None,
 ) -> str:
     """End the agent of `pane`; return how it ended: "gone", "exit", "term" or "kill"."""
     try:
@@ -136,7 +160,7 @@ async def end_agent(
     if graceful and live:
         try:
             if exit_text:
-                await submit(panes, pane, exit_text, "pause")
+                await submit(panes, pane, exit_text, "pause", log_path=log_path, composer=composer)
             else:
                 await asyncio.to_thread(panes.send_keys, pane, "C-d")
         except TmuxError:

@@ -96,6 +96,7 @@ MAX_MESSAGE = 2000
 FAIL_TAIL_LINES = 20
 HOLDING = frozenset({State.APPROVED, State.EXECUTING, State.GATING})
 TERM_GRACE_S = 3.0
+TURN_WAIT_S = 120.0  # typed work waits this long for the agent's running turn to end, then goes anyway
 MAX_TYPED_LINE = 400  # longer requests are written to a file and the agent is told to read it
 _TASK_LOG = re.compile(r"^task-(\d+)\.log$")
 _DIED = re.compile(r"^task-(\d+)\.status$")
@@ -131,6 +132,9 @@ class Run:
     done: bool = False  # the agent reported done for its current work (its session may still be open)
     log_offset: int = 0  # where this run's output starts in the task log (aider's usage lines)
     usage_sent: tuple[int, int, float | None] | None = None
+    # Set when the agent's turn is over (its turn-ended hook): text typed into a composer while a turn still
+    # runs is not submitted by Enter in some agents (Codex), so a fix or rework waits for it.
+    turn_over: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def adapter(self) -> Agent:
@@ -280,6 +284,8 @@ class Executor:
             self._release(task_id, target)
         if event.type == "agent.input_resolved" and event.data.get("source") != "pattern":
             run = self.runs.get(task_id)
+            if run is not None:
+                run.turn_over.clear()  # a person's answer or the agent's own hook: a turn is running
             if run is not None and run.detector is not None:
                 # The person answered: forget the prompt the detector was tracking.
                 run.detector = self._detector(run.agent)
@@ -324,6 +330,8 @@ class Executor:
                 grace_s=grace,
                 term_s=min(TERM_GRACE_S, max(grace, 0.5)),
                 graceful=graceful,
+                log_path=self.paths.task_log(run.task_id),
+                composer=agent.composer,
             )
         except (TmuxError, OSError) as exc:
             log.warning("ending the agent of task %d: %s", run.task_id, exc)
@@ -445,6 +453,10 @@ class Executor:
             fix=fix,
         )
 
+    def _require(self, task: Task, backend: str, worktree: Path, prompt_file: Path) -> None:
+        """Raise CockpitError when the agent is not installed (or its custom command is bad). Blocks."""
+        adapter(backend).require(self._setup(task, backend, worktree, prompt_file, False))
+
     async def _command(
         self, task: Task, backend: str, worktree: Path, prompt_file: Path, fix: bool
     ) -> tuple[AgentCommand, Setup]:
@@ -472,7 +484,8 @@ class Executor:
             return
         prompt_file = self.paths.prompts / f"task-{task.id}-{attempt}.md"
         try:
-            command, setup = await self._command(task, backend, plan.path, prompt_file, fix=False)
+            # Before any worktree is made: a missing agent fails the task at once.
+            await asyncio.to_thread(self._require, task, backend, plan.path, prompt_file)
         except CockpitError as exc:
             await self._fail_start(task.id, backend, attempt, exc.message)
             return
@@ -480,6 +493,12 @@ class Executor:
             base_sha = await asyncio.to_thread(materialize, self.paths.root, plan, settings.target_branch)
         except CockpitError as exc:
             await self._fail_start(task.id, backend, attempt, f"cannot create the worktree: {exc.message}")
+            return
+        try:
+            # Prepared once the worktree exists (Codex needs its git directory).
+            command, setup = await self._command(task, backend, plan.path, prompt_file, fix=False)
+        except CockpitError as exc:
+            await self._fail_start(task.id, backend, attempt, exc.message)
             return
         worktree_s = time.monotonic() - started
         prompted = dataclasses.replace(task, branch=plan.branch, worktree=str(plan.path))
@@ -833,6 +852,8 @@ class Executor:
             source = "hook" if data.get("source") == "hook" else "agent"
             await self.set_needs_input(task_id, {**data, "source": source, "signal_ts": signal.ts})
         elif signal.kind == "resolved":
+            if run is not None:
+                run.turn_over.clear()  # the agent's hooks (a prompt submitted, a tool ran): it is mid-turn
             source = "hook" if data.get("source") == "hook" else "agent"
             await self.clear_needs_input(task_id, {**data, "source": source})
         elif signal.kind == "progress":
@@ -869,12 +890,15 @@ class Executor:
             if data.get("message"):
                 event["message"] = str(data["message"])[:MAX_MESSAGE]
             await tx.append(task_id, "agent.done", event)
+        # Straight to the gates (the bus's copy of the event finds the task gating and does nothing).
+        self.daemon.spawn(self._locked(task_id, self._on_done(task_id)), f"done-{task_id}")
         return True
 
     async def _turn_ended(self, task_id: int, data: JSON) -> None:
         """An agent's turn is over: without a done report it now waits for a person (needs_input)."""
         run = self.runs.get(task_id)
         if run is not None:
+            run.turn_over.set()
             self.daemon.spawn(self._record_usage(run, data), f"usage-{task_id}")
         if data.get("event") == "SessionEnd":
             return  # the agent is exiting; its exit settles the run
@@ -1290,14 +1314,25 @@ class Executor:
         return run if alive else None
 
     async def _type_into(self, run: Run, typed: str, data: JSON) -> None:
-        """A new piece of work for a live session: record it (task.executing, in_session), then type it."""
+        """A new piece of work for a live session: record it (task.executing, in_session), then type it
+        once the agent's turn is over (at once for agents without turn hooks)."""
         run.done = False
         run.detector = self._detector(run.agent)
         await self.store.append(run.task_id, "task.executing", {**data, "in_session": True})
+        self.daemon.spawn(self._deliver(run, typed), f"type-{run.task_id}")
+
+    async def _deliver(self, run: Run, typed: str) -> None:
+        if run.adapter.turn_hooks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.turn_over.wait(), TURN_WAIT_S)
+        if run.exited or self.runs.get(run.task_id) is not run:
+            return
+        run.turn_over.clear()
         try:
             await sessions.submit(
-                run.panes, run.pane, typed, run.adapter.submit, log_path=self.paths.task_log(run.task_id)
-            )
+                run.panes, run.pane, typed, run.adapter.submit, log_path=self.paths.task_log(run.task_id),
+                composer=run.adapter.composer,
+            )  # fmt: skip
         except TmuxError as exc:
             log.warning("task %d: typing into the agent's session failed: %s", run.task_id, exc.message)
         self._want_capture(run)
@@ -1377,7 +1412,7 @@ class Executor:
         if run is not None:
             run.done = True
             run.cancel_timers()
-            await self._record_usage(run, {})
+            self.daemon.spawn(self._record_usage(run, {}), f"usage-{task_id}")  # not on the way to the gates
             fix_round = run.fix_round
         else:
             fix_round = int((await self._run_context(task_id)).get("fix_round", 0))

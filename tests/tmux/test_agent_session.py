@@ -185,6 +185,8 @@ def test_stop_escalates_to_kill_for_an_agent_that_ignores_term(
             "agent.backend": "custom",
             "agent.command": "bash -c 'trap \"\" TERM HUP INT; exec sleep 600'",
             "agent.stop_grace_s": "0.5",
+            # Unsandboxed: inside bubblewrap, the sandbox itself ends on TERM and takes the agent with it.
+            "agent.sandbox": "none",
         },
     )
     daemons(repo)

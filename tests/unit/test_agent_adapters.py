@@ -41,6 +41,8 @@ def setup(tmp_path: Path) -> Setup:
     worktree = root / ".cockpit" / "worktrees" / "task-7-x"
     worktree.mkdir(parents=True)
     (root / ".git" / "info").mkdir(parents=True)
+    (root / ".git" / "worktrees" / "task-7-x").mkdir(parents=True)
+    (worktree / ".git").write_text(f"gitdir: {root / '.git' / 'worktrees' / 'task-7-x'}\n")
     prompt = root / ".cockpit" / "prompts" / "task-7-1.md"
     prompt.parent.mkdir(parents=True)
     prompt.write_text("do it")
@@ -122,6 +124,8 @@ def test_codex_runs_in_a_per_task_home_with_the_persons_auth_linked(fake_agents:
     assert config["mcp_servers"]["cockpit"]["env"]["COCKPIT_TASK_ID"] == "7"
     inner = command.argv[2]
     assert "--disable daemon_auto_start" in inner and f"--add-dir {setup.git_dir}" in inner
+    assert f"--add-dir {setup.git_dir}/worktrees/task-7-x" in inner, "the worktree's own git dir too"
+    assert f"{setup.git_dir}/worktrees/task-7-x" in config["sandbox_workspace_write"]["writable_roots"]
     assert adapter("codex").marker(setup) == ("CODEX_HOME", str(home))
     assert json.loads((person / "auth.json").read_text()) == {"token": "secret"}, "never copied or changed"
 
@@ -134,19 +138,39 @@ def test_codex_config_that_is_not_toml_is_a_clear_error(fake_agents: Path, setup
         adapter("codex").launch(setup)
 
 
-def test_gemini_settings_come_from_a_per_task_file(fake_agents: Path, setup: Setup) -> None:
+def test_gemini_settings_come_from_a_per_task_file(
+    fake_agents: Path, setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert setup.person_home is not None and setup.repo_root is not None
-    folders = setup.person_home / ".gemini" / "trustedFolders.json"
-    folders.parent.mkdir()
-    folders.write_text(json.dumps({str(setup.repo_root): "TRUST_FOLDER"}))
-    command = adapter("gemini").launch(setup)
+    monkeypatch.delenv("GEMINI_CLI_TRUSTED_FOLDERS_PATH", raising=False)
+    for name, value in (("GIT_AUTHOR_NAME", "Ada"), ("GIT_AUTHOR_EMAIL", "ada@example.org"),
+                        ("GIT_COMMITTER_NAME", "Ada"), ("GIT_COMMITTER_EMAIL", "ada@example.org")):
+        monkeypatch.setenv(name, value)
+    (setup.person_home / ".gemini").mkdir()
+    untrusted = adapter("gemini").launch(setup)
+    assert "GEMINI_CLI_TRUST_WORKSPACE" not in untrusted.env, "an untrusted repo's dialog shows (flagged)"
 
+    folders = setup.person_home / ".gemini" / "trustedFolders.json"
+    folders.write_text(json.dumps({str(setup.repo_root): "TRUST_FOLDER"}))
+    user = setup.person_home / ".gemini" / "settings.json"
+    mine = {"matcher": "*", "hooks": [{"name": "own", "type": "command", "command": "notify-send hi"}]}
+    user.write_text(json.dumps({"theme": "dark", "hooks": {"AfterAgent": [mine]}}))
+    command = adapter("gemini").launch(setup)
+    adapter("gemini").launch(setup)  # a second task adds nothing more
+    assert command.env["GEMINI_CLI_TRUST_WORKSPACE"] == "true"
+    assert json.loads(folders.read_text()) == {str(setup.repo_root): "TRUST_FOLDER"}, "left as it was"
+    # Gemini CLI hides the global git config from its shell: the identity travels in the environment.
+    assert command.env["GIT_AUTHOR_EMAIL"] == "ada@example.org"
     file = Path(command.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"])
-    settings = json.loads(file.read_text())
-    assert "turn-ended" in settings["hooks"]["AfterAgent"][0]["hooks"][0]["command"]
-    assert settings["mcpServers"]["cockpit"]["trust"] is True
-    assert json.loads(folders.read_text())[str(setup.worktree)] == "TRUST_FOLDER"
-    assert not list(setup.worktree.iterdir()), "nothing is written into the worktree"
+    assert json.loads(file.read_text())["mcpServers"]["cockpit"]["trust"] is True
+    # Gemini CLI runs hooks from the person's settings only: cockpit's are there, no-ops outside a pane.
+    settings = json.loads(user.read_text())
+    assert settings["theme"] == "dark" and settings["hooks"]["AfterAgent"][0] == mine, "theirs kept"
+    assert len(settings["hooks"]["AfterAgent"]) == 2, "added once"
+    hook = settings["hooks"]["AfterAgent"][1]["hooks"][0]["command"]
+    assert hook.startswith("${COCKPIT_HOOK:-true} turn-ended --stdin") and hook.endswith("echo '{}'")
+    assert settings["hooksConfig"]["enabled"] is True
+    assert [p.name for p in setup.worktree.iterdir()] == [".git"], "nothing is written into the worktree"
 
 
 def test_aider_files_are_excluded_once_and_aider_never_edits_gitignore(
@@ -203,14 +227,18 @@ def test_codex_usage_is_the_last_token_count_of_its_session(tmp_path: Path) -> N
 
 
 def test_gemini_usage_sums_the_models_messages(tmp_path: Path) -> None:
-    path = tmp_path / "session.json"
-    path.write_text(json.dumps({"messages": [
-        {"type": "user", "content": "hi"},
-        {"type": "gemini", "tokens": {"input": 100, "output": 20, "thoughts": 5}},
-        {"type": "gemini", "tokens": {"input": 130, "output": 10}},
-    ]}))
+    path = tmp_path / "session.jsonl"
+    lines = [
+        {"sessionId": "s", "startTime": "t"},
+        {"$set": {"lastUpdated": "t"}},
+        {"id": "u1", "type": "user", "content": "hi"},
+        {"id": "g1", "type": "gemini", "tokens": {"input": 100, "output": 2}},
+        {"id": "g1", "type": "gemini", "tokens": {"input": 100, "output": 20, "thoughts": 5}},
+        {"id": "g2", "type": "gemini", "tokens": {"input": 130, "output": 10}},
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     found = gemini_usage(path)
-    assert found is not None and (found.input_tokens, found.output_tokens) == (230, 35)
+    assert found is not None and (found.input_tokens, found.output_tokens) == (230, 35), "last line per id"
 
 
 def test_progress_is_the_agents_words_not_its_furniture() -> None:
@@ -234,6 +262,18 @@ def test_progress_is_the_agents_words_not_its_furniture() -> None:
     assert adapter("codex").progress(codex) == "Ran git commit -qm greeting"
     assert adapter("custom").progress(["working on step 3", "? for shortcuts"]) == "working on step 3"
     assert adapter("script").progress(["[step 1/2] write a"]) is None, "the script agent reports itself"
+
+
+def test_typed_text_still_in_the_composer_is_not_submitted() -> None:
+    from cockpit.core.sessions import still_in_composer
+
+    typed = "Cockpit's gates failed on your work. Read /r/.cockpit/prompts/task-1-2-fix.md and fix it."
+    waiting = ["• Ran git commit", "", "› Cockpit's gates failed on your work. Read /r/.cockpit/pro",
+               "  mpts/task-1-2-fix.md and fix it.", "", "  fake default · /wt", "  ? for shortcuts"]
+    assert still_in_composer(waiting, "›", typed)
+    sent = ["› Cockpit's gates failed on your work. Read /r/.cockpit/prompts/task-1-2-fix.md", "",
+            "◦ Working (1s • esc to interrupt)", "", "› Ask Codex to do anything", "  ? for shortcuts"]
+    assert not still_in_composer(sent, "›", typed)
 
 
 def test_codex_notify_payloads_other_than_a_turn_are_skipped() -> None:

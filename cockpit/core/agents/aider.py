@@ -2,7 +2,8 @@
 
 Command line::
 
-    aider --no-gitignore --message-file PROMPT
+    aider --no-gitignore --no-check-update --no-show-release-notes --no-show-model-warnings \\
+        --message-file PROMPT
 
 `--no-gitignore` keeps aider from writing `.aider*` into the repo's `.gitignore` (which the clean-tree gate
 would reject); cockpit lists `.aider*` in `.git/info/exclude` instead (at `cockpit init`, and before each
@@ -22,6 +23,8 @@ from pathlib import Path
 from cockpit.core.agents.base import Agent, Setup, Usage
 
 EXCLUDE = ".aider*"
+# No question that is about aider itself rather than the task (release notes, model warnings, updates).
+FLAGS = ("--no-gitignore", "--no-check-update", "--no-show-release-notes", "--no-show-model-warnings")
 # "Tokens: 2.3k sent, 1.1k cache write, 180 received. Cost: $0.01 message, $0.02 session."
 _TOKENS = re.compile(r"Tokens:\s*([\d.,]+)([kKmM]?)\s+sent\b.*?([\d.,]+)([kKmM]?)\s+received")
 _COST = re.compile(r"Cost:\s*\$([\d.]+)\s+message(?:,\s*\$([\d.]+)\s+session)?")
@@ -76,7 +79,7 @@ class Aider(Agent):
     reads_log = True
 
     def command(self, setup: Setup) -> list[str]:
-        return ["aider", "--no-gitignore", "--message-file", str(setup.prompt_file.absolute())]
+        return ["aider", *FLAGS, "--message-file", str(setup.prompt_file.absolute())]
 
     def prepare(self, setup: Setup) -> dict[str, str]:
         if setup.git_dir is not None:

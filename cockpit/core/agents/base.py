@@ -11,7 +11,8 @@ An adapter is a small object (one module per agent, listed in `cockpit.core.agen
   person) instead of exiting by itself (exit 0 is then done);
 - `submit`: how typed text is submitted ("enter": text and Enter at once; "pause": text, a short pause, then
   Enter, for composers that drop an Enter that arrives with the text; "paste": a bracketed paste, then Enter);
-- `exit_text`: what to type to end it gracefully (None: Ctrl-D);
+- `exit_text`: what to type to end it gracefully (None: Ctrl-D); `composer`: the mark of its input line, to
+  check that typed text was submitted (its input line no longer holds it);
 - `usage(setup, hint)`: its token usage so far in this run, from its own files (the hint is the data of the
   hook signal that triggered the read: a transcript path, for instance);
 - `progress(screen)`: the agent's own words on a captured screen, not its status bar;
@@ -114,6 +115,8 @@ class Agent:
     reads_log: ClassVar[bool] = False  # its usage is read from its pane output (`usage` gets the text)
     submit: ClassVar[SubmitStyle] = "enter"
     exit_text: ClassVar[str | None] = None
+    # The mark at the start of the agent's input line: typed text still behind it was not submitted.
+    composer: ClassVar[str | None] = None
     # Lines starting with one of these are the agent speaking or acting (preferred for progress).
     speech_marks: ClassVar[tuple[str, ...]] = ()
     furniture: ClassVar[tuple[str, ...]] = ()
@@ -193,17 +196,10 @@ def prompt_argv(name: str, agent_argv: list[str], prompt_file: Path) -> list[str
 
 def mcp_server(setup: Setup) -> dict[str, object]:
     """How an agent starts the task's cockpit MCP server (`cockpit mcp`, scoped to this repo and task)."""
+    from cockpit.core.mcp_config import task_server_entry
+
     assert setup.repo_root is not None
-    script = Path(setup.python).parent / "cockpit"
-    if script.exists():
-        command, args = str(script), ["mcp"]
-    else:
-        command, args = setup.python, ["-m", "cockpit", "mcp"]
-    return {
-        "command": command,
-        "args": args,
-        "env": {"COCKPIT_REPO": str(setup.repo_root), "COCKPIT_TASK_ID": str(setup.task_id)},
-    }
+    return task_server_entry(setup.repo_root, setup.task_id, python=setup.python).to_json()
 
 
 def hook_line(setup: Setup, verb: str, *extra: str) -> str:

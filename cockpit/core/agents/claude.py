@@ -3,7 +3,7 @@
 Command line (PROMPT is the prompt file; SETTINGS and MCP are per-task files in
 `.cockpit/agents/task-<id>/`)::
 
-    bash -c 'p=$(cat -- "$1") || exit 66; exec claude --settings SETTINGS --mcp-config MCP "$p"' \
+    bash -c 'p=$(cat -- "$1") || exit 66; exec claude --settings SETTINGS --mcp-config MCP "$p"' \\
         cockpit-claude PROMPT
 
 - `--settings` adds the task's hooks to whatever the person's own settings say: Stop -> `turn-ended` (with the
@@ -38,6 +38,7 @@ from cockpit.core.agents.base import (
     person_home,
     prompt_argv,
 )
+from cockpit.core.mcp_config import claude_tool_names
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -86,7 +87,7 @@ def hooks_settings(setup: Setup) -> dict[str, Any]:
             "SessionEnd": [entry(hook_line(setup, "turn-ended", "--stdin", "--event", "SessionEnd"))],
         },
         # The cockpit tools, the done report and the commits the prompt asks for need no dialog.
-        "permissions": {"allow": list(ALLOWED)},
+        "permissions": {"allow": [*ALLOWED, *claude_tool_names()]},
     }
 
 
@@ -152,6 +153,7 @@ class Claude(Agent):
     submit: ClassVar[SubmitStyle] = "pause"
     exit_text = "/exit"
     speech_marks = ("●", "⏺")
+    composer = "❯"
     furniture = (r"manual mode on", r"auto mode on", r"^✻ ", r"Resume this session with")
 
     def files(self, setup: Setup) -> tuple[Path, Path]:

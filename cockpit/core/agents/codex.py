@@ -2,14 +2,15 @@
 
 Command line (GITDIR is the main repo's git directory, which a worktree's commits write to)::
 
-    bash -c 'p=$(cat -- "$1") || exit 66; exec codex --disable daemon_auto_start --add-dir GITDIR \
-        --add-dir SIGNALS "$p"' cockpit-codex PROMPT
+    bash -c 'p=$(cat -- "$1") || exit 66; exec codex --disable daemon_auto_start --add-dir GITDIR \\
+        --add-dir WORKTREE-GITDIR --add-dir SIGNALS "$p"' cockpit-codex PROMPT
 
 with `CODEX_HOME=.cockpit/agents/task-<id>/codex` in the pane. Codex 0.17x starts a background app-server per
 CODEX_HOME that is reparented to init and outlives the TUI; `--disable daemon_auto_start` keeps the turns in
 the TUI process, and the per-task home keeps any server that does start to this task's environment (a stop
-ends every process whose environment names this home). `--add-dir` makes the main repo's git directory and
-the signals folder writable in the workspace-write sandbox (commits and `$COCKPIT_HOOK done` need no
+ends every process whose environment names this home). `--add-dir` makes the main repo's git directory, the
+worktree's own git directory (`.git/worktrees/<name>`, which Codex protects) and the signals folder writable
+in the workspace-write sandbox (commits and `$COCKPIT_HOOK done` need no
 escalation). The home holds:
 
 - `auth.json` (and any other file of the person's `~/.codex` but `config.toml`, `sessions`, `log`, `history`)
@@ -54,6 +55,28 @@ def link_person_files(source: Path, home: Path) -> None:
         target.symlink_to(entry)
 
 
+def worktree_git_dir(worktree: Path) -> Path | None:
+    """A linked worktree's own git directory (`.git/worktrees/<name>`, named by its `.git` file)."""
+    try:
+        text = (worktree / ".git").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    return (worktree / text.split(":", 1)[1].strip()).resolve()
+
+
+def writable_dirs(setup: Setup) -> list[Path]:
+    """What Codex's workspace-write sandbox must let the task write besides the worktree: the main repo's
+    git directory (objects, refs), the worktree's own git directory (its index: Codex protects it), and the
+    signals folder (`$COCKPIT_HOOK done`)."""
+    found: list[Path] = []
+    for extra in (setup.git_dir, worktree_git_dir(setup.worktree), setup.signals_dir):
+        if extra is not None and extra.absolute() not in found:
+            found.append(extra.absolute())
+    return found
+
+
 def task_config(setup: Setup, person_config: Path) -> str:
     """The person's config.toml with the task's notify, trust, writable git dir and MCP server on top."""
     assert setup.repo_root is not None
@@ -70,12 +93,10 @@ def task_config(setup: Setup, person_config: Path) -> str:
     ]  # fmt: skip
     projects = doc.setdefault("projects", tomlkit.table())
     projects[str(setup.worktree.absolute())] = {"trust_level": "trusted"}
-    if setup.git_dir is not None:
+    if writable_dirs(setup):
         sandbox = doc.setdefault("sandbox_workspace_write", tomlkit.table())
         roots = [str(r) for r in sandbox.get("writable_roots", [])]
-        for extra in (setup.git_dir, setup.signals_dir):
-            if extra is not None and str(extra.absolute()) not in roots:
-                roots.append(str(extra.absolute()))
+        roots += [str(extra) for extra in writable_dirs(setup) if str(extra) not in roots]
         sandbox["writable_roots"] = roots
     servers = doc.setdefault("mcp_servers", tomlkit.table())
     servers["cockpit"] = mcp_server(setup)
@@ -121,6 +142,7 @@ class Codex(Agent):
     submit: ClassVar[SubmitStyle] = "pause"
     exit_text = "/quit"
     speech_marks = ("•", "└")
+    composer = "›"
     furniture = (r"^\s*› Ask Codex", r"f2 to view", r"^\s*◦ Working", r"^\s*Worked for", r"\bfake default\b")
 
     def codex_home(self, setup: Setup) -> Path:
@@ -134,9 +156,8 @@ class Codex(Agent):
             argv += ["--disable", "daemon_auto_start"]
             # Writable in the workspace-write sandbox: the main repo's git dir (the worktree's commits) and
             # the signals folder (`$COCKPIT_HOOK done`).
-            for extra in (setup.git_dir, setup.signals_dir):
-                if extra is not None:
-                    argv += ["--add-dir", str(extra.absolute())]
+            for extra in writable_dirs(setup):
+                argv += ["--add-dir", str(extra)]
         return prompt_argv(self.name, argv, setup.prompt_file)
 
     def prepare(self, setup: Setup) -> dict[str, str]:
