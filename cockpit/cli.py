@@ -82,15 +82,7 @@ async def with_backend(args: argparse.Namespace, body: Callable[[Backend], Await
 
 def ensure_excluded(root: Path, entry: str = ".cockpit/") -> bool:
     """List `entry` (default `.cockpit/`) in `.git/info/exclude`, never in a tracked file. True if added."""
-    git_dir = root / ".git"
-    if git_dir.is_file():  # a linked worktree or submodule: .git names the real dir
-        text = git_dir.read_text().strip()
-        if text.startswith("gitdir:"):
-            git_dir = (root / text.split(":", 1)[1].strip()).resolve()
-            common = git_dir / "commondir"
-            if common.exists():
-                git_dir = (git_dir / common.read_text().strip()).resolve()
-    exclude = git_dir / "info" / "exclude"
+    exclude = _git_dir(root) / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     existing = exclude.read_text() if exclude.exists() else ""
     bare = entry.strip("/")
@@ -121,6 +113,19 @@ def first_installed_agent() -> str | None:
     return next((name for name in AGENT_CLIS if shutil.which(name) is not None), None)
 
 
+def _git_dir(root: Path) -> Path:
+    """The repo's own git directory (the common one, for a linked worktree or submodule)."""
+    git_dir = root / ".git"
+    if git_dir.is_file():  # .git names the real dir
+        text = git_dir.read_text().strip()
+        if text.startswith("gitdir:"):
+            git_dir = (root / text.split(":", 1)[1].strip()).resolve()
+            common = git_dir / "commondir"
+            if common.exists():
+                git_dir = (git_dir / common.read_text().strip()).resolve()
+    return git_dir
+
+
 def init_repo(paths: RepoPaths) -> dict[str, Any]:
     private_dir(paths.cockpit)
     for d in (paths.plans, paths.worktrees, paths.logs, paths.signals):
@@ -129,6 +134,10 @@ def init_repo(paths: RepoPaths) -> dict[str, Any]:
     agent = first_installed_agent()
     wrote_config = cfg.write_default(paths.config, target_branch=branch, backend=agent or "script")
     excluded = ensure_excluded(paths.root)
+    # aider's chat history files (.aider*) stay untracked and out of `git status` (the clean-tree gate).
+    from cockpit.core.agents.aider import exclude_aider_files
+
+    exclude_aider_files(_git_dir(paths.root))
 
     async def create_store() -> None:
         store = await Store.open(paths.db)
@@ -371,7 +380,10 @@ def cmd_task_list(args: argparse.Namespace) -> int:
     states = [parse_state(s).value for s in args.state or []]
 
     async def body(b: Backend) -> int:
-        result = {"tasks": await all_tasks(b.call, {"all": args.all, "states": states})}
+        result: dict[str, Any] = {"tasks": await all_tasks(b.call, {"all": args.all, "states": states})}
+        # The repo's token usage (every task's agents), beside the list.
+        first = await b.call("list_tasks", {"all": args.all, "states": states, "limit": 1})
+        result["usage"] = first.get("usage")
 
         def human() -> None:
             from cockpit.render import console, task_table

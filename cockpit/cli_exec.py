@@ -1,4 +1,4 @@
-"""Execution verbs: `task attach|send|tail|gates`, `gc`, and the agents' `hook needs-input|resolved`."""
+"""Execution verbs: `task attach|send|tail|gates|stop|rework|done`, `gc`, and the agents' `hook ...`."""
 
 from __future__ import annotations
 
@@ -214,6 +214,46 @@ def _print_gates(task: JSON) -> None:
     _say(f"task {task['id']} is {task['state']}")
 
 
+# -- stop, rework, done --------------------------------------------------------------------------------------
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    cli = _cli()
+
+    async def body(b: Backend) -> int:
+        task = await b.call("stop_task", {"id": args.id, "reason": args.reason or ""})
+        cli.out(args, task, lambda: cli.say(args, f"task {args.id} is {task['state']}"))
+        return 0
+
+    return int(cli.run_async(cli.with_backend(args, body)))
+
+
+def cmd_rework(args: argparse.Namespace) -> int:
+    cli = _cli()
+    message = cli.read_text_arg(args.message)
+
+    async def body(b: Backend) -> int:
+        task = await b.call("rework_task", {"id": args.id, "message": message})
+        cli.out(args, task, lambda: cli.say(args, f"task {args.id} is {task['state']}: changes requested"))
+        return 0
+
+    return int(cli.run_async(cli.with_backend(args, body)))
+
+
+def cmd_done(args: argparse.Namespace) -> int:
+    cli = _cli()
+
+    async def body(b: Backend) -> int:
+        call: JSON = {"id": args.id}
+        if args.message is not None:
+            call["message"] = args.message
+        task = await b.call("done_task", call)
+        cli.out(args, task, lambda: cli.say(args, f"task {args.id} is {task['state']}: agent done"))
+        return 0
+
+    return int(cli.run_async(cli.with_backend(args, body)))
+
+
 # -- gc ------------------------------------------------------------------------------------------------------
 
 
@@ -259,13 +299,15 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_hook(args: argparse.Namespace) -> int:
-    from cockpit.hook import HookError, message_from_stdin, record
+    from cockpit.hook import HookError, hook_payload, record, skip_payload
 
-    message = args.message
-    if args.stdin and message is None:
-        message = message_from_stdin(sys.stdin)
+    payload = hook_payload(args.payload, sys.stdin if args.stdin else None)
+    if skip_payload(args.kind, payload):
+        return 0
     try:
-        path, task_id = record(args.kind, repo=args.repo, task=args.task, message=message, event=args.event)
+        path, task_id = record(
+            args.kind, repo=args.repo, task=args.task, message=args.message, event=args.event, payload=payload
+        )
     except HookError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
@@ -311,6 +353,31 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=cli.seconds_arg, metavar="S", help="give up waiting after S seconds")
     p.set_defaults(func=cmd_gates)
 
+    p = tsub.add_parser(
+        "stop",
+        parents=[common],
+        help="end the task's agent (exit, then TERM, then KILL); the task is interrupted, worktree kept",
+    )
+    p.add_argument("id", type=task_id)
+    p.add_argument("--reason", help="why, for the record")
+    p.set_defaults(func=cmd_stop)
+
+    p = tsub.add_parser(
+        "rework",
+        parents=[common],
+        help="request changes: type MESSAGE into the reviewed task's agent session (back to executing)",
+    )
+    p.add_argument("id", type=task_id)
+    p.add_argument("--message", "-m", required=True, help="what to change; - reads it from stdin")
+    p.set_defaults(func=cmd_rework)
+
+    p = tsub.add_parser(
+        "done", parents=[common], help="say the task's agent is done (its gates run next)"
+    )
+    p.add_argument("id", type=task_id)
+    p.add_argument("--message", help="a note for the record")
+    p.set_defaults(func=cmd_done)
+
     p = sub.add_parser(
         "gc",
         parents=[common],
@@ -321,11 +388,13 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
                    help="also remove worktrees holding ignored files (.env, build output), files and all")
     p.set_defaults(func=cmd_gc)
 
-    hook = sub.add_parser("hook", help="for agents' hooks: report waiting for a person, or not")
+    hook = sub.add_parser("hook", help="for agents' hooks: report waiting, done, or the end of a turn")
     hsub = hook.add_subparsers(dest="hook_command", metavar="KIND", required=True, parser_class=cli.ArgParser)
     for kind, text in (
         ("needs-input", "the agent waits for a person"),
         ("resolved", "the agent no longer waits"),
+        ("done", "the agent's work is finished and committed"),
+        ("turn-ended", "the agent's turn is over (payload on stdin or as the last argument)"),
     ):
         p = hsub.add_parser(kind, parents=[common], help=text)
         p.add_argument("--task", type=task_id, help="the task id (default: $COCKPIT_TASK_ID)")
@@ -336,4 +405,5 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
             action="store_true",
             help="read the hook's JSON payload on stdin and take its message (Claude Code hooks)",
         )
+        p.add_argument("payload", nargs="?", help="the hook's JSON payload as an argument (Codex's notify)")
         p.set_defaults(func=cmd_hook, kind=kind)

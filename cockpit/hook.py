@@ -1,4 +1,11 @@
-"""`cockpit hook needs-input|resolved`: an agent's own hook tells cockpit it waits for a person, or not.
+"""`cockpit hook needs-input|resolved|done|turn-ended`: an agent's own hooks report to cockpit.
+
+- `needs-input` / `resolved`: the agent waits for a person (a permission dialog, a question), or no longer;
+- `done [--message TEXT]`: the agent's work is finished and committed (the task's gates run next);
+- `turn-ended`: the agent's turn is over (Claude Code's Stop hook, Codex's `notify`, Gemini CLI's AfterAgent);
+  without a done report first, cockpit flags the task as waiting for a person with the agent's last words.
+  The hook's JSON payload comes on stdin (`--stdin`) or as the last argument (Codex's notify); its last
+  assistant message and transcript path travel with the signal (the transcript gives the token usage).
 
 It only writes a signal file into the repo's `.cockpit/signals/` (the daemon watches that folder), so it works
 while the daemon is down or restarting. Three ways in, one behaviour: `cockpit hook ...` (the full command
@@ -22,7 +29,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-KINDS = {"needs-input": "needs_input", "resolved": "resolved"}
+KINDS = {"needs-input": "needs_input", "resolved": "resolved", "done": "done", "turn-ended": "turn_ended"}
+# Where agents put their last words and their transcript in a hook payload.
+MESSAGE_KEYS = ("last_assistant_message", "last-assistant-message", "prompt_response", "message", "reason")
+PAYLOAD_KEYS = ("transcript_path", "session_id", "hook_event_name", "type", "turn-id", "thread-id")
 _WORKTREE = re.compile(r"^task-(\d+)(?:-|$)")
 MAX_MESSAGE = 500
 
@@ -73,16 +83,37 @@ def locate(
 
 def message_from_stdin(stream: Any) -> str | None:
     """The `message` (or `reason`) of the JSON object on stdin (Claude Code's hook payload), else None."""
+    return payload_message(read_payload(stream))
+
+
+def read_payload(stream: Any) -> dict[str, Any]:
+    """The JSON object on `stream` (a hook's payload); {} when it is empty or not an object."""
     try:
-        data = json.loads(stream.read() or "null")
-    except (ValueError, OSError):
-        return None
-    if isinstance(data, dict):
-        for key in ("message", "reason", "hook_event_name"):
-            value = data.get(key)
-            if isinstance(value, str) and value.strip():
-                return value.strip()[:MAX_MESSAGE]
+        return parse_payload(stream.read())
+    except OSError:
+        return {}
+
+
+def parse_payload(text: str | None) -> dict[str, Any]:
+    try:
+        data = json.loads(text or "null")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def payload_message(data: dict[str, Any]) -> str | None:
+    """The agent's words in a hook payload (its last assistant message, a notification's text)."""
+    for key in (*MESSAGE_KEYS, "hook_event_name"):
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:MAX_MESSAGE]
     return None
+
+
+def payload_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """What cockpit keeps from a hook payload besides the message (transcript path, session id...)."""
+    return {key: data[key] for key in PAYLOAD_KEYS if isinstance(data.get(key), str | int)}
 
 
 def record(
@@ -92,10 +123,11 @@ def record(
     task: int | None = None,
     message: str | None = None,
     event: str | None = None,
+    payload: dict[str, Any] | None = None,
 ) -> tuple[Path | None, int | None]:
-    """Write one needs_input / resolved signal; returns (signal file, task id), (None, None) with no task."""
+    """Write one signal of `kind`; returns (signal file, task id), (None, None) with no task to speak of."""
     if kind not in KINDS:
-        raise HookError(f"unknown hook {kind!r}: use needs-input or resolved")
+        raise HookError(f"unknown hook {kind!r}: use {', '.join(KINDS)}")
     signals, task_id = locate(repo, task)
     if task_id is None:
         return None, None
@@ -103,12 +135,36 @@ def record(
         raise HookError(f"task ids start at 1, not {task_id}")
     from cockpit.core.signals import write_signal
 
-    data: dict[str, Any] = {"source": "hook"}
+    data: dict[str, Any] = {"source": "hook", **payload_fields(payload or {})}
+    if message is None and payload:
+        message = payload_message(payload)
     if message:
         data["message"] = message[:MAX_MESSAGE]
     if event:
         data["event"] = event
     return write_signal(signals, task_id, KINDS[kind], data), task_id
+
+
+def hook_payload(argument: str | None, stream: Any) -> dict[str, Any]:
+    """The payload from an argument (Codex's notify) or from stdin (Claude Code, Gemini CLI)."""
+    if argument:
+        return parse_payload(argument)
+    return read_payload(stream) if stream is not None else {}
+
+
+TITLE_TURN = "Generate a concise, single-line task title"
+
+
+def skip_payload(kind: str, payload: dict[str, Any]) -> bool:
+    """Codex's notify also fires for other notifications and for its own title-generation turn: skip them."""
+    if kind != "turn-ended":
+        return False
+    kind_of = payload.get("type")
+    if isinstance(kind_of, str) and kind_of != "agent-turn-complete":
+        return True
+    inputs = payload.get("input-messages")
+    first = inputs[0] if isinstance(inputs, list) and inputs else None
+    return isinstance(first, str) and first.startswith(TITLE_TURN)
 
 
 def pane_closed(signals: str, task_id: int, attempt: int) -> None:
@@ -135,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="cockpit hook", description="Report that an agent waits for a person."
+        prog="cockpit hook", description="Report an agent's state to cockpit (waiting, done, end of turn)."
     )
     parser.add_argument("kind", choices=sorted(KINDS))
     parser.add_argument("--task", type=int, help="the task id (default: $COCKPIT_TASK_ID)")
@@ -147,12 +203,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="read the hook's JSON payload on stdin and take its message (Claude Code hooks)",
     )
+    parser.add_argument("payload", nargs="?", help="the hook's JSON payload as an argument (Codex's notify)")
     args = parser.parse_args(argv)
-    message = args.message
-    if args.stdin and message is None:
-        message = message_from_stdin(sys.stdin)
+    payload = hook_payload(args.payload, sys.stdin if args.stdin else None)
+    if skip_payload(args.kind, payload):
+        return 0
     try:
-        path, _task = record(args.kind, repo=args.repo, task=args.task, message=message, event=args.event)
+        path, _task = record(
+            args.kind, repo=args.repo, task=args.task, message=args.message, event=args.event, payload=payload
+        )
     except HookError as exc:
         print(f"cockpit hook: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 #!/bin/sh
-# The fast path of `cockpit hook needs-input|resolved`, for agents' hooks inside a cockpit pane: every pane
-# has COCKPIT_HOOK="sh <this file>", so a hook command `$COCKPIT_HOOK needs-input` costs a few milliseconds
+# The fast path of `cockpit hook needs-input|resolved|done|turn-ended`, for agents' hooks inside a cockpit
+# pane: every pane has COCKPIT_HOOK="sh <this file>", so a hook command `$COCKPIT_HOOK needs-input` costs a few milliseconds
 # instead of a Python start. It writes one signal file (format: cockpit/core/signals.py) with sh, date and
 # mv only: a temporary dot-file first, renamed into place, so the daemon never reads half of it.
 # Anything else (--message, --stdin, --repo, no COCKPIT_* environment, a date without %N) is handed to the
@@ -13,6 +13,8 @@ full() {
 case "$1" in
     needs-input) kind=needs_input ;;
     resolved) kind=resolved ;;
+    done) kind=done ;;
+    turn-ended) kind=turn_ended ;;
     *) full "$@" ;;
 esac
 [ $# -eq 1 ] && [ -n "$COCKPIT_SIGNALS" ] && [ -d "$COCKPIT_SIGNALS" ] || full "$@"

@@ -45,6 +45,8 @@ backend = "claude"
 command = ""
 # Extra regexes that mean "the agent waits for a person"; built-ins cover the common agents.
 needs_input_patterns = []
+# Seconds an agent gets to exit by itself when its session ends (then SIGTERM, then SIGKILL).
+stop_grace_s = 5
 # "auto": bubblewrap where installed; "bwrap": always (an error where it cannot run); "none": no sandbox.
 # Inside it the agent writes only its worktree, its branch's git data and its own config (docs/security.md).
 sandbox = "auto"
@@ -108,6 +110,7 @@ KEYS: tuple[Key, ...] = (
     Key("agent", "backend", str, "claude", ("claude", "codex", "aider", "gemini", "script", "custom")),
     Key("agent", "command", str, ""),
     Key("agent", "needs_input_patterns", list, []),
+    Key("agent", "stop_grace_s", (int, float), 5),
     Key("agent", "sandbox", str, "auto", ("auto", "bwrap", "none")),
     Key("tmux", "socket_name", str, ""),
     Key("notify", "terminal", bool, True),
@@ -178,6 +181,10 @@ class Settings:
     @property
     def needs_input_patterns(self) -> list[str]:
         return [str(p) for p in self.values["agent.needs_input_patterns"]]
+
+    @property
+    def stop_grace_s(self) -> float:
+        return max(0.0, float(self.values["agent.stop_grace_s"]))
 
     @property
     def tmux_socket(self) -> str | None:

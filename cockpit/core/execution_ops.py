@@ -6,6 +6,14 @@
 - `gc {dry_run=false}`: remove the worktrees of rejected and cancelled tasks and orphaned ones (never one
   with uncommitted work), and close those tasks' tmux windows.
 - `attach_info {id}`: where the task's pane is and the tmux argv that shows it.
+- `done_task {id, message?}`: the agent's work is done (`agent.done`); the daemon runs the gates next with the
+  agent's session still open.
+- `rework_task {id, message}`: a reviewer's request for changes on an awaiting_review task
+  (`task.rework_requested`, back to executing); the daemon types it into the agent's session.
+- `stop_task {id, reason?}`: end the agent and leave the task interrupted (`task.stopped`), worktree and
+  branch kept. With a daemon, its executor ends the agent gracefully (exit, then TERM, then KILL); without
+  one the pane's processes are ended here. `cancel_task` of an executing or gating task stops it the same
+  way first.
 
 `run_gates {id}` needs the daemon (it runs the gates in the background and moves the task); the daemon's
 execution extension adds it. Every blocking call (git, tmux, file reads) runs in a thread.
@@ -21,7 +29,7 @@ from typing import Any
 
 from cockpit.core.errors import RefusedError, TmuxError, UsageError
 from cockpit.core.models import JSON, Task
-from cockpit.core.ops import Ops, arg_bool, arg_int, arg_str
+from cockpit.core.ops import Ops, arg_bool, arg_int, arg_opt_str, arg_str
 from cockpit.core.service import TaskService
 from cockpit.core.states import State
 from cockpit.core.tmux import PaneRef, TmuxPanes
@@ -36,12 +44,15 @@ __all__ = [
     "log_tail",
     "panes_for",
     "read_log_tail",
+    "record_stop",
     "session_name",
     "window_name",
 ]
 
 TAIL_READ_BYTES = 512 * 1024
 MAX_TAIL_LINES = 10_000
+MAX_MESSAGE = 20_000
+STOPPABLE = frozenset({State.EXECUTING, State.GATING})
 
 # CSI / OSC / two-character escapes, as a terminal would consume them.
 _ANSI = re.compile(
@@ -128,6 +139,26 @@ def _pane_json(panes: TmuxPanes, pane: PaneRef, alive: bool) -> JSON:
     }
 
 
+async def record_stop(
+    service: TaskService, task_id: int, *, by: str, reason: str, how: str, cancel: bool = False
+) -> Task:
+    """Record that the task's agent was stopped: interrupted, or (a cancel) cancelled, in one transaction."""
+    text = reason or (
+        f"cancelled by {by}" if cancel else
+        f"stopped by {by}; the worktree and branch are kept: `cockpit task retry {task_id}` runs it again"
+    )
+    async with service.store.tx() as tx:
+        task = await tx.get_task(task_id)
+        if task.state in STOPPABLE:
+            data: JSON = {"by": by, "reason": text, "how": how, "attempt": task.attempt}
+            if cancel:
+                data["then"] = "cancel"
+            await tx.append(task_id, "task.stopped", data, action="stop")
+        if cancel:
+            await tx.append(task_id, "task.cancelled", {"by": by, "reason": reason or None}, action="cancel")
+        return await tx.get_task(task_id)
+
+
 def install_ops(ops: Ops) -> None:
     service = ops.service
     paths = service.paths
@@ -163,7 +194,18 @@ def install_ops(ops: Ops) -> None:
             raise RefusedError(
                 f"the agent of task {task_id} has exited; it takes no more input", code="agent_exited"
             )
-        await asyncio.to_thread(panes.send_text, pane, text, enter=enter)
+        from cockpit.core.agents import ADAPTERS
+        from cockpit.core.sessions import submit
+
+        agent = ADAPTERS.get(task.agent or "")
+        style = agent.submit if agent is not None else "enter"
+        composer = agent.composer if agent is not None else None
+        try:
+            await submit(
+                panes, pane, text, style, enter=enter, log_path=paths.task_log(task_id), composer=composer
+            )
+        except TmuxError as exc:
+            raise RefusedError(exc.message, code="agent_exited") from None
         async with service.store.tx() as tx:
             current = await tx.get_task(task_id)
             if current.needs_input and current.state is State.EXECUTING:
@@ -230,7 +272,100 @@ def install_ops(ops: Ops) -> None:
         panes, pane, alive = await task_pane(task)
         return {**_pane_json(panes, pane, alive), "argv": panes.attach_argv(pane)}
 
+    async def done_task(args: dict[str, Any]) -> JSON:
+        task_id = arg_int(args, "id")
+        message = arg_opt_str(args, "message")
+        by = arg_str(args, "by", "person")
+        async with service.store.tx() as tx:
+            task = await tx.get_task(task_id)
+            finished = task.agent_status in ("done", "exited")
+            if task.state in (State.GATING, State.AWAITING_REVIEW) and finished:
+                pass  # reported already: the gates are running or have passed
+            elif task.state is not State.EXECUTING:
+                raise RefusedError(
+                    f"task {task_id} is {task.state.value}; only an executing task's agent can be done",
+                    code="not_executing",
+                )
+            else:
+                data: JSON = {"by": by, "attempt": task.attempt, "source": arg_str(args, "source", "op")}
+                if message:
+                    data["message"] = message[:MAX_MESSAGE]
+                await tx.append(task_id, "agent.done", data)
+            after = await tx.get_task(task_id)
+        return await ops.task_json(after)
+
+    async def rework_task(args: dict[str, Any]) -> JSON:
+        task_id = arg_int(args, "id")
+        message = arg_str(args, "message").strip()
+        if not message:
+            raise UsageError("rework_task needs a message: what the agent should change", code="bad_request")
+        if len(message) > MAX_MESSAGE:
+            raise UsageError(f"the message is longer than {MAX_MESSAGE} characters", code="bad_request")
+        by = arg_str(args, "by", "person")
+        task = await service.store.get_task(task_id)
+        if task.state is not State.AWAITING_REVIEW:
+            raise RefusedError(
+                f"task {task_id} is {task.state.value}; changes can be requested only while it awaits review",
+                code="not_in_review",
+            )
+        if not task.worktree:
+            raise RefusedError(
+                f"task {task_id} has no worktree any more; run it again with `cockpit task retry {task_id}`",
+                code="no_worktree",
+            )
+        _, after = await service.store.append(
+            task_id, "task.rework_requested", {"message": message, "by": by}, action="request changes to"
+        )
+        assert after is not None
+        return await ops.task_json(after)
+
+    async def end_here(task: Task) -> str:
+        """No daemon: end the task's agent from this process (the pane's processes, then its window)."""
+        from cockpit.core import sessions
+
+        panes = panes_for(service)
+        try:
+            pane = await asyncio.to_thread(find_task_pane, panes, task.id)
+        except TmuxError:
+            return "gone"
+        if pane is None:
+            return "gone"
+        how = await sessions.end_agent(
+            panes, pane, exit_text=None, graceful=False, term_s=service.settings.stop_grace_s
+        )
+        return how
+
+    async def stop_task(args: dict[str, Any]) -> JSON:
+        task_id = arg_int(args, "id")
+        by = arg_str(args, "by", "person")
+        reason = arg_str(args, "reason", "")
+        task = await service.store.get_task(task_id)
+        if task.state not in STOPPABLE:
+            raise RefusedError(
+                f"task {task_id} is {task.state.value}; only an executing or gating task can be stopped",
+                code="not_running",
+            )
+        how = await end_here(task)
+        return await ops.task_json(await record_stop(service, task_id, by=by, reason=reason, how=how))
+
+    plain_cancel = ops.handlers["cancel_task"]
+
+    async def cancel_task(args: dict[str, Any]) -> JSON:
+        task_id = arg_int(args, "id")
+        task = await service.store.get_task(task_id)
+        if task.state not in STOPPABLE:
+            return await plain_cancel(args)
+        by = arg_str(args, "by", "person")
+        how = await end_here(task)
+        reason = arg_str(args, "reason", "")
+        stopped = await record_stop(service, task_id, by=by, reason=reason, how=how, cancel=True)
+        return await ops.task_json(stopped)
+
     ops.handlers["send_input"] = send_input
+    ops.handlers["done_task"] = done_task
+    ops.handlers["rework_task"] = rework_task
+    ops.handlers["stop_task"] = stop_task
+    ops.handlers["cancel_task"] = cancel_task
     ops.handlers["tail"] = tail
     ops.handlers["gc"] = gc
     ops.handlers["attach_info"] = attach_info

@@ -40,6 +40,7 @@ import concurrent.futures
 import contextlib
 import fcntl
 import functools
+import json
 import logging
 import os
 import shutil
@@ -322,6 +323,8 @@ async def merge_task(ctx: MergeContext, task_id: int, *, dry_run: bool = False) 
 async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> MergeOutcome:
     store = ctx.store
     task = await store.get_task(task_id)
+    # A merge attempt that never recorded its end (killed, or cancelled) may have left the branch rebased.
+    unfinished = task.state is State.MERGING or (task.merge is not None and task.merge.state == "preflight")
     if task.state is State.MERGING:
         # Left merging by a process that died mid-merge: the ref says how far it got.
         task = await _settle(ctx, task, "a previous merge of this task was interrupted")
@@ -336,7 +339,7 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
             )
     if task.state is State.DONE and task.merge is not None and task.merge.state == "merged":
         return MergeOutcome(task, _merge_json(task), None, dry_run=dry_run, already_merged=True)
-    if task.state is State.AWAITING_REVIEW and await _put_back(
+    if unfinished and task.state is State.AWAITING_REVIEW and await _put_back(
             ctx, task, "a previous merge of this task stopped after rebasing its branch"):
         task = await store.get_task(task_id)
     if task.state is not State.AWAITING_REVIEW:
@@ -440,12 +443,16 @@ _REBASE_SETTLED = frozenset({"merge.finished", "task.awaiting_review", "task.exe
 
 async def _dangling_rebase(ctx: MergeContext, task: Task) -> _Rebase | None:
     """The rebase a merge made of the task branch and never concluded (merged, or put back), if any."""
-    for event in reversed(await ctx.store.task_events(task.id)):
-        d = event.data
-        if event.type in _REBASE_SETTLED or (
-                event.type == "merge.refused" and ("branch_restored" in d or "branch_left" in d)):
+    kinds = sorted({*_REBASE_SETTLED, "merge.rebased", "merge.refused"})
+    rows = await ctx.store.query(
+        f"SELECT type, data FROM events WHERE task_id = ? AND type IN ({','.join('?' * len(kinds))}) "
+        "ORDER BY seq DESC LIMIT 100", (task.id, *kinds))
+    for kind, raw in rows:
+        d = json.loads(raw)
+        concluded = kind == "merge.refused" and ("branch_restored" in d or "branch_left" in d)
+        if kind in _REBASE_SETTLED or concluded:
             return None
-        if event.type == "merge.rebased":
+        if kind == "merge.rebased":
             if not task.worktree or not d.get("from_sha") or not d.get("to_sha"):
                 return None
             return _Rebase(Path(task.worktree), str(d["to_sha"]), str(d["from_sha"]),

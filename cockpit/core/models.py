@@ -131,6 +131,41 @@ class MergeInfo:
 
 
 @dataclass
+class RunUsage:
+    """Tokens (and cost, where the agent reports it) of one agent run: a pane from start to exit."""
+
+    run: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    source: str | None = None
+
+    def to_json(self) -> JSON:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: JSON) -> RunUsage:
+        cost = data.get("cost_usd")
+        return cls(
+            run=int(data.get("run", 0)),
+            input_tokens=int(data.get("input_tokens") or 0),
+            output_tokens=int(data.get("output_tokens") or 0),
+            cost_usd=float(cost) if cost is not None else None,
+            source=data.get("source"),
+        )
+
+
+def usage_totals(runs: list[RunUsage]) -> JSON:
+    """The `usage` object of a task (or of many): totals and, for a task, its runs."""
+    costs = [r.cost_usd for r in runs if r.cost_usd is not None]
+    return {
+        "input_tokens": sum(r.input_tokens for r in runs),
+        "output_tokens": sum(r.output_tokens for r in runs),
+        "cost_usd": round(sum(costs), 6) if costs else None,
+    }
+
+
+@dataclass
 class Link:
     repo: str
     id: int
@@ -182,13 +217,16 @@ class Task:
     base_sha: str | None = None
     pane: str | None = None
     agent: str | None = None
-    agent_status: str = "idle"  # idle | running | needs_input | exited
+    agent_status: str = "idle"  # idle | running | needs_input | done (session still open) | exited
     attempt: int = 0
     script: str | None = None
     progress: str | None = None
     gates: list[GateResult] = field(default_factory=list)
     gated_sha: str | None = None  # the commit the gates last passed on: what a merge takes, exactly
     failure: str | None = None
+    # Real agents: the agent's last words (end of turn or done report) and its token usage per run.
+    last_message: str | None = None
+    usage_runs: list[RunUsage] = field(default_factory=list)
     # Merge (the merge issue).
     merge: MergeInfo | None = None
     # Delegation: children are filled with live states when shown.
@@ -237,6 +275,8 @@ class Task:
             "gates": [g.to_json() for g in self.gates],
             "gated_sha": self.gated_sha,
             "failure": self.failure,
+            "last_message": self.last_message,
+            "usage": {**usage_totals(self.usage_runs), "runs": [r.to_json() for r in self.usage_runs]},
             "merge": self.merge.to_json() if self.merge else None,
             "children": [c.to_json() for c in self.children],
             "parent": parent.to_json() if parent else None,
@@ -277,6 +317,8 @@ class Task:
             gates=[GateResult.from_json(g) for g in data.get("gates", [])],
             gated_sha=data.get("gated_sha"),
             failure=data.get("failure"),
+            last_message=data.get("last_message"),
+            usage_runs=[RunUsage.from_json(r) for r in (data.get("usage") or {}).get("runs", [])],
             merge=MergeInfo(**merge) if merge else None,
             children=[Link.from_json(c) for c in data.get("children", [])],
             child_failure=data.get("child_failure"),

@@ -47,6 +47,7 @@ BUILTIN_PATTERNS: dict[str, list[str]] = {
         r"Enter to (confirm|select)",
         r"Allow this MCP server",
         r"Would you like to proceed\?",
+        r"Do you want to use this API key\?",
     ],
     "codex": [
         r"Would you like to (run the following command|make the following edits|grant these permissions)\?",
@@ -55,6 +56,9 @@ BUILTIN_PATTERNS: dict[str, list[str]] = {
         r"No, and tell Codex what to do differently",
         r"Press enter to confirm or esc to cancel",
         r"Approve (this|the) (command|patch|change)s?\?",
+        # The trust dialog of a folder Codex has not seen (every new worktree of an untrusted repo).
+        r"Trust this folder\?",
+        r"Do you trust the (contents|files) (of|in) this (directory|folder)\?",
     ],
     "gemini": [
         r"Allow execution( of)?\b.*\?",
@@ -63,6 +67,9 @@ BUILTIN_PATTERNS: dict[str, list[str]] = {
         r"\b\d\.\s*(Yes, )?allow (once|always|for this session)",
         r"No, suggest changes",
         r"Waiting for user confirmation",
+        # The folder trust dialog (every new worktree of a repo the person has not trusted).
+        r"Do you trust (the files in )?this folder\?",
+        r"Trust (this )?folder",
     ],
     "aider": [
         # confirm_ask: "Add file to the chat? (Y)es/(N)o/(A)ll/(S)kip all/(D)on't ask again [Yes]: "

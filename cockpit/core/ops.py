@@ -198,7 +198,22 @@ class Ops:
                 break
             page.append(await self.task_json(task))
             size += len(task.description) + len(task.title) + 200 * len(task.plan)
-        return {"tasks": page, "next_cursor": page[-1]["id"] if more and page else None}
+        return {"tasks": page, "next_cursor": page[-1]["id"] if more and page else None,
+                "usage": await self.repo_usage()}
+
+    async def repo_usage(self) -> JSON:
+        """Token usage of every task of the repo (not only those listed): the last reading of each run."""
+        rows = await self.service.store.query(
+            "SELECT SUM(json_extract(data, '$.input_tokens')), SUM(json_extract(data, '$.output_tokens')),"
+            " SUM(json_extract(data, '$.cost_usd')), COUNT(json_extract(data, '$.cost_usd'))"
+            " FROM events AS e WHERE type = 'agent.usage' AND seq = (SELECT MAX(seq) FROM events AS l"
+            "  WHERE l.type = 'agent.usage' AND l.task_id = e.task_id"
+            "  AND json_extract(l.data, '$.run') = json_extract(e.data, '$.run'))",
+            (),
+        )
+        tokens_in, tokens_out, cost, costed = rows[0] if rows else (None, None, None, 0)
+        return {"input_tokens": int(tokens_in or 0), "output_tokens": int(tokens_out or 0),
+                "cost_usd": round(float(cost), 6) if costed else None, "repo": self.service.repo_name}
 
     async def approve_task(self, args: dict[str, Any]) -> JSON:
         task_id = arg_int(args, "id")

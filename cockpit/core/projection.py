@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from cockpit.core.models import Classification, Event, GateResult, Link, MergeInfo, PlanStep, Task
+from cockpit.core.models import (
+    Classification,
+    Event,
+    GateResult,
+    Link,
+    MergeInfo,
+    PlanStep,
+    RunUsage,
+    Task,
+)
 from cockpit.core.states import State
 
 # Events that move a task to a fixed state. Events whose target depends on their data are in `target_state`.
@@ -26,13 +35,18 @@ EVENT_STATE: dict[str, State] = {
     "merge.finished": State.DONE,
     "merge.rolled_back": State.ROLLED_BACK,
     "task.done": State.DONE,
+    "task.rework_requested": State.EXECUTING,
 }
+MAX_MESSAGE = 2000
 
 
 def target_state(task: Task, type_: str, data: dict[str, Any]) -> State | None:
     """The state an event moves `task` to, or None when it leaves the state alone."""
     if type_ in ("task.classified", "task.clarified"):
         return State(data["state"])
+    if type_ == "task.stopped":
+        # A stop leaves the task interrupted; a cancel's stop is followed by task.cancelled (one transaction).
+        return None if data.get("then") == "cancel" else State.INTERRUPTED
     if type_ == "merge.refused":
         # A refusal during preflight leaves awaiting_review as it is; during a merge it returns there.
         return State.AWAITING_REVIEW if task.state is State.MERGING else None
@@ -106,7 +120,7 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
                 if child.step is None and child.state is not None and child.state != State.DONE.value:
                     child.released = True
             task.child_failure = None
-    elif t in ("task.rejected", "task.cancelled", "task.failed", "task.interrupted"):
+    elif t in ("task.rejected", "task.cancelled", "task.failed", "task.interrupted", "task.stopped"):
         task.failure = d.get("reason") or task.failure
         task.needs_input = False
         if t != "task.failed" or task.agent_status == "running":
@@ -137,6 +151,22 @@ def apply(tasks: dict[int, Task], event: Event) -> Task | None:
     elif t == "agent.exited":
         task.agent_status = "exited"
         task.needs_input = False
+    elif t == "agent.turn_ended":
+        if d.get("message"):
+            task.last_message = str(d["message"])[:MAX_MESSAGE]
+    elif t == "agent.done":
+        if d.get("message"):
+            task.last_message = str(d["message"])[:MAX_MESSAGE]
+        task.needs_input = False
+        if task.agent_status != "exited":
+            task.agent_status = "done"
+    elif t == "agent.usage":
+        usage = RunUsage.from_json(d)
+        task.usage_runs = [u for u in task.usage_runs if u.run != usage.run] + [usage]
+    elif t == "task.rework_requested":
+        task.failure = None
+        task.needs_input = False
+        task.progress = None
     elif t == "task.gating":
         task.gates = []
         task.gated_sha = None

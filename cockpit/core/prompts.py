@@ -13,6 +13,14 @@ from pathlib import Path
 from cockpit.core.models import GateResult, GateSpec, PlanStep, Task
 
 MAX_PROMPT_LINE = 500
+# Unquoted: $COCKPIT_HOOK is a command line ("sh /path/hook.sh"), split by the shell.
+DONE_COMMAND = "$COCKPIT_HOOK done"
+DONE_RULES = [
+    "- When the work is done and committed, report it: run `" + DONE_COMMAND + "` in a shell (add "
+    "`--message \"what you did\"` if you like), or call the cockpit MCP tool `report_done`. Then stop and "
+    "wait: cockpit runs the gates, and a reviewer may ask for changes in this same conversation. Do not "
+    "report done before your work is committed.",
+]
 
 
 def _fence(text: str) -> str:
@@ -81,7 +89,7 @@ def _rules(worktree: Path, target_branch: str, branch: str | None) -> list[str]:
         f"`{target_branch}`: a person reviews your commits and cockpit merges them.",
         "- Write or update tests with your change and run them before you finish.",
         "- If you need a decision from a person, ask it plainly and wait for the answer.",
-        "- When the work is done and committed, say so and stop (exit if you can).",
+        *DONE_RULES,
         "",
     ]
 
@@ -107,6 +115,47 @@ def render_prompt(
     ]
     lines += _rules(worktree, target_branch, task.branch)
     return "\n".join(lines)
+
+
+def render_rework_prompt(
+    task: Task, message: str, *, repo_name: str, worktree: Path, target_branch: str
+) -> str:
+    """A reviewer's request for changes, for an agent that continues (or restarts) in the same worktree."""
+    lines = [
+        f"# Changes requested for task {task.id}: {task.title}",
+        "",
+        "A person reviewed your commits and asks for these changes:",
+        "",
+        *[f"> {line}" if line.strip() else ">" for line in message.strip().splitlines()],
+        "",
+        "Make them in this worktree, commit them, and report done again.",
+        "",
+        "## The original task",
+        "",
+    ]
+    lines += [("#" + line) if line.startswith("#") else line for line in _task_section(task)]
+    lines += [
+        "## Where you are",
+        "",
+        f"Repository `{repo_name}`, worktree `{worktree}`; the target branch is `{target_branch}`.",
+        "",
+    ]
+    lines += _rules(worktree, target_branch, task.branch)
+    return "\n".join(lines)
+
+
+def typed_request(kind: str, prompt_file: Path, message: str = "") -> str:
+    """The one line typed into a live agent session: short words inline, the details in the prompt file."""
+    done = f"Commit your work, then report done again (`{DONE_COMMAND}` or the `report_done` tool)."
+    if kind == "fix":
+        return (
+            f"Cockpit's gates failed on your work. Read {prompt_file} (the failures and what to do) and fix "
+            f"it. {done}"
+        )
+    one_line = " ".join(message.split())
+    if one_line and "\n" not in message.strip() and len(one_line) <= 300:
+        return f"A reviewer asks for changes: {one_line} (details: {prompt_file}). {done}"
+    return f"A reviewer asks for changes: read {prompt_file}. {done}"
 
 
 def _tail_block(result: GateResult) -> list[str]:

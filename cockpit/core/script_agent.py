@@ -30,6 +30,13 @@ Each `[[step]]` (or `[[fix]]`) table holds exactly one action:
   an answer, not a failure). End of input fails the agent; anything else goes on.
 - `sleep = 0.5` waits that many seconds.
 - `fail = "reason"` fails the agent with that reason.
+- `done = "message"` reports that the work is done (a `done` signal, like `$COCKPIT_HOOK done`), and goes on.
+- `turn = "message"` reports the end of a turn with those last words (a `turn_ended` signal, like an
+  interactive agent's hook): without a done report the task then waits for a person.
+
+`session = true` (top level) keeps the agent open after its steps, like an interactive agent's session: it
+reads one line at a time from its pane, runs `[[fix]]` for a line that names a fix prompt (`...-fix.md`) and
+`[[rework]]` for any other line (a reviewer's request), and exits 0 at end of input or on `/exit`.
 
 Run as `python -m cockpit.core.script_agent --script FILE --task-id N --signals DIR [--fix] [--plan-file F]`
 with the worktree as the current directory. Each action is printed (`[step 2/5] write src/app.py`), and each
@@ -61,8 +68,10 @@ from typing import Any, TextIO
 from cockpit.core.errors import UsageError
 from cockpit.core.signals import write_signal
 
-ACTIONS: tuple[str, ...] = ("say", "write", "append", "run", "commit", "ask", "sleep", "fail")
-TOP_LEVEL: tuple[str, ...] = ("step", "fix")
+ACTIONS: tuple[str, ...] = (
+    "say", "write", "append", "run", "commit", "ask", "sleep", "fail", "done", "turn",
+)  # fmt: skip
+TOP_LEVEL: tuple[str, ...] = ("step", "fix", "rework", "session")
 FILE_KEYS: tuple[str, ...] = ("path", "content")
 FALLBACK_NAME = "cockpit script agent"
 FALLBACK_EMAIL = "script-agent@cockpit.invalid"
@@ -92,6 +101,8 @@ class Action:
 class Script:
     steps: tuple[Action, ...]
     fix: tuple[Action, ...] = ()
+    rework: tuple[Action, ...] = ()
+    session: bool = False
 
 
 class AgentFailed(Exception):
@@ -201,12 +212,18 @@ def parse_script(text: str, *, source: str = "script") -> Script:
     if unknown:
         raise UsageError(
             f"{source}: unknown top-level key {unknown[0]!r} "
-            "(a script holds [[step]] tables and optional [[fix]] tables)"
+            "(a script holds [[step]] tables, optional [[fix]] and [[rework]] tables, and session)"
         )
     steps = _parse_list(doc, "step", source)
     if not steps:
         raise UsageError(f"{source}: no steps: a script needs at least one [[step]] table")
-    return Script(steps=steps, fix=_parse_list(doc, "fix", source))
+    session = doc.get("session", False)
+    if not isinstance(session, bool):
+        raise UsageError(f"{source}: session must be true or false, not {_type_name(session)}")
+    return Script(
+        steps=steps, fix=_parse_list(doc, "fix", source), rework=_parse_list(doc, "rework", source),
+        session=session,
+    )  # fmt: skip
 
 
 def load_script(path: Path) -> Script:
@@ -423,6 +440,33 @@ class Runner:
     def _do_fail(self, action: Action, index: int) -> None:
         raise AgentFailed(action.text)
 
+    def _do_done(self, action: Action, index: int) -> None:
+        data: dict[str, Any] = {"source": "agent"}
+        if action.text.strip():
+            data["message"] = action.text.strip()
+        self.signal("done", data)
+
+    def _do_turn(self, action: Action, index: int) -> None:
+        self.signal("turn_ended", {"source": "hook", "message": action.text.strip()})
+
+    def session(self, script: Script) -> None:
+        """Stay open like an interactive agent: each line read is a new request (a fix or a rework)."""
+        while True:
+            self.say("script agent: waiting for a request (end of input or /exit ends the session)")
+            line = self.inp.readline()
+            if not line or line.strip() == "/exit":
+                return
+            request = line.strip()
+            if not request:
+                continue
+            self.signal("resolved", {"source": "agent"})
+            if "-fix.md" in request:
+                actions, label = (script.fix or script.steps), "fix"
+            else:
+                actions, label = script.rework, "rework"
+            self.say(f"script agent: request: {request[:200]}")
+            self.run(actions, label)
+
 
 # --------------------------------------------------------------------------------------------------- main
 
@@ -472,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     runner.say(f"cockpit script agent: task {task_id}, {mode}: {len(actions)} {label}s from {source}")
     try:
         runner.run(actions, label)
+        if script.session:
+            runner.session(script)
     except AgentFailed as exc:
         reason = str(exc)
         runner.say(f"script agent FAILED: {reason}")

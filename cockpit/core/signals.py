@@ -31,7 +31,7 @@ from typing import Any
 
 from cockpit.core.errors import UsageError
 
-KINDS: tuple[str, ...] = ("needs_input", "resolved", "progress", "exited")
+KINDS: tuple[str, ...] = ("needs_input", "resolved", "progress", "exited", "done", "turn_ended")
 
 _NAME = re.compile(r"^(?P<ns>\d{20})-(?P<pid>\d+)-task(?P<task>\d+)-(?P<kind>[a-z_]+)\.json$")
 # A temporary file older than this was left by a writer that died mid-write: a consuming reader removes it.

@@ -31,11 +31,13 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.PENDING: frozenset({S.APPROVED, S.REJECTED, S.CANCELLED}),
     S.PENDING_CLARIFICATION: frozenset({S.PENDING, S.APPROVED, S.REJECTED, S.CANCELLED}),
     S.APPROVED: frozenset({S.EXECUTING, S.CANCELLED}),
-    S.EXECUTING: frozenset({S.GATING, S.FAILED, S.INTERRUPTED}),
+    # EXECUTING/GATING -> CANCELLED: a cancel stops the agent first (task.stopped, then task.cancelled).
+    S.EXECUTING: frozenset({S.GATING, S.FAILED, S.INTERRUPTED, S.CANCELLED}),
     # GATING -> EXECUTING is the fix cycle: a failed gate re-runs the agent without passing through failed,
-    # so a waiting sender never sees a transient failure.
-    S.GATING: frozenset({S.AWAITING_REVIEW, S.FAILED, S.EXECUTING}),
-    S.AWAITING_REVIEW: frozenset({S.MERGING, S.REJECTED, S.APPROVED}),
+    # so a waiting sender never sees a transient failure. GATING -> INTERRUPTED is a stop during the gates.
+    S.GATING: frozenset({S.AWAITING_REVIEW, S.FAILED, S.EXECUTING, S.INTERRUPTED, S.CANCELLED}),
+    # AWAITING_REVIEW -> EXECUTING: a reviewer's request for changes, typed into the same agent session.
+    S.AWAITING_REVIEW: frozenset({S.MERGING, S.REJECTED, S.APPROVED, S.EXECUTING}),
     S.MERGING: frozenset({S.DONE, S.AWAITING_REVIEW}),
     S.DONE: frozenset({S.ROLLED_BACK}),
     S.FAILED: frozenset({S.APPROVED, S.CANCELLED}),

@@ -62,6 +62,7 @@ _FORMAT = "\t".join(f"#{{{field}}}" for field in _FIELDS)
 # stderr that means "not there" (no server yet, session/window/pane gone) rather than a failure.
 _MISSING = re.compile(
     r"no server running|error connecting to .*No such file or directory|can't find|server exited unexpectedly"
+    r"|no current target"
 )
 _DEAD_MESSAGE = re.compile(r"^Pane is dead \((status|signal) .*\)$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -417,6 +418,36 @@ class TmuxPanes:
             raise TmuxError(
                 f"tmux pane {found.pane_id} closed while typing into it; restart the task"
             ) from None
+
+    def send_keys(self, pane: PaneRef | str, *keys: str) -> None:
+        """Press tmux key names (`C-d`, `Enter`, `Escape`) in a live pane."""
+        found = self._existing(pane)
+        if found.dead:
+            raise TmuxError(f"tmux pane {found.pane_id} has exited; it cannot take input, restart the task")
+        try:
+            self._tmux("send-keys", "-t", found.pane_id, *keys)
+        except _Missing:
+            raise TmuxError(f"tmux pane {found.pane_id} closed while typing into it") from None
+
+    def paste(self, pane: PaneRef | str, text: str) -> None:
+        """Paste `text` as one bracketed paste (when the program asked for bracketed paste mode)."""
+        found = self._existing(pane)
+        if found.dead:
+            raise TmuxError(f"tmux pane {found.pane_id} has exited; it cannot take input, restart the task")
+        buffer = f"cockpit-{found.pane_id.lstrip('%')}"
+        try:
+            self._tmux("set-buffer", "-b", buffer, "--", _arg(text))
+            self._tmux("paste-buffer", "-d", "-p", "-b", buffer, "-t", found.pane_id)
+        except _Missing:
+            raise TmuxError(f"tmux pane {found.pane_id} closed while pasting into it") from None
+
+    def pane_pid(self, pane: PaneRef | str) -> int | None:
+        """The pid of the pane's program (a session leader), None when the pane is gone."""
+        found = self._resolve(pane)
+        if found is None:
+            return None
+        lines = self._tmux_or_none("display-message", "-p", "-t", found.pane_id, "#{pane_pid}") or []
+        return int(lines[0]) if lines and lines[0].strip().isdigit() else None
 
     def kill_window(self, window_name: str) -> None:
         """Close every window of that name in this session; absent is fine.

@@ -17,7 +17,17 @@ How things are noticed (nothing polls):
   capture shows a prompt that is not confirmed yet, one confirming capture is scheduled 250 ms later (a
   one-shot timer), because the detector flips only on two identical captures in a row.
 - Progress: the script agent's `progress` signals become `agent.progress` one per step; for other agents the
-  latest line of the captured screen does, at most one event per second (the last line always lands).
+  adapter picks the agent's own latest words from the captured screen (not its status bar), at most one event
+  per second (the last one always lands).
+
+Finishing and the session's life (DESIGN section 9). The agent is done when it exits 0 or reports done
+(`agent.done`: a `done` signal from `$COCKPIT_HOOK done`, or the `done_task` op); either starts the gates. A
+reported done leaves the session open: a failing gate's fix prompt is typed into it (an exited agent gets a
+new run), and after the gates pass (`awaiting_review`) a reviewer's `rework_task` is typed into it too. An end
+of turn (`turn_ended` signal from the agent's hooks) without a done report raises needs_input with the
+agent's last message. Merge, reject and cancel end the session (the agent's exit, then TERM, then KILL, then
+the window); `stop_task` ends the agent the same way and leaves the task interrupted, its pane kept to read.
+Usage (`agent.usage`) is read from the agent's own files at each end of turn, done report and exit.
 
 Restart: `adopt` (a daemon adopter) re-attaches to an executing task's live pane, or processes the exit of a
 pane that died while the daemon was down; with no pane left the daemon sweeps the task to `interrupted`.
@@ -46,22 +56,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cockpit.core import filewatch, principals, sandbox
-from cockpit.core.agents import AgentCommand, agent_command
-from cockpit.core.errors import CockpitError, TmuxError, UsageError
+from cockpit.core import filewatch, principals, sandbox, sessions
+from cockpit.core.agents import ADAPTERS, Agent, AgentCommand, Setup, Usage, adapter
+from cockpit.core.errors import CockpitError, RefusedError, TmuxError, UsageError
 from cockpit.core.execution_ops import (
+    STOPPABLE,
+    clean_output,
     died_signal_path,
     find_task_pane,
     panes_for,
     read_log_tail,
+    record_stop,
     window_name,
 )
 from cockpit.core.gates import TddRule, run_gates
 from cockpit.core.models import JSON, Event, GateResult, Task
 from cockpit.core.needs_input import NeedsInputDetector, clean_lines
-from cockpit.core.ops import arg_int, arg_opt_str
+from cockpit.core.ops import arg_int, arg_opt_str, arg_str
 from cockpit.core.projection import EVENT_STATE
-from cockpit.core.prompts import render_fix_prompt, render_prompt
+from cockpit.core.prompts import render_fix_prompt, render_prompt, render_rework_prompt, typed_request
 from cockpit.core.signals import Signal, read_signals
 from cockpit.core.states import State
 from cockpit.core.tmux import PaneRef, TmuxPanes, read_died_signal
@@ -79,8 +92,12 @@ CONFIRM_DELAY_S = 0.25  # the one confirming capture after a first prompt match
 CAPTURE_LINES = 60
 PROGRESS_INTERVAL_S = 1.0
 MAX_PROGRESS = 200
+MAX_MESSAGE = 2000
 FAIL_TAIL_LINES = 20
 HOLDING = frozenset({State.APPROVED, State.EXECUTING, State.GATING})
+TERM_GRACE_S = 3.0
+TURN_WAIT_S = 120.0  # typed work waits this long for the agent's running turn to end, then goes anyway
+MAX_TYPED_LINE = 400  # longer requests are written to a file and the agent is told to read it
 _TASK_LOG = re.compile(r"^task-(\d+)\.log$")
 _DIED = re.compile(r"^task-(\d+)\.status$")
 
@@ -111,6 +128,17 @@ class Run:
     progress_at: float = -1e9
     progress_handle: asyncio.TimerHandle | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    setup: Setup | None = None
+    done: bool = False  # the agent reported done for its current work (its session may still be open)
+    log_offset: int = 0  # where this run's output starts in the task log (aider's usage lines)
+    usage_sent: tuple[int, int, float | None] | None = None
+    # Set when the agent's turn is over (its turn-ended hook): text typed into a composer while a turn still
+    # runs is not submitted by Enter in some agents (Codex), so a fix or rework waits for it.
+    turn_over: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def adapter(self) -> Agent:
+        return ADAPTERS.get(self.agent) or ADAPTERS["custom"]
 
     def cancel_timers(self) -> None:
         for handle in (self.capture_handle, self.progress_handle):
@@ -152,6 +180,9 @@ class Executor:
         self.before_gates: list[Callable[[int], Awaitable[str | None]]] = []
         self.active: set[int] = set()  # tasks holding an execution slot (starting, executing or gating)
         self.runs: dict[int, Run] = {}
+        self._gating: dict[int, asyncio.Task[Any]] = {}  # the task running a task's gates (a stop cancels it)
+        self._git_dir: Path | None = None
+        self._plain_cancel: Callable[[dict[str, Any]], Awaitable[JSON]] | None = None
         self._locks: dict[int, asyncio.Lock] = {}
         self._panes: dict[str | None, TmuxPanes] = {}
         self._kick_pending = False
@@ -178,6 +209,8 @@ class Executor:
         self.daemon.spawn(self._watch_logs(logs_armed), "execution-logs")
         await logs_armed.wait()
         self._started = True
+        for task in await self.store.list_tasks([State.AWAITING_REVIEW]):
+            await self._adopt_session(task)
         for task in await self.store.list_tasks([State.GATING]):
             if task.id in self.active:
                 continue
@@ -224,26 +257,85 @@ class Executor:
         if task_id is None:
             return
         if event.type == "task.approved":
+            run = self.runs.get(task_id)
+            if run is not None:
+                # A fresh run or a retry of a reviewed task: its open session ends first.
+                self.runs.pop(task_id, None)
+                self._end_session(run)
+            self.kick()
+            return
+        if event.type == "agent.done":
+            self.daemon.spawn(self._locked(task_id, self._on_done(task_id)), f"done-{task_id}")
+            return
+        if event.type == "task.rework_requested":
+            self.active.add(task_id)  # a rework holds a slot like any run (it may exceed max_parallel)
+            self.daemon.spawn(
+                self._locked(task_id, self._rework(task_id, str(event.data.get("message", "")))),
+                f"rework-{task_id}",
+            )
+            return
+        if event.type == "task.stopped":
+            self.active.discard(task_id)
+            self.runs.pop(task_id, None)
             self.kick()
             return
         target = EVENT_STATE.get(event.type)
-        if target is not None and target not in HOLDING and task_id in self.active:
+        if target is not None and target not in HOLDING and (task_id in self.active or task_id in self.runs):
             self._release(task_id, target)
         if event.type == "agent.input_resolved" and event.data.get("source") != "pattern":
             run = self.runs.get(task_id)
+            if run is not None:
+                run.turn_over.clear()  # a person's answer or the agent's own hook: a turn is running
             if run is not None and run.detector is not None:
                 # The person answered: forget the prompt the detector was tracking.
                 run.detector = self._detector(run.agent)
 
     def _release(self, task_id: int, target: State) -> None:
         self.active.discard(task_id)
+        if target is State.AWAITING_REVIEW and task_id in self.runs:
+            # The session lives on through review: a rework is typed into it; merge or reject end it.
+            self.runs[task_id].cancel_timers()
+            self.kick()
+            return
         run = self.runs.pop(task_id, None)
         if run is not None and not run.exited:
-            # Another layer ended the task while its agent still ran: stop the agent too.
-            run.exited = True
-            run.cancel_timers()
-            self.daemon.spawn(asyncio.to_thread(run.panes.kill_window, run.pane.window), f"kill-{task_id}")
+            # The task is over (merged, rejected, cancelled, failed) while its agent still runs: end it.
+            self._end_session(run)
         self.kick()
+
+    def _end_session(self, run: Run) -> None:
+        """End a run's agent gracefully (its exit, TERM, KILL) and close its window."""
+        run.exited = True
+        run.cancel_timers()
+
+        async def end() -> None:
+            try:
+                await self._end_agent(run, graceful=True)
+            finally:
+                with contextlib.suppress(TmuxError):
+                    await asyncio.to_thread(run.panes.kill_window, run.pane.window)
+
+        self.daemon.spawn(end(), f"end-{run.task_id}")
+
+    async def _end_agent(self, run: Run, *, graceful: bool) -> str:
+        agent = run.adapter
+        marker = agent.marker(run.setup) if run.setup is not None else None
+        grace = self.service.settings.stop_grace_s
+        try:
+            return await sessions.end_agent(
+                run.panes,
+                run.pane,
+                exit_text=agent.exit_text,
+                marker=marker,
+                grace_s=grace,
+                term_s=min(TERM_GRACE_S, max(grace, 0.5)),
+                graceful=graceful,
+                log_path=self.paths.task_log(run.task_id),
+                composer=agent.composer,
+            )
+        except (TmuxError, OSError) as exc:
+            log.warning("ending the agent of task %d: %s", run.task_id, exc)
+            return "gone"
 
     def kick(self) -> None:
         """Start approved tasks while slots are free (coalesced: one scheduling pass at a time)."""
@@ -318,26 +410,67 @@ class Executor:
     def _backend(self, task: Task) -> str:
         return "script" if task.script else self.service.settings.agent_backend
 
-    def _command(
-        self, task: Task, backend: str, worktree: Path, prompt_file: Path, fix: bool
-    ) -> AgentCommand:
+    def agent_home(self, task_id: int) -> Path:
+        """The task's own folder for agent files (hooks, MCP config, a per-task agent home)."""
+        return self.paths.cockpit / "agents" / f"task-{task_id}"
+
+    def _repo_git_dir(self) -> Path:
+        """The main repo's git directory (where a worktree's commits write). Blocks."""
+        if self._git_dir is None:
+            from cockpit.core import git
+
+            dot_git = self.paths.root / ".git"
+            if dot_git.is_dir():
+                self._git_dir = dot_git.resolve()
+            else:
+                result = git.run_git(
+                    self.paths.root, "rev-parse", "--path-format=absolute", "--git-common-dir"
+                )
+                self._git_dir = Path(result.stdout.strip()) if result.ok else dot_git
+        return self._git_dir
+
+    def _setup(self, task: Task, backend: str, worktree: Path, prompt_file: Path, fix: bool) -> Setup:
+        """The adapter's view of a run. Blocks (writes the task's script file)."""
         script_file: Path | None = None
         if backend == "script" and task.script:
             script_file = self.paths.scripts / f"task-{task.id}.toml"
             script_file.parent.mkdir(parents=True, exist_ok=True)
             script_file.write_text(task.script)
         plan_file = self.paths.plan_file(task.id)
-        return agent_command(
-            backend,
-            prompt_file=prompt_file,
-            worktree=worktree,
+        return Setup(
             task_id=task.id,
+            worktree=worktree.absolute(),
+            prompt_file=prompt_file.absolute(),
+            repo_root=self.paths.root.absolute(),
+            home=self.agent_home(task.id).absolute(),
+            signals_dir=self.paths.signals.absolute(),
+            git_dir=self._repo_git_dir(),
+            hook=shlex.join(["sh", str(HOOK_SCRIPT)]),
+            python=sys.executable,
             custom_command=self.service.settings.agent_command,
             script_file=script_file,
-            signals_dir=self.paths.signals,
             plan_file=plan_file if plan_file.exists() else None,
             fix=fix,
         )
+
+    def _require(self, task: Task, backend: str, worktree: Path, prompt_file: Path) -> None:
+        """Raise CockpitError when the agent is not installed (or its custom command is bad). Blocks."""
+        adapter(backend).require(self._setup(task, backend, worktree, prompt_file, False))
+
+    async def _command(
+        self, task: Task, backend: str, worktree: Path, prompt_file: Path, fix: bool
+    ) -> tuple[AgentCommand, Setup]:
+        """The agent's command for this run, with its per-task preparation done (in a thread)."""
+
+        def build() -> tuple[AgentCommand, Setup]:
+            setup = self._setup(task, backend, worktree, prompt_file, fix)
+            agent = adapter(backend)
+            agent.require(setup)
+            if setup.home is not None:
+                setup.home.mkdir(parents=True, exist_ok=True)
+            return agent.launch(setup), setup
+
+        return await asyncio.to_thread(build)
 
     async def _start_agent(self, task: Task) -> None:
         settings = self.service.settings
@@ -351,7 +484,8 @@ class Executor:
             return
         prompt_file = self.paths.prompts / f"task-{task.id}-{attempt}.md"
         try:
-            command = self._command(task, backend, plan.path, prompt_file, fix=False)
+            # Before any worktree is made: a missing agent fails the task at once.
+            await asyncio.to_thread(self._require, task, backend, plan.path, prompt_file)
         except CockpitError as exc:
             await self._fail_start(task.id, backend, attempt, exc.message)
             return
@@ -359,6 +493,12 @@ class Executor:
             base_sha = await asyncio.to_thread(materialize, self.paths.root, plan, settings.target_branch)
         except CockpitError as exc:
             await self._fail_start(task.id, backend, attempt, f"cannot create the worktree: {exc.message}")
+            return
+        try:
+            # Prepared once the worktree exists (Codex needs its git directory).
+            command, setup = await self._command(task, backend, plan.path, prompt_file, fix=False)
+        except CockpitError as exc:
+            await self._fail_start(task.id, backend, attempt, exc.message)
             return
         worktree_s = time.monotonic() - started
         prompted = dataclasses.replace(task, branch=plan.branch, worktree=str(plan.path))
@@ -389,7 +529,7 @@ class Executor:
                 "prompt_file": str(prompt_file),
             },
         )
-        await self._open_pane(task.id, attempt, backend, command, plan.path, fix_round=0)
+        await self._open_pane(task.id, attempt, backend, command, plan.path, fix_round=0, setup=setup)
 
     @staticmethod
     def _write(path: Path, text: str) -> None:
@@ -429,6 +569,7 @@ class Executor:
         worktree: Path,
         *,
         fix_round: int,
+        setup: Setup | None = None,
     ) -> None:
         """Start the agent's window, record task.pane, watch it (failing the task if it cannot start)."""
         panes = self.panes()
@@ -446,16 +587,19 @@ class Executor:
             # `$COCKPIT_HOOK needs-input`: the agents' hooks' fast path (plain sh; see cockpit/hook.sh).
             "COCKPIT_HOOK": shlex.join(["sh", str(HOOK_SCRIPT)]),
             "COCKPIT_PYTHON": sys.executable,
+            **command.env,
         }
         mode = self.service.settings.agent_sandbox
         used = "none"
+        offset = 0
 
         def start() -> PaneRef:
-            nonlocal used
+            nonlocal used, offset
             shell, used = sandbox.wrap(command.shell, sandbox.for_task(self.paths, task_id, worktree), mode)
             line = pane_command(shell, self.paths.signals, task_id, attempt)
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(header)
+                offset = fh.tell()
             return panes.start_window(
                 window_name(task_id),
                 worktree,
@@ -483,6 +627,8 @@ class Executor:
             pane=pane,
             fix_round=fix_round,
             detector=self._detector(backend),
+            setup=setup,
+            log_offset=offset,
         )
         self.runs[task_id] = run
         await self.store.append(
@@ -501,11 +647,12 @@ class Executor:
         # No capture yet: the agent's first output reaches the log, and the log watch takes it from there.
 
     def _detector(self, agent: str) -> NeedsInputDetector:
+        group = ADAPTERS[agent].patterns if agent in ADAPTERS else agent
         try:
-            return NeedsInputDetector(agent, self.service.settings.needs_input_patterns)
+            return NeedsInputDetector(group, self.service.settings.needs_input_patterns)
         except UsageError as exc:
             log.error("needs_input_patterns ignored: %s", exc.message)
-            return NeedsInputDetector(agent)
+            return NeedsInputDetector(group)
 
     # -- recovery --------------------------------------------------------------------------------------------
 
@@ -517,6 +664,15 @@ class Executor:
                 return False
             panes = self.panes()
             pane = await asyncio.to_thread(find_task_pane, panes, task_id)
+            pending = await self._pending_request(task_id)
+            reworked = pending is not None and pending.type == "task.rework_requested"
+            if reworked and (pane is None or not await asyncio.to_thread(panes.pane_alive, pane)):
+                # Changes were requested while the daemon was down and the session is gone: a new run.
+                assert pending is not None
+                self.active.add(task_id)
+                message = str(pending.data.get("message", ""))
+                self.daemon.spawn(self._locked(task_id, self._rework(task_id, message)), f"rework-{task_id}")
+                return True
             if pane is None:
                 return False
             context = await self._run_context(task_id)
@@ -535,14 +691,17 @@ class Executor:
         except (CockpitError, OSError) as exc:
             log.warning("cannot re-adopt task %d: %s", task_id, exc)
             return False
+        agent = task.agent or self._backend(task)
         run = Run(
             task_id=task_id,
             attempt=task.attempt,
-            agent=task.agent or self._backend(task),
+            agent=agent,
             panes=panes,
             pane=pane,
             fix_round=int(context.get("fix_round", 0)),
-            detector=self._detector(task.agent or ""),
+            detector=self._detector(agent),
+            setup=await self._adopted_setup(task, agent, context),
+            done=task.agent_status == "done",
         )
         self.active.add(task_id)
         self.runs[task_id] = run
@@ -554,9 +713,56 @@ class Executor:
         )
         if alive:
             self._want_capture(run)
+            # What was asked while the daemon was down: a done report, or a reviewer's request for changes.
+            if pending is not None and pending.type == "agent.done":
+                self.daemon.spawn(self._locked(task_id, self._on_done(task_id)), f"done-{task_id}")
+            elif pending is not None:
+                message = str(pending.data.get("message", ""))
+                self.daemon.spawn(self._locked(task_id, self._rework(task_id, message)), f"rework-{task_id}")
         else:
             self.daemon.spawn(self._locked(task_id, self._agent_exited(run, code)), f"exit-{task_id}")
         return True
+
+    async def _adopted_setup(self, task: Task, agent: str, context: dict[str, Any]) -> Setup | None:
+        if not task.worktree:
+            return None
+        prompt = Path(str(context.get("prompt_file") or self.paths.prompts / f"task-{task.id}.md"))
+        try:
+            return await asyncio.to_thread(self._setup, task, agent, Path(task.worktree), prompt, False)
+        except OSError:
+            return None
+
+    async def _pending_request(self, task_id: int) -> Event | None:
+        """A done report or rework request recorded after the current run started and not acted on yet."""
+        events = await self._events_of(
+            task_id, ["task.executing", "agent.done", "task.rework_requested", "task.gating"], 1
+        )
+        if events and events[0].type in ("agent.done", "task.rework_requested"):
+            return events[0]
+        return None
+
+    async def _adopt_session(self, task: Task) -> None:
+        """A reviewed task whose agent's session is still open: keep it, for a rework or to end it later."""
+        try:
+            panes = self.panes()
+            pane = await asyncio.to_thread(find_task_pane, panes, task.id)
+            if pane is None or not await asyncio.to_thread(panes.pane_alive, pane):
+                return
+        except (CockpitError, OSError):
+            return
+        agent = task.agent or self._backend(task)
+        context = await self._run_context(task.id)
+        self.runs[task.id] = Run(
+            task_id=task.id,
+            attempt=task.attempt,
+            agent=agent,
+            panes=panes,
+            pane=pane,
+            fix_round=int(context.get("fix_round", 0)),
+            detector=self._detector(agent),
+            setup=await self._adopted_setup(task, agent, context),
+            done=True,
+        )
 
     async def _pane_is_this_runs(self, task_id: int, pane: PaneRef) -> bool:
         """Whether the pane found is the current run's (not a dead pane of an earlier attempt)."""
@@ -565,6 +771,8 @@ class Executor:
         before: Event | None = None
         seen_executing = False
         for event in events:  # newest first
+            if event.type == "task.executing" and event.data.get("in_session"):
+                continue  # a fix or rework typed into the same session started no pane
             if event.type == "task.executing":
                 if seen_executing:
                     break
@@ -644,6 +852,8 @@ class Executor:
             source = "hook" if data.get("source") == "hook" else "agent"
             await self.set_needs_input(task_id, {**data, "source": source, "signal_ts": signal.ts})
         elif signal.kind == "resolved":
+            if run is not None:
+                run.turn_over.clear()  # the agent's hooks (a prompt submitted, a tool ran): it is mid-turn
             source = "hook" if data.get("source") == "hook" else "agent"
             await self.clear_needs_input(task_id, {**data, "source": source})
         elif signal.kind == "progress":
@@ -662,6 +872,56 @@ class Executor:
                 self._spawn_died(run, closed=True)
             elif isinstance(data.get("reason"), str):
                 run.exit_reason = data["reason"]
+        elif signal.kind == "done":
+            await self.report_done(task_id, data)
+        elif signal.kind == "turn_ended":
+            await self._turn_ended(task_id, data)
+
+    async def report_done(self, task_id: int, data: JSON) -> bool:
+        """The agent says its work is done: record agent.done (the gates follow, see _on_done)."""
+        async with self.store.tx() as tx:
+            try:
+                task = await tx.get_task(task_id)
+            except CockpitError:
+                return False
+            if task.state is not State.EXECUTING or task.agent_status == "done":
+                return False
+            event: JSON = {"by": "agent", "attempt": task.attempt, "source": data.get("source", "hook")}
+            if data.get("message"):
+                event["message"] = str(data["message"])[:MAX_MESSAGE]
+            await tx.append(task_id, "agent.done", event)
+        # Straight to the gates (the bus's copy of the event finds the task gating and does nothing).
+        self.daemon.spawn(self._locked(task_id, self._on_done(task_id)), f"done-{task_id}")
+        return True
+
+    async def _turn_ended(self, task_id: int, data: JSON) -> None:
+        """An agent's turn is over: without a done report it now waits for a person (needs_input)."""
+        run = self.runs.get(task_id)
+        if run is not None:
+            run.turn_over.set()
+            self.daemon.spawn(self._record_usage(run, data), f"usage-{task_id}")
+        if data.get("event") == "SessionEnd":
+            return  # the agent is exiting; its exit settles the run
+        message = str(data.get("message") or "").strip()[:MAX_MESSAGE]
+        async with self.store.tx() as tx:
+            try:
+                task = await tx.get_task(task_id)
+            except CockpitError:
+                return
+            if task.state is not State.EXECUTING or task.agent_status in ("done", "exited"):
+                return
+            turn: JSON = {"attempt": task.attempt, "source": data.get("source", "hook")}
+            for key in ("message", "event"):
+                if data.get(key):
+                    turn[key] = message if key == "message" else data[key]
+            await tx.append(task_id, "agent.turn_ended", turn)
+            if not task.needs_input:
+                reason = message or "the agent ended its turn without reporting done"
+                await tx.append(
+                    task_id,
+                    "agent.needs_input",
+                    {"source": "turn_ended", "message": reason, "event": data.get("event")},
+                )
 
     async def set_needs_input(self, task_id: int, data: JSON) -> bool:
         """Raise the needs_input flag (once); False when it was up already or the agent is not running."""
@@ -670,7 +930,8 @@ class Executor:
                 task = await tx.get_task(task_id)
             except CockpitError:
                 return False
-            if task.state is not State.EXECUTING or task.needs_input or task.agent_status == "exited":
+            over = task.agent_status in ("exited", "done")
+            if task.state is not State.EXECUTING or task.needs_input or over:
                 return False
             await tx.append(task_id, "agent.needs_input", data)
         return True
@@ -761,10 +1022,9 @@ class Executor:
         if run.dirty:
             run.dirty = False
             self._want_capture(run)
-        if run.agent != "script":
-            screen = clean_lines(lines, 1)
-            if screen:
-                self._progress_line(run, screen[-1].strip()[:MAX_PROGRESS])
+        words = run.adapter.progress(clean_lines(lines, CAPTURE_LINES))
+        if words:
+            self._progress_line(run, words.strip()[:MAX_PROGRESS])
 
     def _progress_line(self, run: Run, text: str) -> None:
         """Latest output line as agent.progress, at most one per PROGRESS_INTERVAL_S (the last one lands)."""
@@ -821,15 +1081,18 @@ class Executor:
         self.runs.pop(run.task_id, None)
         died_signal_path(self.paths.signals, run.task_id).unlink(missing_ok=True)
         task_id = run.task_id
+        await self._record_usage(run, {})
         try:
             task = await self.store.get_task(task_id)
+            exited: JSON = {"code": code, "attempt": run.attempt, "reason": run.exit_reason}
             if task.state is not State.EXECUTING:
+                if task.state in (State.GATING, State.AWAITING_REVIEW):
+                    # The agent left after reporting done (on its own, or a person ended it): for the record.
+                    await self.store.append(task_id, "agent.exited", exited)
                 return
             pane_gone = code is None and not await asyncio.to_thread(self._pane_exists, run)
-            await self.store.append(
-                task_id, "agent.exited", {"code": code, "attempt": run.attempt, "reason": run.exit_reason}
-            )
-            if code == 0:
+            await self.store.append(task_id, "agent.exited", exited)
+            if code == 0 or task.agent_status == "done":
                 continuation = await self._before_gates(task_id)
                 if continuation is not None:
                     await self._continue(task_id, continuation)
@@ -885,6 +1148,16 @@ class Executor:
 
     async def _gate(self, task_id: int, fix_round: int, gates_only: bool) -> None:
         """Run the gates in the task's worktree; review, a fix attempt, or failure follows."""
+        current = asyncio.current_task()
+        if current is not None:
+            self._gating[task_id] = current
+        try:
+            await self._run_gates(task_id, fix_round, gates_only)
+        finally:
+            if self._gating.get(task_id) is current:
+                self._gating.pop(task_id, None)
+
+    async def _run_gates(self, task_id: int, fix_round: int, gates_only: bool) -> None:
         settings = self.service.settings
         try:
             task = await self.store.get_task(task_id)
@@ -997,8 +1270,23 @@ class Executor:
             worktree=worktree,
             target_branch=settings.target_branch,
         )
+        fix_data: JSON = {
+            "agent": backend,
+            "attempt": attempt,
+            "fix": True,
+            "fix_round": fix_round,
+            "failed_gates": [r.name for r in failed],
+            "prompt_file": str(prompt_file),
+        }
+        live = await self._live_run(task_id)
+        if live is not None:
+            # The agent's session is still open: the fix prompt goes into the same conversation.
+            await asyncio.to_thread(self._write, prompt_file, text)
+            live.fix_round = fix_round
+            await self._type_into(live, typed_request("fix", prompt_file), fix_data)
+            return
         try:
-            command = self._command(task, backend, worktree, prompt_file, fix=True)
+            command, setup = await self._command(task, backend, worktree, prompt_file, fix=True)
         except CockpitError as exc:
             await self.store.append(
                 task_id,
@@ -1011,19 +1299,43 @@ class Executor:
             )
             return
         await asyncio.to_thread(self._write, prompt_file, text)
-        await self.store.append(
-            task_id,
-            "task.executing",
-            {
-                "agent": backend,
-                "attempt": attempt,
-                "fix": True,
-                "fix_round": fix_round,
-                "failed_gates": [r.name for r in failed],
-                "prompt_file": str(prompt_file),
-            },
-        )
-        await self._open_pane(task_id, attempt, backend, command, worktree, fix_round=fix_round)
+        await self.store.append(task_id, "task.executing", fix_data)
+        await self._open_pane(task_id, attempt, backend, command, worktree, fix_round=fix_round, setup=setup)
+
+    async def _live_run(self, task_id: int) -> Run | None:
+        """The task's run whose agent session is still open (its pane alive), else None."""
+        run = self.runs.get(task_id)
+        if run is None or run.exited:
+            return None
+        try:
+            alive = await asyncio.to_thread(run.panes.pane_alive, run.pane)
+        except TmuxError:
+            alive = False
+        return run if alive else None
+
+    async def _type_into(self, run: Run, typed: str, data: JSON) -> None:
+        """A new piece of work for a live session: record it (task.executing, in_session), then type it
+        once the agent's turn is over (at once for agents without turn hooks)."""
+        run.done = False
+        run.detector = self._detector(run.agent)
+        await self.store.append(run.task_id, "task.executing", {**data, "in_session": True})
+        self.daemon.spawn(self._deliver(run, typed), f"type-{run.task_id}")
+
+    async def _deliver(self, run: Run, typed: str) -> None:
+        if run.adapter.turn_hooks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.turn_over.wait(), TURN_WAIT_S)
+        if run.exited or self.runs.get(run.task_id) is not run:
+            return
+        run.turn_over.clear()
+        try:
+            await sessions.submit(
+                run.panes, run.pane, typed, run.adapter.submit, log_path=self.paths.task_log(run.task_id),
+                composer=run.adapter.composer,
+            )  # fmt: skip
+        except TmuxError as exc:
+            log.warning("task %d: typing into the agent's session failed: %s", run.task_id, exc.message)
+        self._want_capture(run)
 
     async def _before_gates(self, task_id: int) -> str | None:
         if not self.before_gates:
@@ -1060,8 +1372,17 @@ class Executor:
         attempt = task.attempt + 1
         worktree = Path(task.worktree or "")
         prompt_file = self.paths.prompts / f"task-{task_id}-{attempt}-continue.md"
+        live = await self._live_run(task_id)
+        if live is not None:
+            await asyncio.to_thread(self._write, prompt_file, prompt)
+            typed = f"Cockpit has more for you: read {prompt_file} and follow it; report done again after."
+            data: JSON = {
+                "agent": backend, "attempt": attempt, "continuation": True, "prompt_file": str(prompt_file)
+            }
+            await self._type_into(live, typed, data)
+            return
         try:
-            command = self._command(task, backend, worktree, prompt_file, fix=False)
+            command, setup = await self._command(task, backend, worktree, prompt_file, fix=False)
         except CockpitError as exc:
             await self.store.append(
                 task_id,
@@ -1075,7 +1396,160 @@ class Executor:
             "task.executing",
             {"agent": backend, "attempt": attempt, "continuation": True, "prompt_file": str(prompt_file)},
         )
-        await self._open_pane(task_id, attempt, backend, command, worktree, fix_round=0)
+        await self._open_pane(task_id, attempt, backend, command, worktree, fix_round=0, setup=setup)
+
+    # -- done, rework, usage ---------------------------------------------------------------------------------
+
+    async def _on_done(self, task_id: int) -> None:
+        """The agent reported done: the gates run, with its session still open."""
+        try:
+            task = await self.store.get_task(task_id)
+        except CockpitError:
+            return
+        if task.state is not State.EXECUTING or task.agent_status != "done":
+            return
+        run = self.runs.get(task_id)
+        if run is not None:
+            run.done = True
+            run.cancel_timers()
+            self.daemon.spawn(self._record_usage(run, {}), f"usage-{task_id}")  # not on the way to the gates
+            fix_round = run.fix_round
+        else:
+            fix_round = int((await self._run_context(task_id)).get("fix_round", 0))
+        self.active.add(task_id)
+        try:
+            continuation = await self._before_gates(task_id)
+            if continuation is not None:
+                await self._continue(task_id, continuation)
+                return
+            await self._gate(task_id, fix_round, False)
+        except CockpitError as exc:
+            log.warning("task %d: done not processed: %s", task_id, exc.message)
+
+    async def _rework(self, task_id: int, message: str) -> None:
+        """A reviewer's request for changes: typed into the live session, or a new run in the worktree."""
+        try:
+            task = await self.store.get_task(task_id)
+            pending = await self._pending_request(task_id)
+            asked = pending is not None and pending.type == "task.rework_requested"
+            if not asked or task.state is not State.EXECUTING:
+                return
+            settings = self.service.settings
+            backend = task.agent or self._backend(task)
+            attempt = task.attempt + 1
+            worktree = Path(task.worktree or "")
+            prompt_file = self.paths.prompts / f"task-{task_id}-{attempt}-rework.md"
+            text = render_rework_prompt(
+                task, message, repo_name=self.service.repo_name, worktree=worktree,
+                target_branch=settings.target_branch,
+            )  # fmt: skip
+            await asyncio.to_thread(self._write, prompt_file, text)
+            data: JSON = {
+                "agent": backend, "attempt": attempt, "rework": True, "prompt_file": str(prompt_file)
+            }
+            live = await self._live_run(task_id)
+            if live is not None:
+                await self._type_into(live, typed_request("rework", prompt_file, message), data)
+                return
+            try:
+                command, setup = await self._command(task, backend, worktree, prompt_file, fix=False)
+            except CockpitError as exc:
+                await self.store.append(
+                    task_id, "task.failed",
+                    {"reason": f"the requested changes could not start: {exc.message}", "stage": "rework"},
+                )  # fmt: skip
+                return
+            await self.store.append(task_id, "task.executing", data)
+            await self._open_pane(task_id, attempt, backend, command, worktree, fix_round=0, setup=setup)
+        except CockpitError as exc:
+            log.warning("task %d: rework not started: %s", task_id, exc.message)
+        except Exception as exc:
+            log.exception("task %d: rework crashed", task_id)
+            await self._fail_quietly(task_id, f"the requested changes could not start: {exc}")
+
+    async def _record_usage(self, run: Run, hint: JSON) -> None:
+        """Read the agent's token usage from its own files; record agent.usage when it changed."""
+        for key in ("transcript_path", "session_id"):
+            if isinstance(hint.get(key), str) and hint[key]:
+                run.extra[key] = hint[key]
+        setup = run.setup
+        if setup is None:
+            return
+        agent = run.adapter
+        log_path = self.paths.task_log(run.task_id)
+
+        def read() -> Usage | None:
+            text = ""
+            if agent.reads_log:
+                try:
+                    with open(log_path, "rb") as fh:
+                        fh.seek(run.log_offset)
+                        text = "\n".join(clean_output(fh.read().decode("utf-8", errors="replace")))
+                except OSError:
+                    text = ""
+            return agent.usage(setup, dict(run.extra), text)
+
+        try:
+            usage = await asyncio.to_thread(read)
+        except Exception:  # a usage file in a shape we do not know must never break the run
+            log.exception("task %d: reading the agent's usage failed", run.task_id)
+            return
+        if usage is None:
+            return
+        seen = (usage.input_tokens, usage.output_tokens, usage.cost_usd)
+        if seen == run.usage_sent:
+            return
+        run.usage_sent = seen
+        with contextlib.suppress(CockpitError):
+            await self.store.append(run.task_id, "agent.usage", usage.to_json(run.attempt))
+
+    # -- stop and cancel -------------------------------------------------------------------------------------
+
+    async def _stop_agent(self, task: Task) -> str:
+        """End the task's agent now (exit, TERM, KILL) and cancel its gates; return how it ended."""
+        gate = self._gating.pop(task.id, None)
+        if gate is not None and gate is not asyncio.current_task():
+            gate.cancel()
+        run = self.runs.pop(task.id, None)
+        if run is None:
+            panes = self.panes()
+            pane = await asyncio.to_thread(find_task_pane, panes, task.id)
+            if pane is None:
+                return "gone"
+            agent = task.agent or "custom"
+            run = Run(task_id=task.id, attempt=task.attempt, agent=agent, panes=panes, pane=pane)
+        run.exited = True
+        run.cancel_timers()
+        await self._record_usage(run, {})
+        return await self._end_agent(run, graceful=True)
+
+    async def op_stop_task(self, args: dict[str, Any]) -> JSON:
+        """`stop_task {id, reason?}`: end the agent gracefully, then TERM, then KILL; task interrupted."""
+        task_id = arg_int(args, "id")
+        by = arg_str(args, "by", "person")
+        reason = arg_str(args, "reason", "")
+        task = await self.store.get_task(task_id)
+        if task.state not in STOPPABLE:
+            raise RefusedError(
+                f"task {task_id} is {task.state.value}; only an executing or gating task can be stopped",
+                code="not_running",
+            )
+        how = await self._stop_agent(task)
+        after = await record_stop(self.service, task_id, by=by, reason=reason, how=how)
+        return await self.daemon.ops.task_json(after)
+
+    async def op_cancel_task(self, args: dict[str, Any]) -> JSON:
+        """`cancel_task` of an executing or gating task stops its agent first, then cancels."""
+        task_id = arg_int(args, "id")
+        task = await self.store.get_task(task_id)
+        if task.state not in STOPPABLE:
+            assert self._plain_cancel is not None
+            return await self._plain_cancel(args)
+        by = arg_str(args, "by", "person")
+        how = await self._stop_agent(task)
+        reason = arg_opt_str(args, "reason") or ""
+        after = await record_stop(self.service, task_id, by=by, reason=reason, how=how, cancel=True)
+        return await self.daemon.ops.task_json(after)
 
     # -- the daemon-only op ----------------------------------------------------------------------------------
 
@@ -1117,6 +1591,9 @@ def install(daemon: Daemon) -> None:
     # Every committed event, including other writers' (caught up from the store by the bus).
     daemon.bus.waiters.add(executor._on_event)
     daemon.ops.handlers["run_gates"] = executor.op_run_gates
+    executor._plain_cancel = daemon.ops.handlers["cancel_task"]
+    daemon.ops.handlers["stop_task"] = executor.op_stop_task
+    daemon.ops.handlers["cancel_task"] = executor.op_cancel_task
     daemon.executor = executor  # type: ignore[attr-defined]
 
 

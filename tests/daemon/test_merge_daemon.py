@@ -177,6 +177,37 @@ def test_merge_list_and_rollback_through_the_daemon(
     assert cli("task", "rollback", str(b.id), repo=root).code == 1  # not done
 
 
+def test_an_agent_branch_committing_cockpit_as_a_symlink_leaves_the_daemon_and_its_state_alone(
+    repo_factory: Callable[..., Path], daemons: Daemons
+) -> None:
+    root = setup_repo(repo_factory)
+    elsewhere = root.parent / "elsewhere"
+    elsewhere.mkdir()
+
+    def symlink_cockpit(worktree: Path) -> None:  # as an agent can, past info/exclude
+        os.symlink(elsewhere, worktree / ".cockpit")
+        git(worktree, "add", "-f", ".cockpit")
+        git(worktree, "commit", "-q", "-m", "agent work")
+
+    bad = make_reviewable_task(root, {"a.txt": "a\n"}, title="add a", prepare=symlink_cockpit)
+    other = make_reviewable_task(root, {"b.txt": "b\n"}, title="add b")
+    (Path(other.worktree or "") / "wip.txt").write_text("another task's uncommitted work\n")
+    daemons.start(root)
+    before = cg.ref_sha(root, "main")
+    refused = cli("task", "merge", str(bad.id), "--json", repo=root)
+    assert refused.code == 1
+    error = refused.json["error"]
+    assert error["step"] == "preflight" and ".cockpit" in error["message"] and error["files"] == [".cockpit"]
+    assert cg.ref_sha(root, "main") == before and not (root / ".cockpit").is_symlink()
+    # The store, the config, the other task's worktree and its uncommitted work, and the daemon: all there.
+    paths = RepoPaths(root)
+    assert paths.db.is_file() and paths.config.is_file()
+    assert (Path(other.worktree or "") / "wip.txt").read_text() == "another task's uncommitted work\n"
+    assert task_json(root, bad.id)["state"] == "awaiting_review"
+    assert merge_queue(root)["depth"] == 0
+    assert cli_json("task", "merge", str(other.id), repo=root)["task"]["state"] == "done"
+
+
 def test_without_a_daemon_the_cli_merges_and_rolls_back(repo_factory: Callable[..., Path]) -> None:
     root = setup_repo(repo_factory)
     task = make_reviewable_task(root, {"a.txt": "a\n"})

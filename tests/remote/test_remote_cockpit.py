@@ -102,7 +102,14 @@ async def test_attach_runs_ssh_t_to_the_remote_pane(
             made = await asyncio.to_thread(create_there, box, api, "Deploy the API to staging", ASK_SCRIPT)
             ck.app.main.show_repo("api")
             await ck.select("api", made["id"])
+            # Through the forward the cockpit is a peer there: it cannot approve for the person...
+            ck.expect_error("needs a person")
             await ck.press("a")
+            await ck.wait(lambda: "needs a person" in ck.app.flash.text, message="approval refused")
+            # ...who approves on the host itself.
+            approved = await asyncio.to_thread(box.ssh.run, ["cockpit", "task", "approve", str(made["id"]),
+                                                             "--repo", str(api), "--json"])
+            assert approved.returncode == 0, approved.stdout + approved.stderr
             await ck.wait(lambda: (t := ck.task("api", made["id"])) is not None and t.needs_input, timeout=90,
                           message="the remote agent asks")
             await ck.press("t")

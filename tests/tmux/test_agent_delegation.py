@@ -34,7 +34,9 @@ HOLDING = "the agent is done; waiting for the delegated work before the gates"
 
 def agent_settings(plan: Path, tmux_socket: str) -> dict[str, str]:
     return {"agent.backend": "custom", "agent.command": f"{sys.executable} {AGENT} {plan} {{task_id}}",
-            "tmux.socket_name": tmux_socket, "merge.verify": "false"}
+            "tmux.socket_name": tmux_socket, "merge.verify": "false",
+            # The test agent logs its tool calls beside its plan, outside the worktree a sandbox allows.
+            "agent.sandbox": "none"}
 
 
 def show(root: Path, task_id: int) -> dict[str, Any]:
@@ -52,7 +54,7 @@ def held(root: Path, task_id: int) -> dict[str, Any]:
     """Wait until the task's agent has exited and the task holds for its children (still executing)."""
     task = wait_until(lambda: (t := show(root, task_id))["agent_status"] == "exited" and t, timeout=120,
                       message=f"task {task_id}'s agent to exit")
-    assert task["state"] == "executing", task
+    assert task["state"] == "executing", task["failure"]
     log = (root / ".cockpit" / "logs").glob(f"task-{task_id}*")
     assert any(HOLDING in p.read_text() for p in log), "the hold is written to the task's log"
     return task

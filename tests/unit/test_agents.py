@@ -99,10 +99,12 @@ def test_a_missing_prompt_file_stops_before_the_agent(fake_bin: Path, tmp_path: 
 
 def test_aider_reads_the_message_file(fake_bin: Path, prompt_file: Path, tmp_path: Path) -> None:
     cmd = agent_command("aider", prompt_file=prompt_file, worktree=tmp_path, task_id=3)
-    assert cmd.argv == ["aider", "--message-file", str(prompt_file)]
+    # --no-gitignore: aider must not write .aider* into .gitignore (the clean-tree gate would fail on it).
+    flags = ["--no-gitignore", "--no-check-update", "--no-show-release-notes", "--no-show-model-warnings"]
+    assert cmd.argv == ["aider", *flags, "--message-file", str(prompt_file)]
     assert "--yes-always" not in cmd.argv
     assert run_in_pane(cmd, tmp_path).returncode == 0
-    assert calls(tmp_path)[0]["args"] == ["--message-file", str(prompt_file)]
+    assert calls(tmp_path)[0]["args"] == [*flags, "--message-file", str(prompt_file)]
 
 
 def test_custom_template_placeholders_are_quoted(fake_bin: Path, prompt_file: Path, tmp_path: Path) -> None:

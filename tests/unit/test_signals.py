@@ -96,7 +96,7 @@ def test_missing_directory_reads_as_empty(tmp_path: Path) -> None:
     assert read_signals(tmp_path / "nope") == []
 
 
-@pytest.mark.parametrize("kind", ["", "done", "PROGRESS"])
+@pytest.mark.parametrize("kind", ["", "finished", "PROGRESS"])
 def test_unknown_kind_is_refused(tmp_path: Path, kind: str) -> None:
     with pytest.raises(UsageError, match="unknown signal kind"):
         write_signal(tmp_path, 1, kind)
@@ -163,7 +163,7 @@ def test_command_line_writer_from_other_processes(tmp_path: Path) -> None:
 
 
 def test_kinds_are_the_documented_ones() -> None:
-    assert KINDS == ("needs_input", "resolved", "progress", "exited")
+    assert KINDS == ("needs_input", "resolved", "progress", "exited", "done", "turn_ended")
 
 
 def test_watch_filter_accepts_only_complete_signal_files(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The task state machine (DESIGN section 4): every transition validated in one place.
 
-The table is pinned here from DESIGN, plus the one documented addition (gating -> executing, the fix cycle).
+The table is pinned here from DESIGN (gating -> executing is the fix cycle; executing/gating -> cancelled goes
+through a stop, awaiting_review -> executing is a rework in the same session).
 Every (state, target) pair is tried through the real store: a valid one moves the task, an invalid one is
 refused with a message naming the current state and the allowed next states, and changes nothing.
 """
@@ -35,9 +36,9 @@ DESIGN_TABLE: dict[State, set[State]] = {
     S.PENDING: {S.APPROVED, S.REJECTED, S.CANCELLED},
     S.PENDING_CLARIFICATION: {S.PENDING, S.APPROVED, S.REJECTED, S.CANCELLED},
     S.APPROVED: {S.EXECUTING, S.CANCELLED},
-    S.EXECUTING: {S.GATING, S.FAILED, S.INTERRUPTED},
-    S.GATING: {S.AWAITING_REVIEW, S.FAILED, S.EXECUTING},
-    S.AWAITING_REVIEW: {S.MERGING, S.REJECTED, S.APPROVED},
+    S.EXECUTING: {S.GATING, S.FAILED, S.INTERRUPTED, S.CANCELLED},
+    S.GATING: {S.AWAITING_REVIEW, S.FAILED, S.EXECUTING, S.INTERRUPTED, S.CANCELLED},
+    S.AWAITING_REVIEW: {S.MERGING, S.REJECTED, S.APPROVED, S.EXECUTING},
     S.MERGING: {S.DONE, S.AWAITING_REVIEW},
     S.DONE: {S.ROLLED_BACK},
     S.FAILED: {S.APPROVED, S.CANCELLED},

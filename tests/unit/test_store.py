@@ -285,6 +285,14 @@ EVENTS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "delegation.finished": st.fixed_dictionaries({"ok": st.booleans(), "state": state_values},
                                                  optional={"step": st.integers(1, 3), "reason": maybe_text}),
     "task.done": st.just({}),
+    "agent.turn_ended": st.fixed_dictionaries({}, optional={"message": maybe_text, "source": maybe_text}),
+    "agent.done": st.fixed_dictionaries({}, optional={"message": maybe_text, "by": st.just("agent")}),
+    "agent.usage": st.fixed_dictionaries({"run": st.integers(1, 3), "input_tokens": st.integers(0, 10**6),
+                                          "output_tokens": st.integers(0, 10**5)},
+                                         optional={"cost_usd": st.none() | st.floats(0, 5)}),
+    "task.rework_requested": st.fixed_dictionaries({"message": texts}),
+    "task.stopped": st.fixed_dictionaries({"how": st.sampled_from(["exit", "term", "kill"])},
+                                          optional={"reason": maybe_text}),
 }
 
 
