@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -111,7 +111,7 @@ def test_demo_no_ui_seeds_every_state(demo_dir: Path) -> None:
     assert delegating["scope"] == "large"
     step = delegate_step(delegating)
     assert (step["peer"], step["peer_task_id"], step["peer_state"]) == ("frontend", 1, "pending")
-    assert delegating["children"] == [{"repo": "frontend", "id": 1, "state": "pending"}]
+    assert delegating["children"] == [{"repo": "frontend", "id": 1, "step": 3, "state": "pending"}]
     assert delegating["agent_status"] == "exited"  # its own part is done; it holds for frontend
     child = tasks(frontend)[1]
     assert (child["state"], child["scope"]) == ("pending", "large")
@@ -162,9 +162,11 @@ def test_demo_refuses_a_directory_that_holds_something(short_tmp: Path) -> None:
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
 
 
-@pytest.mark.skipif(shutil.which("claude") is not None, reason="claude is installed here")
 def test_demo_with_an_agent_that_is_not_installed_says_so(short_tmp: Path) -> None:
-    result = cli("demo", "--dir", str(short_tmp / "d"), "--agent", "claude", "--no-ui")
+    # A PATH without claude (the suite's own PATH has the pinned agent CLIs on it).
+    path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep)
+                           if not (Path(d) / "claude").exists())
+    result = cli("demo", "--dir", str(short_tmp / "d"), "--agent", "claude", "--no-ui", env={"PATH": path})
     assert result.code == 2
     assert "`claude` is not installed" in result.stderr
     assert not (short_tmp / "d").exists()

@@ -88,7 +88,7 @@ def test_the_seed_flow_end_to_end(short_tmp: Path, daemons: Daemons, tmux_socket
         assert held["state"] == "executing", held
         assert step(held, delegate["n"])["status"] == "waiting"
         assert step(held, delegate["n"])["peer_state"] == "pending"
-        assert held["children"] == [{"repo": "frontend", "id": 1, "state": "pending"}]
+        assert held["children"] == [{"repo": "frontend", "id": 1, "step": 3, "state": "pending"}]
         assert all(step(held, n)["status"] == "deferred" for n in later)
         assert waiter.poll() is None
 
@@ -124,7 +124,7 @@ def test_the_seed_flow_end_to_end(short_tmp: Path, daemons: Daemons, tmux_socket
 
     done = cli_json("task", "merge", "1", repo=backend, timeout=WAIT_S)
     assert done["task"]["state"] == "done"
-    assert show(backend, 1)["children"] == [{"repo": "frontend", "id": 1, "state": "done"}]
+    assert show(backend, 1)["children"] == [{"repo": "frontend", "id": 1, "step": 3, "state": "done"}]
 
 
 def test_a_failed_child_fails_the_parents_step(short_tmp: Path, daemons: Daemons, tmux_socket: str) -> None:
@@ -154,7 +154,7 @@ def test_a_failed_child_fails_the_parents_step(short_tmp: Path, daemons: Daemons
     assert failed["failure"].startswith(f"step {delegate_n} (delegate to frontend) failed: frontend#1 failed")
     assert "gates failed: tests" in failed["failure"]
     assert step(failed, delegate_n)["status"] == "failed"
-    assert failed["children"] == [{"repo": "frontend", "id": 1, "state": "failed"}]
+    assert failed["children"] == [{"repo": "frontend", "id": 1, "step": 3, "state": "failed"}]
     assert any(e["type"] == "delegation.finished" and e["data"]["ok"] is False for e in events(backend, 1))
 
 
