@@ -19,9 +19,7 @@ import contextlib
 import signal
 from pathlib import Path
 
-import watchfiles
-
-from cockpit.core import processes
+from cockpit.core import filewatch, processes
 from cockpit.core.errors import TmuxError
 from cockpit.core.tmux import PaneRef, TmuxPanes
 
@@ -43,14 +41,8 @@ async def _log_grows(log_path: Path, size: int, timeout: float) -> bool:  # noqa
     if bigger():
         return True
     stop = asyncio.Event()
-    watcher = watchfiles.awatch(
-        log_path.parent,
-        watch_filter=lambda _c, p: Path(p).name == log_path.name,
-        stop_event=stop,
-        debounce=10,
-        step=10,
-        recursive=False,
-    )
+    watcher = filewatch.awatch(log_path.parent, watch_filter=lambda _c, p: Path(p).name == log_path.name,
+                               stop_event=stop, debounce=10)
 
     async def watch() -> bool:
         async for _ in watcher:

@@ -11,15 +11,16 @@ from __future__ import annotations
 import functools
 import unicodedata
 
-from confusable_homoglyphs import utils as _confusable_data
-
 __all__ = ["fold"]
 
 
 @functools.cache
 def _table() -> dict[int, str]:
+    # Imported on the first fold, not with the module: its data and what it imports cost an idle daemon MBs.
+    from confusable_homoglyphs import utils as confusable_data
+
     table: dict[int, str] = {}
-    for char, homoglyphs in _confusable_data.load("confusables.json").items():
+    for char, homoglyphs in confusable_data.load("confusables.json").items():
         if len(char) != 1 or char.isascii():
             continue
         ascii_forms = [h["c"] for h in homoglyphs if h["c"].isascii() and h["c"].strip()]

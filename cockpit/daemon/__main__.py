@@ -6,13 +6,18 @@ what it serves with (building the whole CLI parser imports every verb's module a
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
-from cockpit.core.errors import CockpitError
-from cockpit.core.paths import RepoPaths
+# The daemon speaks over a Unix socket only, never TLS; asyncio imports `ssl` all the same, which maps
+# OpenSSL (about 4 MB of RSS for a process that runs all day). Marked absent, asyncio runs without it.
+sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+
+import argparse  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from cockpit.core.errors import CockpitError  # noqa: E402
+from cockpit.core.paths import RepoPaths  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,9 +28,6 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-import tomlkit
-import tomlkit.exceptions
-
 from cockpit.core.agents.base import Agent, Setup, SubmitStyle, Usage, mcp_server, person_home, prompt_argv
 from cockpit.core.errors import ConfigError
 
@@ -80,6 +77,9 @@ def writable_dirs(setup: Setup) -> list[Path]:
 def task_config(setup: Setup, person_config: Path) -> str:
     """The person's config.toml with the task's notify, trust, writable git dir and MCP server on top."""
     assert setup.repo_root is not None
+    import tomlkit  # only a codex task's start needs it; an idle daemon does not hold it
+    import tomlkit.exceptions
+
     doc: Any = tomlkit.document()
     if person_config.is_file():
         try:

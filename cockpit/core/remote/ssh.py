@@ -12,7 +12,6 @@ directory, not `$HOME`, so a test or a second setup needs it).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shlex
 import subprocess
@@ -72,7 +71,7 @@ class SshHost:
 
     @property
     def _key(self) -> str:
-        return hashlib.sha256(f"{self.destination}\0{self.config or ''}".encode()).hexdigest()[:12]
+        return _digest(f"{self.destination}\0{self.config or ''}")
 
     @property
     def control_path(self) -> Path:
@@ -80,8 +79,7 @@ class SshHost:
 
     def local_socket(self, remote_socket: str) -> Path:
         """Where the forward of `remote_socket` on this host listens here."""
-        digest = hashlib.sha256(remote_socket.encode()).hexdigest()[:12]
-        return ssh_dir() / f"{self._key}-{digest}.sock"
+        return ssh_dir() / f"{self._key}-{_digest(remote_socket)}.sock"
 
     def options(self, *, batch: bool = True) -> list[str]:
         argv = [SSH]
@@ -191,3 +189,9 @@ class SshHost:
 
 
 __all__ = ["CONFIG_ENV", "HostUnreachable", "RunResult", "SshHost", "ssh_dir"]
+
+
+def _digest(text: str) -> str:
+    import hashlib  # here: it maps OpenSSL's libcrypto, megabytes a local-only daemon need not hold
+
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
