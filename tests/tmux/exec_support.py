@@ -47,7 +47,8 @@ def create(repo: Path, text: str, script: str | None = None) -> int:
 
 
 def approve(repo: Path, task_id: int) -> dict[str, Any]:
-    result: dict[str, Any] = cli_json("task", "approve", str(task_id), repo=repo)
+    # "--anyway": these tasks may be ambiguous (pending_clarification); the person approves them as they are.
+    result: dict[str, Any] = cli_json("task", "approve", str(task_id), "--anyway", repo=repo)
     return result
 
 
