@@ -123,7 +123,8 @@ def bwrap_argv(spec: SandboxSpec, env: dict[str, str] | None = None) -> list[str
     readable = [spec.repo_root, Path(sys.prefix), Path(sys.base_prefix), Path(__file__).parents[2]]
     if env.get("HOME"):
         readable.append(Path(env["HOME"]))  # the agent reads its config and auth there (never writes)
-    readable += [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
+    # A PATH folder's parent too: a venv's `bin/` needs its `lib/`, npm's `node_modules/.bin` its packages.
+    readable += [Path(p).parent for p in env.get("PATH", "").split(os.pathsep) if p]
     if spec.socket is not None:
         readable.append(spec.socket.parent)
     bound: list[Path] = []

@@ -90,7 +90,7 @@ def test_task_runs_to_review_and_reworks_in_the_same_session(
             Step("The farewell is in place."),
         ])
     task_id = driver.create(f"Add a greeting file {tag}")
-    driver.cockpit("task", "approve", str(task_id))
+    driver.cockpit("task", "approve", str(task_id), "--anyway")
     flagged: list[dict[str, object]] = []
 
     def answer(tid: int) -> None:
@@ -154,8 +154,8 @@ def test_two_tasks_at_once_see_only_their_own_environment_and_one_is_stopped(
         ])
     waiting_id = driver.create(f"Paint the button {waits}")
     working_id = driver.create(f"Record the environment {works}")
-    driver.cockpit("task", "approve", str(waiting_id))
-    driver.cockpit("task", "approve", str(working_id))
+    driver.cockpit("task", "approve", str(waiting_id), "--anyway")
+    driver.cockpit("task", "approve", str(working_id), "--anyway")
 
     # One waits for a person: its turn ended with a question and no done report (aider: at its question).
     waiting = driver.drive_until_waiting(waiting_id, answer_dialogs=agent != "aider")

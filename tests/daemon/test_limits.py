@@ -109,7 +109,12 @@ async def test_list_tasks_is_paged_and_the_cli_reads_every_page(served: tuple[Pa
 
 
 async def test_a_peer_is_capped_per_minute(served: tuple[Path, str]) -> None:
-    _repo, sock = served
+    repo, sock = served
+    # `source_repo` must name a peer of the workspace: put the repo and a "flooder" peer in one.
+    make_repo(repo.parent / "flooder")
+    make_repo(repo.parent / "calm")
+    (repo.parent / "cockpit-workspace.toml").write_text(
+        '[repos.repo]\npath = "repo"\n[repos.flooder]\npath = "flooder"\n[repos.calm]\npath = "calm"\n')
     async with connect(sock) as conn:
         replies = [await conn.call("create_task", text=f"add the feature number {i} to module_{i}.py",
                                    source_repo="flooder", no_wait=True, force=True) for i in range(65)]

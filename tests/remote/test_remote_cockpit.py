@@ -99,7 +99,8 @@ async def test_attach_runs_ssh_t_to_the_remote_pane(
     try:
         async with run_cockpit(short_tmp, AppConfig.for_tests(attach=attach)) as ck:
             await ck.wait(lambda: ck.app.models["api"].mode == LIVE, message="api live over ssh")
-            made = await asyncio.to_thread(create_there, box, api, "Deploy the API to staging", ASK_SCRIPT)
+            title = "Add a staging deploy note to docs/deploy.md"  # small: approvable without --anyway
+            made = await asyncio.to_thread(create_there, box, api, title, ASK_SCRIPT)
             ck.app.main.show_repo("api")
             await ck.select("api", made["id"])
             # Through the forward the cockpit is a peer there: it cannot approve for the person...

@@ -159,7 +159,9 @@ async def test_review_like_a_pull_request_and_send_comments_back(workspace: Buil
         def sent() -> bool:
             flash = ck.app.flash.text
             moved = ck.state("backend", task["id"]) != "awaiting_review"
-            return "rework_task" in flash or "back with your comments" in flash or moved
+            # The script agent reworks at once and may be back in review before this looks: the store says.
+            recorded = '"task.rework_requested"' in cli("events", repo=repo).stdout
+            return "rework_task" in flash or "back with your comments" in flash or moved or recorded
 
         await ck.wait(sent, message="the comment went to the daemon")
 
