@@ -93,16 +93,20 @@ def test_normalisation_folds_compatibility_forms_and_confusables() -> None:
 )
 def test_classification_is_linear_on_large_repetitive_text(unit: str) -> None:
     # 120 KB of "push push ..." took about 19 s with the quadratic force-push pattern; 1 MiB, 20 minutes.
-    # Doubling the text must about double the time (a quadratic rule quadruples it), and stay well bounded.
+    # Four times the text must take about four times as long (a quadratic rule takes sixteen), and stay well
+    # bounded. The best of three runs each keeps a passing collection or a busy machine out of the ratio.
     def took(size: int) -> float:
         text = unit * (size // len(unit))
-        started = time.process_time()
-        classify_heuristic(text, PEERS)
-        return time.process_time() - started
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            classify_heuristic(text, PEERS)
+            best = min(best, time.process_time() - started)
+        return best
 
     small, large = took(30_000), took(120_000)
     assert large < 10.0
-    assert large < 6 * max(small, 0.02), (small, large)
+    assert large < 10 * max(small, 0.02), (small, large)
 
 
 async def test_classification_runs_off_the_event_loop() -> None:
