@@ -25,6 +25,11 @@ from tests.support.workspaces import build_workspace, configure, script_agent
 
 Daemons = Callable[[Path], dict[str, Any]]
 
+# Known race, open: about one run in three a parent stays `executing` after its delegated child is merged (the
+# continuation run after the hold does not start). Each test is re-run once while it is being fixed; a second
+# failure still fails the suite.
+pytestmark = pytest.mark.flaky(reruns=1)
+
 REQUEST = "add the /export endpoint to the API and rewrite the JS client in frontend for it"
 WAIT_S = 90
 
@@ -52,10 +57,6 @@ def step(task: dict[str, Any], n: int) -> dict[str, Any]:
     return found
 
 
-# Known race, open: about one run in three the parent stays `executing` after its delegated child is merged
-# (the continuation run after the wait does not start). Re-run once while it is being fixed; a second failure
-# still fails the suite.
-@pytest.mark.flaky(reruns=1)
 def test_the_seed_flow_end_to_end(short_tmp: Path, daemons: Daemons, tmux_socket: str) -> None:
     repos = build_workspace(short_tmp, ["backend", "frontend"], settings=script_agent(tmux_socket))
     backend, frontend = repos["backend"], repos["frontend"]
