@@ -451,15 +451,15 @@ class Executor:
             script_file=script_file,
             plan_file=plan_file if plan_file.exists() else None,
             fix=fix,
-            sandbox=self._sandbox(),
+            sandbox=self._sandbox_used(),
         )
 
-    def _sandbox(self) -> str:
-        """The agent's pane's sandbox: "bwrap" or "none" (the pane's start reports a bad mode). Blocks."""
+    def _sandbox_used(self) -> str:
+        """The sandbox a run gets, for the adapter to prepare for. Blocks (probes bubblewrap once)."""
         try:
             return sandbox.resolve(self.service.settings.agent_sandbox)
         except ConfigError:
-            return "none"
+            return "none"  # the pane's start fails with the reason
 
     def _require(self, task: Task, backend: str, worktree: Path, prompt_file: Path) -> None:
         """Raise CockpitError when the agent is not installed (or its custom command is bad). Blocks."""

@@ -28,8 +28,6 @@ INTERACTIVE = ["claude", "codex", "gemini"]
 # Known defects of the adapters, found by these tests (a run would only wait out its timeouts, minutes each).
 KNOWN = {
     "gemini": "Gemini CLI 0.61 runs no hooks from GEMINI_CLI_SYSTEM_SETTINGS_PATH: no end of turn, no usage",
-    "claude": "under the default [agent] sandbox (bubblewrap) Claude Code's Stop hook never reaches cockpit: "
-              "no agent.turn_ended, no usage (it passed before the sandbox)",
 }
 
 
