@@ -29,8 +29,6 @@ INTERACTIVE = ["claude", "codex", "gemini"]
 KNOWN = {
     "codex": "codex's sandbox keeps the worktree's own git dir (.git/worktrees/NAME) read-only, so its "
              "commit fails; the rework text typed at review is not submitted",
-    "claude": "under the default [agent] sandbox (bubblewrap) Claude Code's Stop hook never reaches cockpit: "
-              "no agent.turn_ended, no usage (it passed before the sandbox)",
 }
 
 
