@@ -7,7 +7,8 @@ Inside, the whole filesystem is read-only and `/tmp` is a fresh tmpfs. Writable,
   the folder holding its branch ref and that ref's reflog folder (the other refs already in those folders are
   bound read-only over themselves, so they cannot be moved or removed);
 - the repo's `.cockpit/signals/` (hooks write their signal files there) and the agent's own folders (its
-  per-task home, and its config under the person's home where the agent keeps state).
+  per-task home; an agent that keeps state under the person's home, Claude Code, gets a per-task config
+  folder there instead, since the person's home stays read-only).
 
 Hidden: the person's token (`/dev/null` in its place) and the other machines' tokens trusted beside it (an
 empty tmpfs), the tmux servers' sockets, `$XDG_RUNTIME_DIR` (session bus and the like), and the person's
