@@ -20,7 +20,7 @@ from typing import Any
 from cockpit.core import merging
 from cockpit.core.errors import DaemonUnavailable
 from cockpit.core.models import JSON, Task
-from cockpit.daemon.server import Daemon, register_extension
+from cockpit.daemon.server import Daemon
 
 log = logging.getLogger("cockpit.daemon.merge")
 
@@ -137,8 +137,7 @@ class MergeQueue:
                 job.future.set_exception(DaemonUnavailable("the daemon stopped before the job ran"))
 
 
-@register_extension
-def merge_queue(daemon: Daemon) -> None:
+def install(daemon: Daemon) -> MergeQueue:
     queue = MergeQueue(daemon)
     queue.install()
     daemon.components.append(queue)
@@ -148,3 +147,4 @@ def merge_queue(daemon: Daemon) -> None:
         return {"running": current.op if current is not None else None, "depth": queue.depth}
 
     daemon.ops.handlers["merge_queue"] = status
+    return queue

@@ -19,7 +19,7 @@ from cockpit.core import merging
 from cockpit.core.config import Settings
 from cockpit.core.errors import CockpitError, RefusedError
 from cockpit.core.models import GateSpec, Task
-from cockpit.core.ops import Ops
+from cockpit.core.optable import build_ops
 from cockpit.core.paths import RepoPaths
 from cockpit.core.principals import PERSON_CONTEXT
 from cockpit.core.service import TaskService
@@ -702,7 +702,7 @@ async def test_list_merges_newest_first_with_the_rollback_method_now(env: Env) -
 
 async def test_ops_shapes(env: Env) -> None:
     service = TaskService(env.paths, env.store, env.settings)
-    ops = Ops(service)
+    ops = build_ops(service)
     task = await env.task({"feature.txt": "new\n"})
     dry = await ops.dispatch("merge_task", {"id": task.id, "dry_run": True}, PERSON_CONTEXT)
     assert set(dry) >= {"task", "merge", "preflight", "rebased", "dry_run"} and dry["dry_run"] is True

@@ -30,7 +30,6 @@ OVERSIZED: frozenset[str] = frozenset({
     "cockpit/core/demo.py",
     "cockpit/core/merge.py",
     "cockpit/core/merging.py",
-    "cockpit/daemon/delegation.py",
     "cockpit/daemon/execution.py",
     "cockpit/tui/app.py",
 })
