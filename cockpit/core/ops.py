@@ -40,7 +40,7 @@ async def all_tasks(call: Callable[[str, dict[str, Any]], Awaitable[JSON]],
 
 # Core modules that add ops (each defines `install_ops(ops: Ops) -> None`): served by the daemon and run
 # in-process by the CLI alike.
-OP_MODULES = ("cockpit.core.execution_ops", "cockpit.core.merging", "cockpit.core.delegation",
+OP_MODULES = ("cockpit.core.execution_ops", "cockpit.core.merge.ops", "cockpit.core.delegation",
               "cockpit.core.review_ops")
 
 

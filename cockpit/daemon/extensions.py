@@ -2,7 +2,7 @@
 
 import importlib
 
-PARTS = ("cockpit.daemon.execution", "cockpit.daemon.merge_queue", "cockpit.daemon.delegation")
+PARTS = ("cockpit.daemon.execution", "cockpit.daemon.merge", "cockpit.daemon.delegation")
 
 for _name in PARTS:
     try:
