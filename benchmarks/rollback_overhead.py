@@ -2,7 +2,8 @@
 
 Run from the repo root: `.venv/bin/python benchmarks/rollback_overhead.py [--files N] [--rounds R]
 [--revert-rounds R]`. Prints one JSON object; `value` is the median over rounds of tool time / bare time for
-the one-key undo of the latest merge (goal: at most 1.5).
+the one-key undo of the latest merge by reset (goal: at most 1.3); `revert_ratio` the same for a revert
+(goal: at most 1.5).
 
 `main` is checked out in the repo's main checkout. Each round merges a task on both sides (untimed), then
 times undoing it back to back, in alternating order, so both sides see the same machine load:
@@ -16,7 +17,8 @@ The revert path (a later commit on main, so the merge is undone by a revert comm
 `--revert-rounds`, against `git revert --no-edit -m 1 <merge>` in the checkout, and reported as
 `revert_ratio`: the tool builds the revert with plumbing (a three-way `merge-tree` whose base is the merge,
 no checkout) so that a conflicting revert can never touch the person's checkout, then fast-forwards the
-checkout to it; that is several git processes where bare git's in-place revert is one.
+checkout to it: four git processes (rev-parse, merge-tree, commit-tree, merge --ff-only; on git 2.38/2.39 the
+merge-tree is against a stand-in commit the tool writes itself) where bare git's in-place revert is one.
 
 `tool_git_processes` / `revert_tool_git_processes` are how many git processes one tool rollback started
 (counted at GitPython's runner; the bare side starts one per command).
@@ -168,7 +170,8 @@ def main() -> None:
         "name": "rollback_overhead",
         "value": result.pop("value"),
         "unit": "ratio (tool / bare git, median of paired rounds; rollback by reset)",
-        "goal": 1.5,
+        "goal": 1.3,
+        "revert_goal": 1.5,
         "files": args.files,
         "rounds": args.rounds,
         "target_checked_out": True,

@@ -23,7 +23,7 @@ from cockpit.core.merge.lock import LockBusy
 from cockpit.core.merge.ops import context_for
 from cockpit.core.merge.reconcile import reconcile_merging
 from cockpit.core.models import JSON, Task
-from cockpit.daemon.server import Daemon, register_extension
+from cockpit.daemon.server import Daemon
 
 log = logging.getLogger("cockpit.daemon.merge")
 
@@ -140,8 +140,7 @@ class MergeQueue:
                 job.future.set_exception(DaemonUnavailable("the daemon stopped before the job ran"))
 
 
-@register_extension
-def merge_queue(daemon: Daemon) -> None:
+def install(daemon: Daemon) -> MergeQueue:
     queue = MergeQueue(daemon)
     queue.install()
     daemon.components.append(queue)
@@ -151,3 +150,4 @@ def merge_queue(daemon: Daemon) -> None:
         return {"running": current.op if current is not None else None, "depth": queue.depth}
 
     daemon.ops.handlers["merge_queue"] = status
+    return queue

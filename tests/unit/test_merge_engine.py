@@ -669,11 +669,12 @@ def _git_revert_tree(repo: Path, tmp: Path, tip: str, commit: str, merge: bool) 
     return tree
 
 
-@pytest.mark.parametrize("probe", [None, False], ids=["detect-merge-base-option", "stand-in-commit"])
+@pytest.mark.parametrize("probe, written", [(None, False), (False, False), (False, True)],
+                         ids=["detect-merge-base-option", "stand-in-by-commit-tree", "stand-in-written-here"])
 @pytest.mark.parametrize("strategy", ["merge", "squash"])
 def test_revert_tree_matches_git_revert_without_a_checkout(
     repo_factory: Callable[..., Path], short_tmp: Path, monkeypatch: pytest.MonkeyPatch,
-    strategy: str, probe: bool | None,
+    strategy: str, probe: bool | None, written: bool,
 ) -> None:
     s = Setup(repo_factory("repo", files={**BASE_FILES, "long.txt": LONG}), short_tmp)
     git(s.wt, "mv", "app.txt", "renamed.txt")
@@ -688,10 +689,13 @@ def test_revert_tree_matches_git_revert_without_a_checkout(
     monkeypatch.setattr(plumbing, "_merge_base_option", probe)
     counted = GitCalls(monkeypatch)
     first_parent = parents(s.repo, planned.merge_sha)[0]
-    result = revert_tree(s.repo, later, planned.merge_sha, first_parent)
+    parent_tree = git(s.repo, "rev-parse", f"{first_parent}^{{tree}}") if written else ""
+    result = revert_tree(s.repo, later, planned.merge_sha, first_parent, parent_tree)
     assert result.clean, result.conflicts
     assert snapshot(s.repo) == before  # objects only: no ref, index, file or worktree touched
     assert set(counted.commands()) <= {"merge-tree", "commit-tree"}
+    if written:
+        assert counted.commands() == ["merge-tree"] and counted.processes == 1
     assert plumbing._merge_base_option is not None  # the probe's answer is kept for the process
     assert result.tree == _git_revert_tree(s.repo, short_tmp, later, planned.merge_sha, strategy == "merge")
     reverted = {name: git(s.repo, "show", f"{result.tree}:{name}") for name in ("long.txt", "app.txt")}
@@ -703,6 +707,39 @@ def test_revert_tree_matches_git_revert_without_a_checkout(
     assert "main-only.txt" in names
 
 
+def _git_version(repo: Path) -> tuple[int, ...]:
+    words = git(repo, "version").split()[2].split(".")
+    return tuple(int(w) for w in words[:3] if w.isdigit())
+
+
+def test_the_revert_takes_merge_base_where_this_git_has_it_and_the_stand_in_where_not(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate, on whatever git runs the tests: 2.40+ reverts with `merge-tree --merge-base` (one process);
+    2.38/2.39 refuses that option once (a usage error), then every later revert goes the stand-in way, which
+    is one git process too (the stand-in commit is written by this process)."""
+    setup.work({"feature.txt": "new\n"})
+    planned = merged(setup)
+    later = setup.on_main({"later.txt": "later\n"})
+    first_parent = parents(setup.repo, planned.merge_sha)[0]
+    tree = git(setup.repo, "rev-parse", f"{first_parent}^{{tree}}")
+    has_option = _git_version(setup.repo) >= (2, 40)
+    monkeypatch.setattr(plumbing, "_merge_base_option", None)
+    counted = GitCalls(monkeypatch)
+    first = revert_tree(setup.repo, later, planned.merge_sha, first_parent, tree)
+    assert plumbing._merge_base_option is has_option
+    merge_base_args = [args for args in counted.calls if any(a.startswith("--merge-base=") for a in args)]
+    assert len(merge_base_args) == 1  # tried once: taken (2.40+), or refused and never tried again
+    assert counted.commands() == (["merge-tree"] if has_option else ["merge-tree", "merge-tree"])
+    counted.calls.clear()
+    counted.processes = 0
+    again = revert_tree(setup.repo, later, planned.merge_sha, first_parent, tree)
+    assert counted.commands() == ["merge-tree"] and counted.processes == 1
+    assert any(a.startswith("--merge-base=") for a in counted.calls[0]) is has_option
+    assert first.clean and again.clean and first.tree == again.tree
+    assert "feature.txt" not in git(setup.repo, "ls-tree", "--name-only", first.tree).split()
+
+
 def test_revert_rollback_runs_no_checkout_and_moves_by_fast_forward(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -712,9 +749,10 @@ def test_revert_rollback_runs_no_checkout_and_moves_by_fast_forward(
     monkeypatch.setattr(plumbing, "_merge_base_option", False)  # the git 2.38/2.39 way, whatever git this is
     counted = GitCalls(monkeypatch)
     result = rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "Revert it")
-    # tip, its tree, merge's parents, containment; stand-in commit; merge-tree; the revert commit; the move
-    # (where main is checked out is read from git's admin files)
-    expected = ["rev-parse", "commit-tree", "merge-tree", "commit-tree", "merge"]
+    # tip, its tree, merge's parents and the first one's tree, containment; merge-tree (against a stand-in
+    # commit written by this process); the revert commit; the move (where main is checked out is read from
+    # git's admin files)
+    expected = ["rev-parse", "merge-tree", "commit-tree", "merge"]
     assert counted.commands() == expected
     assert counted.processes == len(counted.calls)
     assert result.method == "revert" and parents(setup.repo, result.to_sha) == [later]

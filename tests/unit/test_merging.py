@@ -25,7 +25,7 @@ from cockpit.core.merge.orchestrator import merge_task
 from cockpit.core.merge.reconcile import reconcile_merging
 from cockpit.core.merge.rollback import rollback_task
 from cockpit.core.models import GateSpec, Task
-from cockpit.core.ops import Ops
+from cockpit.core.optable import build_ops
 from cockpit.core.paths import RepoPaths
 from cockpit.core.principals import PERSON_CONTEXT
 from cockpit.core.service import TaskService
@@ -436,13 +436,14 @@ MERGE_CALLS = [
 # Rollback: one rev-parse reads the tip, its tree and the merge's parents; where the target is checked out is
 # read from git's admin files (no process).
 RESET_CALLS = ["rev-parse", "reset"]  # reset --keep in the checkout
-# stand-in commit, merge-tree, the revert commit, the fast-forward
-REVERT_CALLS = ["rev-parse", "commit-tree", "merge-tree", "commit-tree", "merge"]
+# merge-tree (git 2.38/2.39: against a stand-in commit this process writes itself), the revert commit, the
+# fast-forward
+REVERT_CALLS = ["rev-parse", "merge-tree", "commit-tree", "merge"]
 
 
 async def test_git_process_budget_of_merge_and_rollback(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     env.settings.values["merge.verify"] = False
-    monkeypatch.setattr(plumbing, "_merge_base_option", False)  # git 2.38/2.39's revert (+1 commit-tree)
+    monkeypatch.setattr(plumbing, "_merge_base_option", False)  # git 2.38/2.39's revert (its stand-in commit)
     task = await env.task({"feature.txt": "new\n"})
     counted = GitCalls(monkeypatch)
     merged = await env.merge(task.id)
@@ -707,7 +708,7 @@ async def test_list_merges_newest_first_with_the_rollback_method_now(env: Env) -
 
 async def test_ops_shapes(env: Env) -> None:
     service = TaskService(env.paths, env.store, env.settings)
-    ops = Ops(service)
+    ops = build_ops(service)
     task = await env.task({"feature.txt": "new\n"})
     dry = await ops.dispatch("merge_task", {"id": task.id, "dry_run": True}, PERSON_CONTEXT)
     assert set(dry) >= {"task", "merge", "preflight", "rebased", "dry_run"} and dry["dry_run"] is True

@@ -28,7 +28,6 @@ OVERSIZED: frozenset[str] = frozenset({
     "cockpit/cli.py",
     "cockpit/core/delegation.py",
     "cockpit/core/demo.py",
-    "cockpit/daemon/delegation.py",
     "cockpit/daemon/execution.py",
     "cockpit/tui/app.py",
 })

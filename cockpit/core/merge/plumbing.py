@@ -146,14 +146,16 @@ def merge_tree(repo: Path, ours: str, theirs: str) -> MergeTreeResult:
 _merge_base_option: bool | None = None
 
 
-def revert_tree(repo: Path, tip: str, commit: str, parent: str) -> MergeTreeResult:
+def revert_tree(repo: Path, tip: str, commit: str, parent: str, parent_tree: str = "") -> MergeTreeResult:
     """The tree of `tip` with what `commit` changed relative to its `parent` undone, and any conflicts.
 
     This is the three-way merge `git revert` does (base `commit`, ours `tip`, theirs `parent`), in memory:
     no index, no files, no refs. With git 2.40+ it is `merge-tree --merge-base=<commit> <tip> <parent>`.
     Older git (2.38, 2.39) has no `--merge-base`, so an unreferenced commit with `parent`'s tree whose only
     parent is `commit` stands in for `parent`: as `commit` is an ancestor of `tip`, the merge base of `tip`
-    and that commit is exactly `commit`. `commit` must be an ancestor of `tip`.
+    and that commit is exactly `commit`. `commit` must be an ancestor of `tip`. Given `parent_tree` (the
+    rollback plan reads it), the stand-in is written by this process, so that way is one git process too.
+    Which way a git takes is probed once a process (`--merge-base` refused with a usage error: older git).
     """
     global _merge_base_option
     what = f"the revert of {_short(commit)} onto {_short(tip)}"
@@ -165,18 +167,45 @@ def revert_tree(repo: Path, tip: str, commit: str, parent: str) -> MergeTreeResu
             _merge_base_option = True
             return _merge_tree_result(result, what)
         _merge_base_option = False
-    stand_in = run_git_with_identity(
-        repo,
-        "commit-tree",
-        "--no-gpg-sign",
-        f"{parent}^{{tree}}",
-        "-p",
-        commit,
-        "-m",
-        f"cockpit: revert base for {commit}",
-    ).stdout.strip()
+    stand_in = _stand_in(repo, parent_tree, commit) if parent_tree else None
+    if stand_in is None:
+        stand_in = run_git_with_identity(
+            repo,
+            "commit-tree",
+            "--no-gpg-sign",
+            f"{parent}^{{tree}}",
+            "-p",
+            commit,
+            "-m",
+            f"cockpit: revert base for {commit}",
+        ).stdout.strip()
     result = run_git(repo, *_MERGE_TREE_ARGS, tip, stand_in, check=False, strip=False)
     return _merge_tree_result(result, what)
+
+
+def _stand_in(repo: Path, tree: str, parent: str) -> str | None:
+    """Write the unreferenced stand-in commit (`tree`, sole parent `parent`) as a loose object from this
+    process, with no git process; None where the repository is not the plain layout of a SHA-1 repo (a `.git`
+    file, another object format): the caller runs `commit-tree` then."""
+    git_dir = repo / ".git"
+    if not (_SHA.fullmatch(tree) and len(tree) == 40 and git_dir.is_dir()):
+        return None
+    try:
+        if "objectformat" in (git_dir / "config").read_text(errors="replace").lower():
+            return None
+    except OSError:
+        return None
+    import io
+    import time
+
+    from gitdb import IStream, LooseObjectDB  # GitPython's object store; loaded on the first revert only
+
+    stamp = f"cockpit <cockpit@localhost> {int(time.time())} +0000"
+    body = (f"tree {tree}\nparent {parent}\nauthor {stamp}\ncommitter {stamp}\n\n"
+            f"cockpit: revert base for {parent}\n").encode()
+    stored = LooseObjectDB(str(git_dir / "objects")).store(IStream(b"commit", len(body), io.BytesIO(body)))
+    sha = stored.hexsha
+    return sha.decode() if isinstance(sha, bytes) else str(sha)
 
 
 def _commit_tree(repo: Path, tree: str, parents: Sequence[str], message: str, what: str) -> str:

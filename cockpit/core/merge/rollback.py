@@ -54,6 +54,7 @@ class RollbackPlan:
     parents: tuple[str, ...]  # the merge commit's parents (empty when it does not exist)
     contains_merge: bool  # the tip is the merge or has it in its history
     tip_tree: str = ""  # the tip's tree: a revert that would leave it as it is has nothing to undo
+    first_parent_tree: str = ""  # the tree a revert goes back to (empty when it was not read)
 
     @property
     def method(self) -> str:
@@ -64,13 +65,20 @@ class RollbackPlan:
 
 
 def rollback_plan(repo: Path, target: str, merge_sha: str) -> RollbackPlan:
-    """Read the target's tip and its tree, the merge's parents and whether the tip contains the merge (one
-    `rev-parse`: `<ref> <merge>...<ref> <ref>^{tree} <merge>^@`, the symmetric difference giving the merge
-    base)."""
+    """Read the target's tip and its tree, the merge's parents, its first parent's tree and whether the tip
+    contains the merge (one `rev-parse`: `<ref> <merge>...<ref> <ref>^{tree} <merge>^1^{tree} <merge>^@`,
+    the symmetric difference giving the merge base)."""
     name = short_branch(target)
     ref = branch_ref(name)
     got = None
     if _SHA.fullmatch(merge_sha):
+        got = _rev_parse(repo, ref, f"{merge_sha}...{ref}", f"{ref}^{{tree}}", f"{merge_sha}^1^{{tree}}",
+                         f"{merge_sha}^@")
+        if got is not None and len(got[0]) >= 5:
+            positive, bases = got
+            return RollbackPlan(name, merge_sha, positive[0], tuple(positive[5:]), bases == [merge_sha],
+                                tip_tree=positive[3], first_parent_tree=positive[4])
+        # Missing target or merge commit, or a merge without parents: read again, without the parent's tree.
         got = _rev_parse(repo, ref, f"{merge_sha}...{ref}", f"{ref}^{{tree}}", f"{merge_sha}^@")
     if got is None or len(got[0]) < 4:  # the target or the merge commit does not exist
         return RollbackPlan(name, merge_sha, ref_sha(repo, ref), (), False)
@@ -143,7 +151,8 @@ def _build_revert(repo: Path, plan: RollbackPlan, message: str) -> str:
         raise RefusedError(f"{_short(merge_sha)} is an octopus merge; revert it by hand")
     if not plan.parents:
         raise RefusedError(f"{_short(merge_sha)} has no parent to revert to; revert it by hand")
-    reverted = revert_tree(repo, tip, merge_sha, plan.parents[0])  # mainline: the target's side
+    # mainline: the target's side
+    reverted = revert_tree(repo, tip, merge_sha, plan.parents[0], plan.first_parent_tree)
     if not reverted.clean:
         raise RefusedError(
             f"reverting {_short(merge_sha)} conflicts with later commits on {target} in "
