@@ -26,10 +26,7 @@ ALL = ["claude", "codex", "gemini", "aider"]
 INTERACTIVE = ["claude", "codex", "gemini"]
 
 # Known defects of the adapters, found by these tests (a run would only wait out its timeouts, minutes each).
-KNOWN = {
-    "codex": "codex's sandbox keeps the worktree's own git dir (.git/worktrees/NAME) read-only, so its "
-             "commit fails; the rework text typed at review is not submitted",
-}
+KNOWN: dict[str, str] = {}
 
 
 # Until the adapters (per-agent modules, done/rework/stop) are in this build, nothing here can pass.
@@ -41,6 +38,12 @@ def _has_adapters() -> bool:
 
 
 ADAPTERS = _has_adapters()
+
+
+def nested_sandbox() -> bool:
+    from cockpit.core import sandbox
+
+    return sandbox.resolve("auto") == "none" or sandbox.nests()
 
 
 def agents(*names: str) -> list[object]:
@@ -69,7 +72,14 @@ def usage_events(driver: Driver, task_id: int) -> list[dict[str, object]]:
 def test_task_runs_to_review_and_reworks_in_the_same_session(
     agent: str, drivers: Drivers, model_server: ModelServer
 ) -> None:
-    driver = drivers(agent)
+    settings: dict[str, str] = {}
+    if agent == "codex" and not nested_sandbox():
+        # Here Codex's own sandbox cannot run inside cockpit's (root: no user namespace mapping root without
+        # capabilities), so under cockpit's it gets full access and asks nothing. Its own sandbox, and the
+        # approval overlay of a command that leaves it, are what this test checks; the next one runs it under
+        # cockpit's sandbox.
+        settings["agent.sandbox"] = "none"
+    driver = drivers(agent, **settings)
     tag, again = token(), token()
     if agent == "aider":
         # aider asks before it creates a file (no --yes-always) and exits after its message: the rework is a
