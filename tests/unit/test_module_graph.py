@@ -28,8 +28,6 @@ OVERSIZED: frozenset[str] = frozenset({
     "cockpit/cli.py",
     "cockpit/core/delegation.py",
     "cockpit/core/demo.py",
-    "cockpit/core/merge.py",
-    "cockpit/core/merging.py",
     "cockpit/daemon/execution.py",
     "cockpit/tui/app.py",
 })
