@@ -1,6 +1,7 @@
 """CLI verbs for workspaces, cross-repo delegation and the MCP server.
 
     cockpit workspace init [DIR] | add NAME PATH | add NAME --host HOST --path PATH [--trust] | list
+    cockpit token accept --from ORIGIN   (a token on stdin: what `workspace add --trust` runs on the host)
     cockpit remote create REPO TEXT | show REPO ID | approve REPO ID | wait REPO ID
     cockpit mcp [install]
 
@@ -98,27 +99,35 @@ def cmd_workspace_add(args: argparse.Namespace) -> int:
 
 def _workspace_add_hosted(args: argparse.Namespace, workspace: Workspace) -> int:
     """Add a repo on another host, once cockpit answers there and the path is a git repo."""
-    from cockpit.core.remote.daemons import HostedRepo, local_version, remote_version
+    from cockpit.core.remote.daemons import HostedRepo, local_version, remote_version, trust_host
     from cockpit.core.remote.ssh import SshHost
 
     where = args.path_opt or args.path
     if not where:
         raise UsageError(f"give the repo's path on {args.host}: --path /srv/{args.name}")
     host = SshHost(args.host)
-    # Checked before anything is written: a bad name or path fails here without a round trip.
-    workspace.check_new_name(args.name)
+    # Checked before anything is written: a bad name or path fails here without a round trip. The same entry
+    # added again with --trust is how a person trusts a host added before.
+    again = (args.trust and workspace.host_of(args.name) == args.host
+             and str(workspace.repos.get(args.name)) == where)
+    if not again:
+        workspace.check_new_name(args.name)
     if sys.stdin.isatty() and not args.json:
         # A person at a terminal may have to unlock a key or type a password once: the shared master keeps it.
         host.ensure_master(batch=False)
     version = remote_version(host)
     hosted = HostedRepo(args.name, host, where)
     status = hosted.status()
-    workspace = workspace.add_hosted(args.name, args.host, where, trust=args.trust)
+    # The person's token goes to the host only now, when they asked for it; never without --trust.
+    trusted = trust_host(host) if args.trust else None
+    workspace = workspace.add_hosted(args.name, args.host, where, trust=args.trust, replace=again)
     data: JSON = {"file": str(workspace.file), "name": args.name, "host": args.host, "path": where,
                   "remote_version": version, "local_version": local_version(), "trust": args.trust,
                   "daemon": "up" if status.get("running") else "down",
                   "repos": {k: str(v) for k, v in workspace.repos.items()},
                   "hosts": dict(workspace.hosts)}
+    if trusted is not None:
+        data["trusted_token_file"] = trusted.get("file")
     if version != local_version():
         data["warning"] = (f"{args.host} runs cockpit {version}, this machine {local_version()}; install the "
                            "same version on both if they disagree")
@@ -129,11 +138,32 @@ def _workspace_add_hosted(args: argparse.Namespace, workspace: Workspace) -> int
             from cockpit.render import esc
 
             cli.say(args, f"[yellow]{esc(data['warning'])}[/yellow]", markup=True)
+        if trusted is not None:
+            cli.say(args, f"{args.host} accepts you as the person now (your token is in "
+                          f"{trusted.get('file')} there; remove that file to take it back)")
+        else:
+            cli.say(args, f"this cockpit is a peer on {args.host}: approve its large tasks there, or add it "
+                          "again with --trust")
         if not status.get("running"):
             cli.say(args, f"its daemon is not running there; the cockpit starts it (D), or "
                           f"`ssh {args.host} cockpit daemon start --repo {where}`")
 
     cli.out(args, data, human)
+    return 0
+
+
+def cmd_token_accept(args: argparse.Namespace) -> int:
+    """Accept the person token on stdin as the person's here (run over ssh by `workspace add --trust`)."""
+    from cockpit.core import principals
+
+    if sys.stdin.isatty():
+        raise UsageError("give the token on stdin (`workspace add --host THIS --trust` on the other machine "
+                         "does it for you)")
+    file, added = principals.accept_token(sys.stdin.read(4096), args.origin)
+    data: JSON = {"file": str(file), "added": added, "from": args.origin}
+    cli.out(args, data, lambda: cli.say(
+        args, f"accepted the person token of {args.origin} ({file})" if added
+        else f"the person token of {args.origin} was accepted already ({file})"))
     return 0
 
 
@@ -391,7 +421,8 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
                    help="the repo is on another machine: an ssh destination as ~/.ssh/config knows it")
     p.add_argument("--path", dest="path_opt", metavar="PATH", help="the repo's absolute path (on --host)")
     p.add_argument("--trust", action="store_true",
-                   help="with --host: the person's credential may be presented to that host's daemon")
+                   help="with --host: install your person token on that host, so this cockpit acts for you "
+                        "there (approve, answer, merge); without it the cockpit is a peer there")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--init", dest="init", action="store_true", default=None,
                        help="also create its .cockpit/ when it has none")
@@ -399,6 +430,14 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_workspace_add)
     p = wsub.add_parser("list", parents=[common], help="each repo: path, daemon up or down, tasks by state")
     p.set_defaults(func=cmd_workspace_list)
+
+    tk = sub.add_parser("token", help="the person tokens this machine accepts")
+    tksub = tk.add_subparsers(dest="token_command", metavar="VERB", required=True, parser_class=cli.ArgParser)
+    p = tksub.add_parser("accept", parents=[common],
+                         help="accept the token on stdin as the person's (what `workspace add --trust` runs)")
+    p.add_argument("--from", dest="origin", required=True, metavar="ORIGIN",
+                   help="where the token comes from, e.g. me@laptop (kept beside it)")
+    p.set_defaults(func=cmd_token_accept)
 
     rm = sub.add_parser("remote", help="tasks in a peer repo of the workspace")
     rsub = rm.add_subparsers(dest="remote_command", metavar="VERB", required=True, parser_class=cli.ArgParser)

@@ -12,6 +12,10 @@ that forgets to set one gets the lesser power, never the greater.
 The token file is `$COCKPIT_TOKEN_FILE` when set (tests), else `$XDG_CONFIG_HOME/cockpit/token`, else
 `~/.config/cockpit/token`. It is created on first use, 0600 in a 0700 folder, and refused when others could
 read it.
+
+A daemon also accepts, as the person, the tokens in `trusted/` beside that file: another machine's person
+token, installed there (0600) only when that person asked for it with `cockpit workspace add --host ...
+--trust`. The host's own token is never replaced by one.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ PEER: Principal = "peer"
 
 TOKEN_ENV = "COCKPIT_TOKEN_FILE"
 TOKEN_BYTES = 32
+TRUSTED_DIR = "trusted"
 # Ops only a person may run, whatever their arguments (others check their arguments in their handler).
 PERSON_OPS = frozenset({"send_input", "retry_task", "merge_task", "rollback_task", "rework_task"})
 
@@ -166,3 +171,82 @@ def matches(presented: object, token: str | None) -> bool:
 
     return (isinstance(presented, str) and token is not None
             and hmac.compare_digest(presented.encode(), token.encode()))
+
+
+# -- tokens of other machines' persons, accepted here --------------------------------------------------------
+
+def trusted_dir(env: dict[str, str] | None = None) -> Path:
+    """Where tokens of persons on other machines who trusted this host are kept (beside the token file)."""
+    return token_path(env).with_name(TRUSTED_DIR)
+
+
+def _token_text(token: str) -> str:
+    token = token.strip()
+    if not (TOKEN_BYTES <= len(token) <= 512) or not all(c.isascii() and (c.isalnum() or c in "-_")
+                                                        for c in token):
+        raise ConfigError("that is not a person token (32 to 512 letters, digits, '-' or '_'); nothing was "
+                          "changed")
+    return token
+
+
+def accept_token(token: str, origin: str, folder: Path | None = None) -> tuple[Path, bool]:
+    """Accept `token` as the person's from now on (`origin`: where it comes from, for the person reading the
+    folder). Returns (its file, whether it was new). Never touches this machine's own token. Blocks."""
+    token = _token_text(token)
+    if folder is None:
+        if matches(token, read_token()):
+            return token_path(), False  # this machine's own (a home shared by both): nothing to add
+        folder = trusted_dir()
+    import hashlib  # as secrets above
+
+    file = folder / hashlib.sha256(token.encode()).hexdigest()[:16]
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    label = "".join(c if c.isprintable() else "?" for c in origin)[:200]
+    tmp = folder / f".{file.name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, f"{token}\n# the person token of {label}, trusted by `cockpit workspace add --trust`\n"
+                 .encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, file)
+        new = True
+    except FileExistsError:
+        new = False  # the same token (its name is its digest), trusted before
+    finally:
+        tmp.unlink(missing_ok=True)
+    return file, new
+
+
+def trusted_tokens(folder: Path | None = None) -> list[str]:
+    """The tokens accepted besides this machine's own; files others could read are ignored. Blocks."""
+    folder = folder or trusted_dir()
+    try:
+        names = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError:
+        return []
+    found: list[str] = []
+    for path in names:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            info = os.fstat(fd)
+            if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid()
+                    or info.st_mode & (stat.S_IRWXG | stat.S_IRWXO)):
+                continue
+            words = os.read(fd, 4096).decode("ascii", errors="replace").split()
+        finally:
+            os.close(fd)
+        if words and len(words[0]) >= TOKEN_BYTES:
+            found.append(words[0])
+    return found
+
+
+def accepts(presented: object, own: str | None, folder: Path | None = None) -> bool:
+    """Whether `presented` speaks for the person here: this machine's token or a trusted one. Blocks."""
+    return matches(presented, own) or any(matches(presented, t) for t in trusted_tokens(folder))

@@ -7,12 +7,14 @@ Inside, the whole filesystem is read-only and `/tmp` is a fresh tmpfs. Writable,
   the folder holding its branch ref and that ref's reflog folder (the other refs already in those folders are
   bound read-only over themselves, so they cannot be moved or removed);
 - the repo's `.cockpit/signals/` (hooks write their signal files there) and the agent's own folders (its
-  per-task home, and its config under the person's home where the agent keeps state).
+  per-task home; an agent that keeps state under the person's home, Claude Code, gets a per-task config
+  folder there instead, since the person's home stays read-only).
 
-Hidden: the person's token (`/dev/null` in its place), the tmux servers' sockets, `$XDG_RUNTIME_DIR` (session
-bus and the like), and the person's other processes (a private pid namespace, so nothing can be read from
-`/proc/PID` of the daemon). The daemon's socket stays reachable: the agent's hooks and `cockpit mcp` talk to
-it, as the peer principal. The network is shared (agents call their model's API). Capabilities are dropped.
+Hidden: the person's token (`/dev/null` in its place) and the other machines' tokens trusted beside it (an
+empty tmpfs), the tmux servers' sockets, `$XDG_RUNTIME_DIR` (session bus and the like), and the person's
+other processes (a private pid namespace, so nothing can be read from `/proc/PID` of the daemon). The
+daemon's socket stays reachable: the agent's hooks and `cockpit mcp` talk to it, as the peer principal.
+The network is shared (agents call their model's API). Capabilities are dropped.
 
 `wrap` is the one entry point: the pane launch gives it the agent's command line and the task's paths.
 """
@@ -46,7 +48,8 @@ class SandboxSpec:
     signals_dir: Path
     socket: Path | None = None  # the daemon's socket (it may live outside the repo)
     homes: tuple[Path, ...] = ()  # the agent's own folders (its per-task home); those missing are skipped
-    hidden: tuple[Path, ...] = field(default_factory=lambda: (principals.token_path(),))
+    hidden: tuple[Path, ...] = field(default_factory=lambda: (principals.token_path(),
+                                                              principals.trusted_dir()))
 
 
 @functools.lru_cache(maxsize=4)
@@ -139,7 +142,12 @@ def bwrap_argv(spec: SandboxSpec, env: dict[str, str] | None = None) -> list[str
     for other in [*_others(ref.parent, ref), *_others(reflog.parent, reflog)]:
         argv += ["--ro-bind", str(other), str(other)]
     for secret in spec.hidden:
-        if secret.exists():
+        if secret.name == principals.TRUSTED_DIR and secret.parent.is_dir():
+            # Made now if missing, so a token trusted while the agent runs is hidden from it too.
+            secret.mkdir(mode=0o700, exist_ok=True)
+        if secret.is_dir():
+            argv += ["--tmpfs", str(secret.resolve())]
+        elif secret.exists():
             argv += ["--ro-bind", "/dev/null", str(secret.resolve())]
     argv += ["--unshare-pid", "--unshare-ipc", "--die-with-parent", "--cap-drop", "ALL",
              "--setenv", "COCKPIT_SANDBOX", "bwrap", "--chdir", str(worktree), "--"]

@@ -135,9 +135,12 @@ class Workspace:
         stored = os.path.relpath(target, self.root) if target.is_relative_to(self.root) else str(target)
         return self._write_entry(name, {"path": stored})
 
-    def add_hosted(self, name: str, host: str, path: str, *, trust: bool = False) -> Workspace:
-        """Add repo `name` at absolute `path` on ssh destination `host` (checked there by the caller)."""
-        self.check_new_name(name)
+    def add_hosted(self, name: str, host: str, path: str, *, trust: bool = False,
+                   replace: bool = False) -> Workspace:
+        """Add repo `name` at absolute `path` on ssh destination `host` (checked there by the caller).
+        `replace`: `name` is that same entry already, written again (e.g. now with `trust`)."""
+        if not (replace and self.hosts.get(name) == host and str(self.repos.get(name)) == path):
+            self.check_new_name(name)
         if not host or host.startswith("-") or any(c.isspace() for c in host):
             raise UsageError(f"{host!r} is not an ssh destination; give a host as ~/.ssh/config knows it, "
                              "e.g. --host build-box or --host me@build-box")
@@ -145,7 +148,7 @@ class Workspace:
         if not remote.is_absolute():
             raise UsageError(f"--path {path!r} must be absolute on {host}, e.g. --path /srv/{name}")
         for other, other_host in self.hosts.items():
-            if other_host == host and str(self.repos[other]) == str(remote):
+            if other != name and other_host == host and str(self.repos[other]) == str(remote):
                 raise RefusedError(f"{host}:{remote} is already in the workspace as {other!r}",
                                    code="duplicate_path")
         entry: dict[str, object] = {"host": host, "path": str(remote)}

@@ -58,7 +58,7 @@ from typing import Any
 
 from cockpit.core import filewatch, principals, sandbox, sessions
 from cockpit.core.agents import ADAPTERS, Agent, AgentCommand, Setup, Usage, adapter
-from cockpit.core.errors import CockpitError, RefusedError, TmuxError, UsageError
+from cockpit.core.errors import CockpitError, ConfigError, RefusedError, TmuxError, UsageError
 from cockpit.core.execution_ops import (
     STOPPABLE,
     clean_output,
@@ -451,7 +451,15 @@ class Executor:
             script_file=script_file,
             plan_file=plan_file if plan_file.exists() else None,
             fix=fix,
+            sandbox=self._sandbox_used(),
         )
+
+    def _sandbox_used(self) -> str:
+        """The sandbox a run gets, for the adapter to prepare for. Blocks (probes bubblewrap once)."""
+        try:
+            return sandbox.resolve(self.service.settings.agent_sandbox)
+        except ConfigError:
+            return "none"  # the pane's start fails with the reason
 
     def _require(self, task: Task, backend: str, worktree: Path, prompt_file: Path) -> None:
         """Raise CockpitError when the agent is not installed (or its custom command is bad). Blocks."""

@@ -286,11 +286,14 @@ class Connection:
             return False
         presented = request.args.get("token")
         known = self.daemon.person_token
-        if not principals.matches(presented, known) and isinstance(presented, str):
-            # The token file may have been replaced since the daemon started.
+        accepted = principals.matches(presented, known)
+        if not accepted and isinstance(presented, str):
+            # The token file may have been replaced since the daemon started, or a person on another machine
+            # trusted this host since (`workspace add --trust` put their token in trusted/).
             with contextlib.suppress(OSError, CockpitError):
                 known = self.daemon.person_token = await asyncio.to_thread(principals.read_token) or known
-        if principals.matches(presented, known):
+            accepted = await asyncio.to_thread(principals.accepts, presented, known)
+        if accepted:
             self.context = principals.OpContext(principals.PERSON, via="socket")
             self.send(ok(request.id, {"principal": principals.PERSON}))
         else:

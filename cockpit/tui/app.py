@@ -329,7 +329,9 @@ class CockpitApp(App[int]):
         }
         self.links: dict[str, RepoLink] = {
             name: RepoLink(model, self.post_message, watch=self.config.watch, backoff=self.config.backoff,
-                           hosted=hosted_repo(name, model.host, str(model.root)) if model.host else None)
+                           hosted=hosted_repo(name, model.host, str(model.root),
+                                              trust=ws is not None and name in ws.trusted)
+                           if model.host else None)
             for name, model in self.models.items()
         }
         self.main = CockpitScreen(list(self.models), self.config.title or target.title)

@@ -29,7 +29,7 @@ from cockpit.core.errors import CockpitError, DaemonUnavailable
 from cockpit.core.models import JSON, Event, Task
 from cockpit.core.ops import all_tasks
 from cockpit.core.paths import RepoPaths
-from cockpit.core.remote.daemons import HostedRepo
+from cockpit.core.remote.daemons import HostedRepo, person_refusal
 from cockpit.core.remote.ssh import HostUnreachable
 from cockpit.core.store import Store
 from cockpit.tui.messages import AttentionNeeded, LinkChanged, TasksChanged
@@ -104,7 +104,12 @@ class RepoLink:
         """Send one op to the daemon, or run it on the store when the daemon is down (as the CLI does)."""
         client = self.client
         if client is not None and not client.closed.is_set():
-            return await client.call(op, args or {}, timeout)
+            if self.hosted is None:
+                return await client.call(op, args or {}, timeout)
+            try:
+                return await client.call(op, args or {}, timeout)
+            except CockpitError as exc:
+                raise person_refusal(self.hosted, exc, op, (args or {}).get("id")) from None
         if self.hosted is not None:
             raise DaemonUnavailable(f"{self.name} is on {self.hosted.host.destination}: "
                                     f"{self.model.detail or 'not connected yet'}")
@@ -162,7 +167,7 @@ class RepoLink:
         delay = self.backoff[0]
         while not self._stop.is_set():
             try:
-                client = await hosted.connect(self.connect_timeout)
+                client = await hosted.connect(self.connect_timeout, person=True)
             except HostUnreachable:
                 self._set_mode(OFFLINE, f"{host} unreachable · retrying")
             except CockpitError as exc:

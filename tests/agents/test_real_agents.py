@@ -30,8 +30,6 @@ KNOWN = {
     "codex": "codex's sandbox keeps the worktree's own git dir (.git/worktrees/NAME) read-only, so its "
              "commit fails; the rework text typed at review is not submitted",
     "gemini": "Gemini CLI 0.61 runs no hooks from GEMINI_CLI_SYSTEM_SETTINGS_PATH: no end of turn, no usage",
-    "claude": "under the default [agent] sandbox (bubblewrap) Claude Code's Stop hook never reaches cockpit: "
-              "no agent.turn_ended, no usage (it passed before the sandbox)",
 }
 
 

@@ -115,3 +115,39 @@ def test_token_file_is_private_and_refused_when_not(tmp_path: Path) -> None:
         principals.read_token(path)
     assert principals.token_path({"XDG_CONFIG_HOME": "/x"}) == Path("/x/cockpit/token")
     assert principals.token_path({"COCKPIT_TOKEN_FILE": "/y/t"}) == Path("/y/t")
+
+
+async def test_a_token_trusted_here_is_the_person_and_one_others_can_read_is_not(served: Served) -> None:
+    """Another machine's person token, installed by `workspace add --trust` there, speaks for the person."""
+    theirs = "c" * 64
+    file, added = principals.accept_token(theirs, "me@laptop")
+    try:
+        assert added and file.parent == principals.trusted_dir()
+        async with raw(served, person=False) as conn:
+            assert (await conn.call("auth", token=theirs))["result"] == {"principal": "person"}
+            task = await create(conn, LARGE + " from the laptop")
+            approved = await conn.call("approve_task", id=task["id"])
+            assert approved["ok"] is True and approved["result"]["approved_by"] == "person"
+        os.chmod(file, 0o644)  # a file others can read is no credential
+        async with raw(served, person=False) as conn:
+            refused(await conn.call("auth", token=theirs), "bad_token")
+    finally:
+        file.unlink(missing_ok=True)
+
+
+def test_accepting_a_token_never_replaces_this_machines_own(tmp_path: Path) -> None:
+    own_file = tmp_path / "cockpit" / "token"
+    own = principals.ensure_token(own_file)
+    folder = own_file.with_name(principals.TRUSTED_DIR)
+    theirs = "d" * 64
+    file, added = principals.accept_token(theirs, "me@laptop\x1b[31m", folder)
+    assert added and own_file.read_text().strip() == own
+    assert stat.S_IMODE(file.stat().st_mode) == 0o600 and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert "\x1b" not in file.read_text()
+    assert principals.accept_token(theirs, "me@laptop", folder) == (file, False)  # the same token: one file
+    assert principals.trusted_tokens(folder) == [theirs]
+    assert principals.accepts(theirs, own, folder) and principals.accepts(own, own, folder)
+    assert not principals.accepts("e" * 64, own, folder)
+    with pytest.raises(ConfigError, match="not a person token"):
+        principals.accept_token("short; rm -rf /", "me@laptop", folder)
+    assert sorted(p.name for p in folder.iterdir()) == [file.name]

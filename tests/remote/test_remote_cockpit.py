@@ -107,6 +107,9 @@ async def test_attach_runs_ssh_t_to_the_remote_pane(
             ck.expect_error("needs a person")
             await ck.press("a")
             await ck.wait(lambda: "needs a person" in ck.app.flash.text, message="approval refused")
+            # ...and is told where it can be done: on the host, or here once the host is trusted.
+            assert f"ssh build-box cockpit task approve {made['id']}" in ck.app.flash.text, ck.app.flash.text
+            assert "--trust" in ck.app.flash.text
             # ...who approves on the host itself.
             approved = await asyncio.to_thread(box.ssh.run, ["cockpit", "task", "approve", str(made["id"]),
                                                              "--repo", str(api), "--json"])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cockpit.core import principals
 from cockpit.core.errors import ConfigError, UsageError
 from cockpit.core.workspace import Workspace
 from tests.support.daemons import cli
@@ -49,6 +50,10 @@ def test_workspace_add_checks_cockpit_on_the_host(short_tmp: Path, ssh_lab: SshL
     assert data["remote_version"] == data["local_version"]
     ws = Workspace.locate(short_tmp)
     assert ws.host_of("api") == "build-box" and str(ws.repos["api"]) == str(remote)
+    assert data["trust"] is False and "trusted_token_file" not in data
+    # Without --trust the person's token goes nowhere near the host.
+    mine = principals.ensure_token().encode()
+    assert not [p for p in box.dir.rglob("*") if p.is_file() and mine in p.read_bytes()]
     # One shared master for the host, its control socket private to this user.
     assert box.ssh.master_pid() is not None
     assert box.ssh.control_path.parent.stat().st_mode & 0o777 == 0o700

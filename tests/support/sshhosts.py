@@ -5,7 +5,8 @@ veth pair, with an address in 10.213.0.0/24: that subnet exists only inside thes
 reaches a host through a ProxyCommand that runs inside the lan namespace (`ip netns exec`), so all traffic
 stays inside namespaces the test made. Keys (client and host) are generated per lab, the ssh config lives in
 a temporary HOME and is given to cockpit with `COCKPIT_SSH_CONFIG`. Each host's sessions get this checkout's
-venv on their PATH (sshd `SetEnv`), so `cockpit` there is the code under test.
+venv on their PATH (sshd `SetEnv`), so `cockpit` there is the code under test, and a config dir of their own
+(the host user's person token is not this machine's).
 
 Teardown kills every process in the host namespaces (sshd, its sessions, daemons started over ssh), ends
 the ssh masters, and deletes the namespaces.
@@ -61,6 +62,11 @@ class LabHost:
     @property
     def ssh(self) -> SshHost:
         return SshHost(self.name)
+
+    @property
+    def config_home(self) -> Path:
+        """The host user's XDG_CONFIG_HOME (its person token, the tokens it trusts), removed with the lab."""
+        return self.dir / "config"
 
     def start_sshd(self) -> None:
         pidfile = self.dir / "sshd.pid"
@@ -167,7 +173,7 @@ class SshLab:
             "AllowStreamLocalForwarding yes\nX11Forwarding no\nPrintMotd no\n"
             "LogLevel ERROR\n"
             f"SetEnv PATH={venv_bin}/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "
-            f"XDG_RUNTIME_DIR={runtime} {CONFIG_ENV}={self.ssh_config}\n")
+            f"XDG_RUNTIME_DIR={runtime} XDG_CONFIG_HOME={host.config_home} {CONFIG_ENV}={self.ssh_config}\n")
         public = (host_key.with_suffix(".pub")).read_text().split()
         with (self.home / ".ssh" / "known_hosts").open("a") as fh:
             fh.write(f"{address} {public[0]} {public[1]}\n")

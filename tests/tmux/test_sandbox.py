@@ -51,8 +51,11 @@ def test_a_hostile_agent_is_held_by_the_sandbox(repo: Path, tmux_socket: str, da
     other_before = git(repo, "rev-parse", other["branch"])
     token = principals.token_path()
     assert principals.read_token(token)
+    # A person on another machine trusted this one: their token is hidden as this machine's own is.
+    trusted, _ = principals.accept_token("f" * 64, "me@laptop")
     attempts = {
         "read-token": f"test -s {token} && grep -q . {token}",
+        "read-trusted-token": f"grep -q ffff {trusted}",
         "move-main": "git update-ref refs/heads/main HEAD",
         "move-other-branch": f"git update-ref refs/heads/{other['branch']} HEAD",
         "write-other-worktree": f"echo evil > {other['worktree']}/evil.txt",

@@ -104,6 +104,41 @@ def test_claude_does_not_trust_a_worktree_whose_repo_is_untrusted(fake_agents: P
     assert json.loads(config.read_text()) == {"projects": {}}, "the trust dialog shows (and is flagged)"
 
 
+def test_sandboxed_claude_keeps_its_state_in_a_config_folder_of_the_task(
+    fake_agents: Path, setup: Setup
+) -> None:
+    """Under the sandbox the person's home is read-only: Claude Code's state goes to the task's folder."""
+    import dataclasses
+
+    assert setup.person_home is not None and setup.repo_root is not None and setup.home is not None
+    person_json = setup.person_home / ".claude.json"
+    person_json.write_text(json.dumps({
+        "hasCompletedOnboarding": True,
+        "projects": {str(setup.repo_root): {"hasTrustDialogAccepted": True}},
+    }))
+    (setup.person_home / ".claude").mkdir()
+    (setup.person_home / ".claude" / "settings.json").write_text('{"model": "x"}')
+    os.environ.pop("CLAUDE_CONFIG_DIR", None)
+    sandboxed = dataclasses.replace(setup, sandbox="bwrap")
+    command = adapter("claude").launch(sandboxed)
+
+    own = setup.home / "claude"
+    assert command.env["CLAUDE_CONFIG_DIR"] == str(own)
+    copy = json.loads((own / ".claude.json").read_text())
+    assert copy["hasCompletedOnboarding"] is True
+    assert copy["projects"][str(setup.worktree)]["hasTrustDialogAccepted"] is True
+    assert (own / "settings.json").resolve() == (setup.person_home / ".claude" / "settings.json").resolve()
+    assert not (own / "projects").exists()
+    person_projects = json.loads(person_json.read_text())["projects"]
+    assert str(setup.worktree) not in person_projects, "the person's config is untouched"
+    # A later run of the task keeps the state Claude Code wrote (its session, its trust answers).
+    (own / ".claude.json").write_text(json.dumps({**copy, "numStartups": 5}))
+    adapter("claude").launch(sandboxed)
+    assert json.loads((own / ".claude.json").read_text())["numStartups"] == 5
+    # Unsandboxed it uses the person's own config.
+    assert "CLAUDE_CONFIG_DIR" not in adapter("claude").launch(setup).env
+
+
 def test_codex_runs_in_a_per_task_home_with_the_persons_auth_linked(fake_agents: Path, setup: Setup) -> None:
     assert setup.person_home is not None and setup.home is not None
     person = setup.person_home / ".codex"

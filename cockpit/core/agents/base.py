@@ -55,6 +55,7 @@ class Setup:
     plan_file: Path | None = None
     fix: bool = False
     person_home: Path | None = None  # the person's home (for their agent config and auth); None: $HOME
+    sandbox: str = "none"  # the sandbox the run gets ("bwrap": the person's home is read-only inside)
 
     @property
     def prepared(self) -> bool:

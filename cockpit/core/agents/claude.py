@@ -17,6 +17,12 @@ Command line (PROMPT is the prompt file; SETTINGS and MCP are per-task files in
 - Trust: the worktree is a sub-folder of the repo root (`.cockpit/worktrees/...`); where the person has
   accepted the repo root in `~/.claude.json`, the worktree gets the same acceptance before start. A trust
   dialog that shows anyway is flagged by its screen pattern.
+- Under the sandbox the person's home is read-only, and Claude Code keeps its state there (`~/.claude.json`,
+  transcripts in `~/.claude/projects/`): without writing them it writes no transcript (so no usage) and shows
+  a notice dialog at every end of turn. So a sandboxed run gets a config folder of its own,
+  `CLAUDE_CONFIG_DIR=HOME/claude/` in the task's home: a copy of the person's `.claude.json` (made once per
+  task) and links to their settings, memory, agents, commands, skills, plugins and credentials (read-only
+  inside). Unsandboxed, Claude Code uses the person's own config as always.
 - Usage: the transcript (JSON lines; each assistant message carries `usage`), summed per message id.
 """
 
@@ -64,6 +70,20 @@ ALLOWED = (
     "Bash(git status:*)",
     "Bash(git diff:*)",
     "Bash(git log:*)",
+)
+
+
+# What a per-task config folder links from the person's: their configuration, never Claude Code's state.
+LINKED = (
+    "settings.json",
+    "CLAUDE.md",
+    "agents",
+    "commands",
+    "skills",
+    "output-styles",
+    "plugins",
+    "keybindings.json",
+    ".credentials.json",
 )
 
 
@@ -145,6 +165,37 @@ def transcript_usage(path: Path) -> Usage | None:
     )
 
 
+def person_config(setup: Setup) -> tuple[Path, Path]:
+    """(the person's Claude Code config folder, their `.claude.json`), honouring `CLAUDE_CONFIG_DIR`."""
+    config_dir = os.environ.get("CLAUDE_CONFIG_DIR")
+    if config_dir:
+        return Path(config_dir), Path(config_dir) / ".claude.json"
+    home = person_home(setup)
+    return home / ".claude", home / ".claude.json"
+
+
+def seed_config_dir(own: Path, person_dir: Path, person_json: Path) -> Path:
+    """Make the per-task config folder `own` from the person's; returns its `.claude.json`. Blocks.
+
+    The `.claude.json` copy is made once per task (Claude Code then keeps this task's state in it); what the
+    person configured is linked, so it stays theirs (and read-only to a sandboxed agent).
+    """
+    own.mkdir(parents=True, exist_ok=True)
+    own.chmod(0o700)
+    config = own / ".claude.json"
+    if not config.exists():
+        try:
+            data = json.loads(person_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        write_json(config, data if isinstance(data, dict) else {})
+    for name in LINKED:
+        source, link = person_dir / name, own / name
+        if source.exists() and not os.path.lexists(link):
+            link.symlink_to(source)
+    return config
+
+
 class Claude(Agent):
     name = "claude"
     executable = "claude"
@@ -170,14 +221,18 @@ class Claude(Agent):
         return prompt_argv(self.name, argv, setup.prompt_file)
 
     def prepare(self, setup: Setup) -> dict[str, str]:
-        assert setup.repo_root is not None
+        assert setup.repo_root is not None and setup.home is not None
         settings, mcp = self.files(setup)
         write_json(settings, hooks_settings(setup))
         write_json(mcp, {"mcpServers": {"cockpit": mcp_server(setup)}})
-        config_dir = os.environ.get("CLAUDE_CONFIG_DIR")
-        config = Path(config_dir) / ".claude.json" if config_dir else person_home(setup) / ".claude.json"
+        person_dir, config = person_config(setup)
+        env: dict[str, str] = {}
+        if setup.sandbox != "none":
+            own = setup.home / "claude"
+            config = seed_config_dir(own, person_dir, config)
+            env["CLAUDE_CONFIG_DIR"] = str(own)
         trust_worktree(config, setup.repo_root, setup.worktree.absolute())
-        return {}
+        return env
 
     def usage(self, setup: Setup, hint: dict[str, object], log_text: str) -> Usage | None:
         path = hint.get("transcript_path")

@@ -4,6 +4,11 @@ The daemon runs on its own host (`cockpit daemon start` there, over the shared m
 Unix socket through an ssh stream-local forward to a socket under this machine's runtime dir, so the
 protocol, `subscribe since` and `wait_task` are the daemon's own. The remote daemon's SO_PEERCRED check sees
 the ssh user, as for any local client of that user.
+
+The person's token goes to a host only for a repo the person trusted (`workspace add --host ... --trust`,
+which installs it there with `trust_host`), and only from the person's own clients (`connect(person=True)`:
+the cockpit). A daemon reaching a hosted peer (delegation) never presents it: there it is a peer, so it can
+never approve work on another host for a person.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 from cockpit import __version__
 from cockpit.core.client import DaemonClient
-from cockpit.core.errors import CockpitError, DaemonUnavailable
+from cockpit.core.errors import CockpitError, DaemonUnavailable, RefusedError
 from cockpit.core.models import JSON
 from cockpit.core.remote.ssh import HostUnreachable, SshHost
 
@@ -58,6 +63,7 @@ class HostedRepo:
     host: SshHost
     root: str
     remote_socket: str | None = field(default=None, compare=False)
+    trust: bool = field(default=False, compare=False)  # the person's token may be presented there
 
     @property
     def where(self) -> str:
@@ -107,12 +113,17 @@ class HostedRepo:
         assert self.remote_socket is not None
         return self.host.forward(self.remote_socket)
 
-    async def connect(self, timeout: float = 5.0) -> DaemonClient:  # noqa: ASYNC109 - as DaemonClient.connect
-        """A client of the daemon through the forward. Tries the socket seen last before asking the host."""
+    async def connect(self, timeout: float = 5.0, *,  # noqa: ASYNC109 - as DaemonClient.connect
+                      person: bool = False) -> DaemonClient:
+        """A client of the daemon through the forward. Tries the socket seen last before asking the host.
+
+        With `person` (the person's own client asking) and a trusted repo, the person's token is presented, so
+        the connection is the person's there; otherwise it is a peer's."""
+        speak = person and self.trust
         known = self.remote_socket is not None
         local = await asyncio.to_thread(self.local_socket)
         try:
-            return await DaemonClient.connect(local, timeout)
+            return await DaemonClient.connect(local, timeout, person=speak)
         except DaemonUnavailable:
             if not known:
                 raise
@@ -120,7 +131,7 @@ class HostedRepo:
         self.remote_socket = None
         local = await asyncio.to_thread(self.local_socket)
         try:
-            return await DaemonClient.connect(local, timeout)
+            return await DaemonClient.connect(local, timeout, person=speak)
         except DaemonUnavailable:
             raise DaemonUnavailable(
                 f"{self.name}'s daemon on {self.host.destination} does not answer through ssh (running? "
@@ -132,19 +143,62 @@ def local_version() -> str:
     return __version__
 
 
+def trust_host(host: SshHost) -> JSON:
+    """Install this machine's person token among the tokens `host` accepts as the person (0600, beside the
+    host user's own token, which stays as it is), over ssh: the token goes on stdin, never on a command line.
+    Returns the host's answer ({"file": ..., "added": bool})."""
+    import getpass
+    import socket
+
+    from cockpit.core import principals
+
+    token = principals.ensure_token()
+    origin = f"{getpass.getuser()}@{socket.gethostname()}"
+    result = host.run([REMOTE_COCKPIT, "token", "accept", "--from", origin, "--json"], stdin=token + "\n")
+    data = _json_line(result.stdout)
+    if data is None or isinstance(data.get("error"), dict) or result.returncode != 0:
+        why = (data or {}).get("error") or {}
+        detail = why.get("message") if isinstance(why, dict) and why.get("message") else (
+            (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1])
+        raise CockpitError(f"could not trust {host.destination}: {detail}; nothing was added to the "
+                           "workspace", code="trust_failed")
+    return data
+
+
+_PERSON_VERBS = {"approve_task": "approve", "send_input": "send", "merge_task": "merge",
+                 "rollback_task": "rollback", "retry_task": "retry", "rework_task": "rework"}
+
+
+def person_refusal(repo: HostedRepo, exc: CockpitError, op: str = "",
+                   task_id: object = None) -> CockpitError:
+    """A hosted daemon's `person_required` refusal, said for the person at this cockpit: where to do it."""
+    if exc.code != "person_required" or repo.trust:
+        return exc
+    where = repo.host.destination
+    verb = _PERSON_VERBS.get(op, "")
+    there = (f"`ssh {where} cockpit task {verb} {task_id} --repo {repo.root}`"
+             if verb and task_id is not None else f"`ssh {where} cockpit task ... --repo {repo.root}`")
+    return RefusedError(
+        f"{repo.name} is on {where}, where this cockpit is a peer, and this needs a person: do it on {where} "
+        f"({there}), or re-add the repo with `cockpit workspace add {repo.name} --host {where} --path "
+        f"{repo.root} --trust` so this cockpit acts for you there", code=exc.code, details=exc.details)
+
+
 __all__ = ["HostUnreachable", "HostedRepo", "connect_peer", "hosted_repo", "hosted_status", "install_hint",
-           "local_version", "remote_version"]
+           "local_version", "person_refusal", "remote_version", "trust_host"]
 
 
 # One HostedRepo per (host, path) in a process, so the remote socket seen once is reused by every later op.
 _HOSTED: dict[tuple[str, str], HostedRepo] = {}
 
 
-def hosted_repo(name: str, host: str, root: str) -> HostedRepo:
+def hosted_repo(name: str, host: str, root: str, *, trust: bool = False) -> HostedRepo:
     key = (host, root)
     found = _HOSTED.get(key)
     if found is None:
         found = _HOSTED[key] = HostedRepo(name, SshHost(host), root)
+    if trust:  # only the person's own clients ask for the token to be presented (`connect(person=True)`)
+        found.trust = True
     return found
 
 

@@ -155,13 +155,15 @@ class SshHost:
 
     # -- commands and forwards -------------------------------------------------------------------------------
 
-    def run(self, argv: list[str], *, timeout: float = COMMAND_TIMEOUT_S, batch: bool = True) -> RunResult:
-        """Run `argv` on the host (through the master) and return its status and output."""
+    def run(self, argv: list[str], *, timeout: float = COMMAND_TIMEOUT_S, batch: bool = True,
+            stdin: str | None = None) -> RunResult:
+        """Run `argv` on the host (through the master) and return its status and output. `stdin` is given to
+        it on its standard input (a secret goes there, never in `argv`, which the host's `ps` shows)."""
         self.ensure_master(batch=batch)
         try:
             proc = subprocess.run([*self.options(batch=batch), self.destination, "--", shlex.join(argv)],
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-                                  check=False)
+                                  input=stdin, stdin=subprocess.DEVNULL if stdin is None else None,
+                                  capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise HostUnreachable(f"{self.destination} did not answer `{shlex.join(argv)}` within "
                                   f"{timeout:.0f}s") from None
