@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cockpit.core import processes
 from tests.agents.agentkit import Driver
 from tests.support.gitrepos import git
 from tests.support.model_server import Commit, Done, ModelServer, Shell, Step, Write
@@ -62,6 +63,13 @@ def token() -> str:
 
 def branch_subjects(driver: Driver, task: dict[str, object]) -> list[str]:
     return git(driver.repo, "log", "--format=%s", f"main..{task['branch']}").splitlines()
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return f"{pid} (gone)"
 
 
 def usage_events(driver: Driver, task_id: int) -> list[dict[str, object]]:
@@ -190,4 +198,19 @@ def test_two_tasks_at_once_see_only_their_own_environment_and_one_is_stopped(
     assert git(driver.repo, "rev-parse", "--verify", str(stopped["branch"]))
     assert not driver.pane_alive(waiting_id), driver.screen(waiting_id)
     assert "task.stopped" in [e["type"] for e in driver.events(waiting_id)]
+    # Nothing of the stopped agent lives on (its pane's processes, a server of its own): each carries the
+    # task's worktree in its environment. (The pane's exit notice to tmux lingers ~2 s: hence the wait.)
+    # The other task's agent still runs.
+    left: list[str] = []
+
+    def gone() -> bool:
+        left[:] = [command_line(p) for p in processes.with_env("COCKPIT_WORKTREE", str(stopped["worktree"]))]
+        return not left
+
+    try:
+        wait_until(gone, timeout=10, interval=0.2)
+    except AssertionError:
+        raise AssertionError(f"the stopped agent's processes live on: {left}") from None
+    if agent in INTERACTIVE:
+        assert processes.with_env("COCKPIT_WORKTREE", str(working["worktree"]))
     assert driver.show(working_id)["state"] == "awaiting_review"
