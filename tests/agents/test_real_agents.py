@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cockpit.core import processes
 from tests.agents.agentkit import Driver
 from tests.support.gitrepos import git
 from tests.support.model_server import Commit, Done, ModelServer, Shell, Step, Write
@@ -26,10 +27,7 @@ ALL = ["claude", "codex", "gemini", "aider"]
 INTERACTIVE = ["claude", "codex", "gemini"]
 
 # Known defects of the adapters, found by these tests (a run would only wait out its timeouts, minutes each).
-KNOWN = {
-    "codex": "codex's sandbox keeps the worktree's own git dir (.git/worktrees/NAME) read-only, so its "
-             "commit fails; the rework text typed at review is not submitted",
-}
+KNOWN: dict[str, str] = {}
 
 
 # Until the adapters (per-agent modules, done/rework/stop) are in this build, nothing here can pass.
@@ -41,6 +39,12 @@ def _has_adapters() -> bool:
 
 
 ADAPTERS = _has_adapters()
+
+
+def nested_sandbox() -> bool:
+    from cockpit.core import sandbox
+
+    return sandbox.resolve("auto") == "none" or sandbox.nests()
 
 
 def agents(*names: str) -> list[object]:
@@ -61,6 +65,13 @@ def branch_subjects(driver: Driver, task: dict[str, object]) -> list[str]:
     return git(driver.repo, "log", "--format=%s", f"main..{task['branch']}").splitlines()
 
 
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return f"{pid} (gone)"
+
+
 def usage_events(driver: Driver, task_id: int) -> list[dict[str, object]]:
     return [e["data"] for e in driver.events(task_id) if e["type"] == "agent.usage"]
 
@@ -69,7 +80,14 @@ def usage_events(driver: Driver, task_id: int) -> list[dict[str, object]]:
 def test_task_runs_to_review_and_reworks_in_the_same_session(
     agent: str, drivers: Drivers, model_server: ModelServer
 ) -> None:
-    driver = drivers(agent)
+    settings: dict[str, str] = {}
+    if agent == "codex" and not nested_sandbox():
+        # Here Codex's own sandbox cannot run inside cockpit's (root: no user namespace mapping root without
+        # capabilities), so under cockpit's it gets full access and asks nothing. Its own sandbox, and the
+        # approval overlay of a command that leaves it, are what this test checks; the next one runs it under
+        # cockpit's sandbox.
+        settings["agent.sandbox"] = "none"
+    driver = drivers(agent, **settings)
     tag, again = token(), token()
     if agent == "aider":
         # aider asks before it creates a file (no --yes-always) and exits after its message: the rework is a
@@ -185,4 +203,19 @@ def test_two_tasks_at_once_see_only_their_own_environment_and_one_is_stopped(
     if agent in INTERACTIVE:
         assert driver.task_processes(working_id), "the other task's session stays open at review"
     assert "task.stopped" in [e["type"] for e in driver.events(waiting_id)]
+    # Nothing of the stopped agent lives on (its pane's processes, a server of its own): each carries the
+    # task's worktree in its environment. (The pane's exit notice to tmux lingers ~2 s: hence the wait.)
+    # The other task's agent still runs.
+    left: list[str] = []
+
+    def gone() -> bool:
+        left[:] = [command_line(p) for p in processes.with_env("COCKPIT_WORKTREE", str(stopped["worktree"]))]
+        return not left
+
+    try:
+        wait_until(gone, timeout=10, interval=0.2)
+    except AssertionError:
+        raise AssertionError(f"the stopped agent's processes live on: {left}") from None
+    if agent in INTERACTIVE:
+        assert processes.with_env("COCKPIT_WORKTREE", str(working["worktree"]))
     assert driver.show(working_id)["state"] == "awaiting_review"
