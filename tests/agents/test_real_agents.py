@@ -219,3 +219,32 @@ def test_two_tasks_at_once_see_only_their_own_environment_and_one_is_stopped(
     if agent in INTERACTIVE:
         assert processes.with_env("COCKPIT_WORKTREE", str(working["worktree"]))
     assert driver.show(working_id)["state"] == "awaiting_review"
+
+
+@pytest.mark.parametrize("agent", agents(*INTERACTIVE))
+def test_a_failing_gate_is_fixed_in_the_same_session(
+    agent: str, drivers: Drivers, model_server: ModelServer
+) -> None:
+    driver = drivers(agent)
+    tag = token()
+    model_server.script(tag, [
+        # Done reported with the file left uncommitted: has-commits and clean-tree fail.
+        Step("Writing the greeting.", (Write("hello.txt", "hello\n"), Done())),
+        Step("Reported."),
+        Step("Committing it.", (Commit("add hello"), Done())),
+        Step("Fixed."),
+    ])
+    task_id = driver.create(f"Add a greeting file {tag}")
+    driver.cockpit("task", "approve", str(task_id), "--anyway")
+    task = driver.drive(task_id, "awaiting_review", timeout=180)
+
+    events = driver.events(task_id)
+    failed = [e for e in events if e["type"] == "gate.finished" and e["data"]["status"] == "failed"]
+    assert {e["data"]["name"] for e in failed} >= {"has-commits"}, failed
+    # The fix prompt went into the live session (no new pane) and reached the model in the first conversation.
+    assert any(e["type"] == "task.executing" and e["data"].get("in_session") for e in events)
+    assert len([e for e in events if e["type"] == "task.pane"]) == 1
+    fixed = [r for r in model_server.answered(tag) if "gates failed" in json.dumps(r.body)]
+    assert fixed and any("ck-step 1" in json.dumps(r.body) for r in fixed), [r.step for r in fixed]
+    assert branch_subjects(driver, task) == ["add hello"]
+    assert driver.pane_alive(task_id)
