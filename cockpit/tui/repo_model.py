@@ -15,6 +15,7 @@ from typing import Any
 from cockpit.core.models import Event, Task
 from cockpit.core.projection import apply
 from cockpit.core.states import State
+from cockpit.tui.usage import Usage
 
 # Link modes, shown in the repo's tab.
 CONNECTING = "connecting"
@@ -94,6 +95,11 @@ class RepoModel:
     trace: list[tuple[int, float]] | None = None
     # Events up to this seq may already be in the snapshot (see `load`).
     _overlap_until: int = 0
+    # Kept up to date as tasks change, so the tab titles and the bar never walk every task: the ids of the
+    # open tasks and of those needing a person, and each task's token usage (tasks that have some).
+    _open: set[int] = field(default_factory=set)
+    _waiting: set[int] = field(default_factory=set)
+    _usage: dict[int, Usage] = field(default_factory=dict)
 
     def load(self, tasks: Iterable[Task], seq_before: int, seq_after: int) -> None:
         """Take a snapshot read between `seq_before` and `seq_after` (the store's last seq either side).
@@ -106,6 +112,11 @@ class RepoModel:
         self._overlap_until = seq_after
         self.loaded = True
         self.dirty.update(self.tasks)
+        self._open.clear()
+        self._waiting.clear()
+        self._usage.clear()
+        for task in self.tasks.values():
+            self._track(task)
 
     def apply(self, events: Sequence[Event], *, quiet_until: int = 0) -> list[Attention]:
         """Fold events in order; return what deserves a toast (events up to `quiet_until` are history)."""
@@ -130,6 +141,7 @@ class RepoModel:
             if self.trace is not None:
                 self.trace.append((task.id, event.ts))
             self.dirty.add(task.id)
+            self._track(task)
             if event.seq > quiet_until:
                 note = self._attention(task, before_state, before_input, before_kind)
                 if note is not None:
@@ -161,14 +173,36 @@ class RepoModel:
         dirty, self.dirty = self.dirty, set()
         return dirty
 
-    # -- summaries for the tab title and the inbox ----------------------------------------------------------
+    def _track(self, task: Task) -> None:
+        """Bring the summaries up to date with one task's change."""
+        task_id = task.id
+        if task.state in FINISHED_STATES:
+            self._open.discard(task_id)
+        else:
+            self._open.add(task_id)
+        if needs_person(task):
+            self._waiting.add(task_id)
+        else:
+            self._waiting.discard(task_id)
+        if task.usage_runs:
+            self._usage[task_id] = Usage.of_runs(task.usage_runs)
+        else:
+            self._usage.pop(task_id, None)
+
+    # -- summaries for the tab title, the bar and the inbox -------------------------------------------------
 
     def active_count(self) -> int:
-        return sum(1 for t in self.tasks.values() if t.state not in FINISHED_STATES)
+        return len(self._open)
 
     def waiting(self) -> list[Task]:
         """Tasks that need a person, the longest-waiting first."""
-        return sorted((t for t in self.tasks.values() if needs_person(t)), key=lambda t: (t.updated_at, t.id))
+        return sorted((self.tasks[i] for i in self._waiting), key=lambda t: (t.updated_at, t.id))
 
     def waiting_count(self) -> int:
-        return sum(1 for t in self.tasks.values() if needs_person(t))
+        return len(self._waiting)
+
+    def usage(self, since: float | None = None) -> Usage:
+        """Tokens and cost of every task of the repo (what `list_tasks` totals), or of the tasks that moved
+        at `since` or later: a usage reading moves its task, so a task still since then read none since."""
+        chosen = (u for i, u in self._usage.items() if since is None or self.tasks[i].updated_at >= since)
+        return Usage.total(chosen)

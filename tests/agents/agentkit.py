@@ -30,6 +30,7 @@ from tests.support.waiting import wait_until
 ROOT = Path(__file__).resolve().parents[2]
 TOOL_DIRS = (ROOT / ".tools" / "npm" / "node_modules" / ".bin", ROOT / ".tools" / "aider-venv" / "bin")
 API_KEY = "sk-ant-cockpit-test-0123456789abcdef"
+DIALOG_DRAW_S = 5  # how long after a hook flagged a question its dialog may take to show
 IDLE_WAIT_S = 20  # how long a task may wait for a person, dialog-less, before a drive gives up
 
 
@@ -215,6 +216,9 @@ class Driver:
             if not task.get("needs_input"):
                 return None
             screen = self.screen(task_id)
+            if answer_dialogs and self.spec.dialog not in screen:
+                # A hook can flag a question a moment before the agent has drawn its dialog.
+                screen = self.dialog_screen(task_id) or screen
             if self.spec.dialog not in screen or not answer_dialogs:
                 return task
             self.answer(task_id)
@@ -227,6 +231,17 @@ class Driver:
             raise AssertionError(f"{exc}\n{self.screen(task_id)}") from None
         assert found is not None
         return found
+
+    def dialog_screen(self, task_id: int, timeout: float = DIALOG_DRAW_S) -> str | None:
+        """The screen once it shows the agent's dialog, or None if none shows within `timeout`."""
+        def shown() -> str | None:
+            screen = self.screen(task_id)
+            return screen if self.spec.dialog in screen else None
+
+        try:
+            return wait_until(shown, timeout=timeout, interval=0.2)
+        except AssertionError:
+            return None
 
     def wait_answered(self, task_id: int, before: str, timeout: float = 30) -> None:
         """Until the answer took: the flag cleared, or the screen moved on (maybe to the next dialog)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -130,3 +131,14 @@ def test_bwrap_refused_clearly_where_it_cannot_run(monkeypatch: pytest.MonkeyPat
         sandbox.resolve("bwrap")
     assert sandbox.resolve("auto") == "none"
     assert sandbox.resolve("none") == "none"
+
+
+def test_the_nesting_probe_tells_what_an_agents_own_bubblewrap_meets_inside(repo: Path) -> None:
+    # Codex runs its own bubblewrap for each command: the probe must answer what cockpit's real sandbox does.
+    worktree = repo.parent / "wt-nest"
+    git(repo, "worktree", "add", "-q", "-b", "cockpit/nest", str(worktree))
+    spec = sandbox.SandboxSpec(worktree=worktree, repo_root=repo, signals_dir=repo / ".cockpit" / "signals")
+    spec.signals_dir.mkdir(parents=True)
+    inner = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--unshare-user", "--unshare-net", "true"]
+    ran = subprocess.run([*sandbox.bwrap_argv(spec), *inner], capture_output=True, text=True, check=False)
+    assert sandbox.nests() is (ran.returncode == 0), ran.stderr

@@ -27,6 +27,7 @@ from cockpit.core.states import State
 from cockpit.tui.messages import AgentOutput
 from cockpit.tui.repo_model import CONNECTING, LIVE, OFFLINE, STORE, UNINITIALISED, RepoModel
 from cockpit.tui.screens.keys import bar_keys
+from cockpit.tui.usage import Usage, day_start
 from cockpit.tui.widgets.bars import FlashLine, KeyBar, StatusBar
 from cockpit.tui.widgets.task_detail import AgentOutputView, DetailContext, TaskDetail
 from cockpit.tui.widgets.task_table import TaskTable
@@ -74,7 +75,7 @@ class RepoPane(Vertical):
         if mode == OFFLINE and detail:
             text = f"⊘ {detail}"
         elif host is not None and mode == LIVE:
-            text = f"⌁ {self.repo} on {host} · over ssh"
+            text = f"⌁ {self.repo} on {host} · over ssh" + (f" · {detail}" if detail else "")
         self.query_one(".link-banner", Static).update(Text(text), layout=False)
 
 
@@ -278,14 +279,20 @@ class CockpitScreen(Screen[None]):
             tab.label = label
 
     def _update_bar(self) -> None:
-        models = self.cockpit.models.values()
-        waiting = sum(m.waiting_count() for m in models)
-        down = sum(1 for m in models if m.mode in (STORE, UNINITIALISED, OFFLINE))
-        self.query_one(StatusBar).set_counts(waiting, down)
+        models = self.cockpit.models
+        waiting = sum(m.waiting_count() for m in models.values())
+        down = sum(1 for m in models.values() if m.mode in (STORE, UNINITIALISED, OFFLINE))
+        bar = self.query_one(StatusBar)
+        bar.set_counts(waiting, down)
+        repo = self.active_repo
+        today = day_start(self.cockpit.now())
+        bar.set_usage(repo, models[repo].usage() if repo is not None else Usage(),
+                      Usage.total(m.usage(since=today) for m in models.values()))
 
     def tick(self, now: float) -> None:
         """The clock moved: the bar's clock and the active tab's ages."""
         self.query_one(StatusBar).set_clock(now if self.cockpit.config.clock else None)
+        self._update_bar()  # the day may have turned
         repo = self.active_repo
         if repo is not None:
             self.table(repo).refresh_ages(self.cockpit.models[repo].tasks.values(), now)
@@ -341,6 +348,7 @@ class CockpitScreen(Screen[None]):
         self.call_after_refresh(gc.freeze)
         table.refresh_ages(self.cockpit.models[repo].tasks.values(), self.cockpit.now())
         self.refresh_detail()
+        self._update_bar()  # the bar shows the active repo's usage
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:

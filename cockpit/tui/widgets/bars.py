@@ -9,6 +9,8 @@ from rich.text import Text
 from textual import events
 from textual.widgets import Static
 
+from cockpit.tui.usage import Usage, short_text
+
 if TYPE_CHECKING:
     from cockpit.tui.app import Flash
 
@@ -22,10 +24,17 @@ class StatusBar(Static):
         self.waiting = 0
         self.repos_down = 0
         self.clock = ""
+        self.usage: tuple[str, Usage, Usage] | None = None  # (active repo, its usage, the day's in all repos)
 
     def set_counts(self, waiting: int, repos_down: int) -> None:
         if (waiting, repos_down) != (self.waiting, self.repos_down):
             self.waiting, self.repos_down = waiting, repos_down
+            self._render_bar()
+
+    def set_usage(self, repo: str | None, repo_usage: Usage, day_usage: Usage) -> None:
+        usage = (repo, repo_usage, day_usage) if repo is not None and (repo_usage or day_usage) else None
+        if usage != self.usage:
+            self.usage = usage
             self._render_bar()
 
     def set_clock(self, now: float | None) -> None:
@@ -51,8 +60,17 @@ class StatusBar(Static):
             bar.append("   nothing needs you", style="dim")
         if self.repos_down:
             bar.append(f"   {self.repos_down} daemon{'s' if self.repos_down > 1 else ''} down", style="red")
-        if self.clock:
-            bar.append(f"   {self.clock}", style="dim")
+        clock = f"   {self.clock}" if self.clock else ""
+        if self.usage is not None:
+            repo, repo_usage, day_usage = self.usage
+            # As much of it as leaves room for the clock and "? keys".
+            for segment in (f"   {repo} {short_text(repo_usage)} · today {short_text(day_usage)}",
+                            f"   today {short_text(day_usage)}"):
+                if bar.cell_len + len(segment) + len(clock) + len("   ? keys") <= width:
+                    bar.append(segment, style="cyan")
+                    break
+        if clock:
+            bar.append(clock, style="dim")
         # The help keys go last and only whole: at 80 columns "? keys" alone, never a cut "? keys ·".
         for tail in ("   ? keys · ctrl+p commands", "   ? keys"):
             if bar.cell_len + len(tail) <= width:

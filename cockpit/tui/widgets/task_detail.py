@@ -26,6 +26,7 @@ from cockpit.core.models import Task
 from cockpit.core.printable import printable
 from cockpit.core.states import State
 from cockpit.tui.cells import age_text, agent_status, short_branch, state_text
+from cockpit.tui.usage import Usage, long_text, short_text
 
 WORK_STATES = frozenset(
     {
@@ -68,6 +69,8 @@ def head_text(repo: str, task: Task, ctx: DetailContext) -> Text:
     text.append("  created just now" if age == "now" else f"  created {age} ago", style="dim")
     if task.branch:
         text.append(f"  ⎇ {short_branch(task.branch)}", style="dim")
+    if task.usage_runs:
+        text.append(f"  {short_text(Usage.of_runs(task.usage_runs))}", style="dim")
     text.append("\n")
     text.append(task.title, style="bold")
     return text
@@ -158,6 +161,9 @@ def progress_text(task: Task, ctx: DetailContext) -> Text:
     t.append(f"  {status}", style="bold blue" if status == "running" else "dim")
     if task.attempt:
         t.append(f"  attempt {task.attempt}", style="dim")
+    if task.usage_runs:
+        t.append("\nusage ", style="dim")
+        t.append(long_text(Usage.of_runs(task.usage_runs)))
     step, total = ctx.progress.get("step"), ctx.progress.get("total")
     text = ctx.progress.get("text") or task.progress
     if (step is None or total is None) and text and (found := STEP_PREFIX.match(text)):
