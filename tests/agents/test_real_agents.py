@@ -197,6 +197,11 @@ def test_two_tasks_at_once_see_only_their_own_environment_and_one_is_stopped(
     assert Path(str(stopped["worktree"])).is_dir()
     assert git(driver.repo, "rev-parse", "--verify", str(stopped["branch"]))
     assert not driver.pane_alive(waiting_id), driver.screen(waiting_id)
+    # Nothing the agent started outlives it (its MCP server, shells, helpers).
+    wait_until(lambda: not driver.task_processes(waiting_id), timeout=10, interval=0.2,
+               message=f"the stopped agent's processes should be gone: {driver.task_processes(waiting_id)}")
+    if agent in INTERACTIVE:
+        assert driver.task_processes(working_id), "the other task's session stays open at review"
     assert "task.stopped" in [e["type"] for e in driver.events(waiting_id)]
     # Nothing of the stopped agent lives on (its pane's processes, a server of its own): each carries the
     # task's worktree in its environment. (The pane's exit notice to tmux lingers ~2 s: hence the wait.)

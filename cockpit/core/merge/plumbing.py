@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cockpit.core import gitobjects
 from cockpit.core.errors import GitError
 from cockpit.core.git import (
     GitResult,
@@ -184,28 +185,12 @@ def revert_tree(repo: Path, tip: str, commit: str, parent: str, parent_tree: str
 
 
 def _stand_in(repo: Path, tree: str, parent: str) -> str | None:
-    """Write the unreferenced stand-in commit (`tree`, sole parent `parent`) as a loose object from this
-    process, with no git process; None where the repository is not the plain layout of a SHA-1 repo (a `.git`
-    file, another object format): the caller runs `commit-tree` then."""
-    git_dir = repo / ".git"
-    if not (_SHA.fullmatch(tree) and len(tree) == 40 and git_dir.is_dir()):
+    """Write the unreferenced stand-in commit (`tree`, sole parent `parent`) from this process, with no git
+    process; None where the repository is not plain enough for that (the caller runs `commit-tree` then)."""
+    git_dir = gitobjects.plain_git_dir(repo)
+    if git_dir is None or not _SHA.fullmatch(tree) or len(tree) != 40:
         return None
-    try:
-        if "objectformat" in (git_dir / "config").read_text(errors="replace").lower():
-            return None
-    except OSError:
-        return None
-    import io
-    import time
-
-    from gitdb import IStream, LooseObjectDB  # GitPython's object store; loaded on the first revert only
-
-    stamp = f"cockpit <cockpit@localhost> {int(time.time())} +0000"
-    body = (f"tree {tree}\nparent {parent}\nauthor {stamp}\ncommitter {stamp}\n\n"
-            f"cockpit: revert base for {parent}\n").encode()
-    stored = LooseObjectDB(str(git_dir / "objects")).store(IStream(b"commit", len(body), io.BytesIO(body)))
-    sha = stored.hexsha
-    return sha.decode() if isinstance(sha, bytes) else str(sha)
+    return gitobjects.write_commit(git_dir, tree, (parent,), f"cockpit: revert base for {parent}")
 
 
 def _commit_tree(repo: Path, tree: str, parents: Sequence[str], message: str, what: str) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cockpit.core import git
+from cockpit.core import git, gitobjects
 from cockpit.core.errors import GitError, RefusedError
 from cockpit.core.git import (
     WorktreeInfo,
@@ -66,10 +66,14 @@ class RollbackPlan:
 
 def rollback_plan(repo: Path, target: str, merge_sha: str) -> RollbackPlan:
     """Read the target's tip and its tree, the merge's parents, its first parent's tree and whether the tip
-    contains the merge (one `rev-parse`: `<ref> <merge>...<ref> <ref>^{tree} <merge>^1^{tree} <merge>^@`,
-    the symmetric difference giving the merge base)."""
+    contains the merge: from git's files where that is sure (`_plan_from_files`: no git process), else in one
+    `rev-parse` (`<ref> <merge>...<ref> <ref>^{tree} <merge>^1^{tree} <merge>^@`, the symmetric difference
+    giving the merge base)."""
     name = short_branch(target)
     ref = branch_ref(name)
+    read_here = _plan_from_files(repo, name, ref, merge_sha)
+    if read_here is not None:
+        return read_here
     got = None
     if _SHA.fullmatch(merge_sha):
         got = _rev_parse(repo, ref, f"{merge_sha}...{ref}", f"{ref}^{{tree}}", f"{merge_sha}^1^{{tree}}",
@@ -85,6 +89,39 @@ def rollback_plan(repo: Path, target: str, merge_sha: str) -> RollbackPlan:
     positive, bases = got
     return RollbackPlan(name, merge_sha, positive[0], tuple(positive[4:]), bases == [merge_sha],
                         tip_tree=positive[3])
+
+
+# How far below the tip (first parents) the plan read from files looks for the merge before asking git.
+_PLAN_DEPTH = 32
+
+
+def _plan_from_files(repo: Path, name: str, ref: str, merge_sha: str) -> RollbackPlan | None:
+    """The plan read by this process from git's files, with no git process, where that is sure: the merge is
+    the tip or a few first-parent commits below it, every commit on the way still a loose object. None
+    otherwise (`rollback_plan` asks git then)."""
+    git_dir = gitobjects.plain_git_dir(repo)
+    tip = gitobjects.read_ref(git_dir, ref) if git_dir is not None else None
+    if git_dir is None or tip is None:
+        return None
+    merge = gitobjects.read_commit(git_dir, merge_sha)
+    if merge is None or not merge.parents:
+        return None
+    parent = gitobjects.read_commit(git_dir, merge.parents[0])
+    parent_tree = parent.tree if parent is not None else ""  # a revert's stand-in needs it (else commit-tree)
+    if tip == merge_sha:
+        return RollbackPlan(name, merge_sha, tip, merge.parents, True, tip_tree=merge.tree,
+                            first_parent_tree=parent_tree)
+    head = gitobjects.read_commit(git_dir, tip)
+    commit = head
+    for _ in range(_PLAN_DEPTH):
+        if commit is None or not commit.parents:
+            return None
+        if commit.parents[0] == merge_sha:
+            assert head is not None
+            return RollbackPlan(name, merge_sha, tip, merge.parents, True, tip_tree=head.tree,
+                                first_parent_tree=parent_tree)
+        commit = gitobjects.read_commit(git_dir, commit.parents[0])
+    return None
 
 
 def rollback_method(repo: Path, target: str, merge_sha: str) -> str:

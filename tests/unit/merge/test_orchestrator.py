@@ -433,12 +433,12 @@ MERGE_CALLS = [
     "merge",  # --ff-only: the move; its output confirms where the target went
     "worktree",  # remove the task's worktree (git refuses one with uncommitted work)
 ]
-# Rollback: one rev-parse reads the tip, its tree and the merge's parents; where the target is checked out is
-# read from git's admin files (no process).
-RESET_CALLS = ["rev-parse", "reset"]  # reset --keep in the checkout
+# Rollback: the tip, its tree and the merge's parents are read from git's files (a loose ref and loose
+# commits: no process), as is where the target is checked out.
+RESET_CALLS = ["reset"]  # reset --keep in the checkout
 # merge-tree (git 2.38/2.39: against a stand-in commit this process writes itself), the revert commit, the
 # fast-forward
-REVERT_CALLS = ["rev-parse", "merge-tree", "commit-tree", "merge"]
+REVERT_CALLS = ["merge-tree", "commit-tree", "merge"]
 
 
 async def test_git_process_budget_of_merge_and_rollback(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -383,6 +383,46 @@ def test_rollback_by_reset_restores_exact_sha_and_files(setup: Setup, checked_ou
     assert rollback_method(setup.repo, "main", planned.merge_sha) == "gone"
 
 
+def _plan_by_git(repo: Path, merge_sha: str) -> rollback_module.RollbackPlan:
+    """The plan as git's rev-parse reads it (the files path turned off)."""
+    real = rollback_module._plan_from_files
+    rollback_module._plan_from_files = lambda *args: None
+    try:
+        return rollback_module.rollback_plan(repo, "main", merge_sha)
+    finally:
+        rollback_module._plan_from_files = real
+
+
+def test_the_rollback_plan_read_from_files_is_the_one_git_reads(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reset and revert plans come from git's files with no git process while the objects are loose; once
+    they are packed (or anything is unusual) one rev-parse reads the same plan."""
+    setup.work({"feature.txt": "new\n"})
+    planned = merged(setup)
+    counted = GitCalls(monkeypatch)
+    for later in (False, True):
+        if later:
+            setup.on_main({"later.txt": "later\n"})
+            setup.on_main({"later2.txt": "later\n"})
+        counted.calls.clear()
+        counted.processes = 0
+        plan = rollback_module.rollback_plan(setup.repo, "main", planned.merge_sha)
+        assert counted.processes == 0 and plan.method == ("revert" if later else "reset")
+        assert plan == _plan_by_git(setup.repo, planned.merge_sha)
+        assert plan.first_parent_tree == git(setup.repo, "rev-parse", f"{planned.rollback_sha}^{{tree}}")
+    # Packed refs and objects: not read here, asked of git (one process), the same answer.
+    git(setup.repo, "gc", "-q", "--prune=now")
+    assert not (setup.repo / ".git" / "refs" / "heads" / "main").exists()
+    counted.calls.clear()
+    counted.processes = 0
+    packed = rollback_module.rollback_plan(setup.repo, "main", planned.merge_sha)
+    assert counted.commands() == ["rev-parse"] and packed == plan
+    # A merge no longer in main's history: gone, either way.
+    git(setup.repo, "reset", "-q", "--hard", planned.rollback_sha)
+    assert rollback_method(setup.repo, "main", planned.merge_sha) == "gone"
+
+
 @pytest.mark.parametrize("strategy", ["merge", "squash"])
 def test_rollback_after_later_commit_reverts(setup: Setup, strategy: str) -> None:
     setup.work({"feature.txt": "new\n", "app.txt": "line 1\nline 2 by task\nline 3\n"})
@@ -749,10 +789,10 @@ def test_revert_rollback_runs_no_checkout_and_moves_by_fast_forward(
     monkeypatch.setattr(plumbing, "_merge_base_option", False)  # the git 2.38/2.39 way, whatever git this is
     counted = GitCalls(monkeypatch)
     result = rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "Revert it")
-    # tip, its tree, merge's parents and the first one's tree, containment; merge-tree (against a stand-in
-    # commit written by this process); the revert commit; the move (where main is checked out is read from
-    # git's admin files)
-    expected = ["rev-parse", "merge-tree", "commit-tree", "merge"]
+    # the tip, its tree, merge's parents and the first one's tree, containment: read from git's files; then
+    # merge-tree (against a stand-in commit written by this process); the revert commit; the move (where main
+    # is checked out is read from git's admin files)
+    expected = ["merge-tree", "commit-tree", "merge"]
     assert counted.commands() == expected
     assert counted.processes == len(counted.calls)
     assert result.method == "revert" and parents(setup.repo, result.to_sha) == [later]
@@ -780,12 +820,12 @@ def test_checkout_free_revert_conflict_names_files_and_changes_nothing(
     assert not [args for args in counted.calls if args[:2] == ("worktree", "add")]
 
 
-def test_reset_rollback_is_two_git_calls(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reset_rollback_is_one_git_call(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     setup.work({"feature.txt": "new\n"})
     planned = merged(setup)
     counted = GitCalls(monkeypatch)
     result = rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
-    assert counted.commands() == ["rev-parse", "reset"]
+    assert counted.commands() == ["reset"] and counted.processes == 1  # the plan is read from git's files
     assert ("reset", "--keep", "--quiet", planned.rollback_sha) in counted.calls
     assert result.method == "reset" and git(setup.repo, "rev-parse", "HEAD") == setup.base
 
