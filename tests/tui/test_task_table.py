@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import TabbedContent, TabPane
@@ -53,7 +55,10 @@ async def test_row_updates_render_like_update_cell() -> None:
             await app.mount(plain)
             plain.upsert_many(rows, NOW)
             plain.move_cursor(row=fast.cursor_row)
-            await pilot.pause()
+            deadline = time.monotonic() + 10
+            # The new table has taken its size (and fitted its title column to it).
+            while plain.virtual_size != fast.virtual_size and time.monotonic() < deadline:
+                await pilot.pause(0.01)
             assert screen_text(fast) == screen_text(plain), f"step {step}"
         assert "rejected" in str(fast.get_cell(str(rows[0].id), "state"))
 
