@@ -339,7 +339,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def daemon_run(paths: RepoPaths, ready_fd: int | None) -> int:
-    from cockpit.daemon.server import run_until_stopped
+    from cockpit.daemon.assembly import run_until_stopped
 
     if not paths.db.exists():
         init_repo(paths)

@@ -25,7 +25,8 @@ from typing import Any
 from cockpit import cli
 from cockpit.core import daemonfile, git
 from cockpit.core.backend import Backend, backend_for
-from cockpit.core.delegation import DEFAULT_WAIT_CLASSIFIED_S, repo_status
+from cockpit.core.delegation.peers import repo_status
+from cockpit.core.delegation.sender import DEFAULT_WAIT_CLASSIFIED_S
 from cockpit.core.errors import CockpitError, ConfigError, DaemonUnavailable, RefusedError, UsageError
 from cockpit.core.mcp_config import SERVER_NAME, shared_server_entry
 from cockpit.core.models import JSON

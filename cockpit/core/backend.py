@@ -22,6 +22,7 @@ from cockpit.core.client import DaemonClient
 from cockpit.core.errors import CockpitError, NotFoundError
 from cockpit.core.models import JSON
 from cockpit.core.ops import Ops, arg_int, arg_states
+from cockpit.core.optable import build_ops
 from cockpit.core.paths import RepoPaths
 from cockpit.core.service import TaskService
 from cockpit.core.states import SETTLED
@@ -82,7 +83,7 @@ async def open_local(paths: RepoPaths, *, person: bool = False) -> Backend:
     except CockpitError:
         await store.close()
         raise
-    ops = Ops(service)
+    ops = build_ops(service)
     return Backend(paths, store=store, ops=ops, context=await _local_context(person))
 
 

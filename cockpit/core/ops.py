@@ -7,7 +7,6 @@ specific and live with each transport.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,12 +36,6 @@ async def all_tasks(call: Callable[[str, dict[str, Any]], Awaitable[JSON]],
         tasks.extend(page["tasks"])
         cursor = page.get("next_cursor")
     return tasks
-
-# Core modules that add ops (each defines `install_ops(ops: Ops) -> None`): served by the daemon and run
-# in-process by the CLI alike.
-OP_MODULES = ("cockpit.core.execution_ops", "cockpit.core.merging", "cockpit.core.delegation",
-              "cockpit.core.review_ops")
-
 
 def arg_int(args: dict[str, Any], name: str) -> int:
     value = args.get(name)
@@ -95,7 +88,8 @@ def _by(args: dict[str, Any]) -> str:
 
 
 class Ops:
-    """Dispatch a request to the service. Extended by later layers (execution, merge, delegation)."""
+    """Dispatch a request to the service: the task ops. `optable.build_ops` adds the other modules' ops
+    (execution, merge, delegation, review); the daemon adds those that need it."""
 
     def __init__(self, service: TaskService) -> None:
         self.service = service
@@ -115,14 +109,6 @@ class Ops:
         }
         # Hooks that decorate a task's JSON for display (e.g. live states of delegated children).
         self.task_decorators: list[Callable[[Task, JSON], Awaitable[None]]] = []
-        for name in OP_MODULES:
-            try:
-                module = importlib.import_module(name)
-            except ModuleNotFoundError as exc:
-                if exc.name != name:
-                    raise
-                continue
-            module.install_ops(self)
 
     async def dispatch(self, op: str, args: dict[str, Any],
                        context: principals.OpContext | None = None) -> JSON:

@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repo", required=True, type=Path, help="the repo root (initialised)")
     parser.add_argument("--ready-fd", type=int, default=None, help="write 'ready' here once serving")
     args = parser.parse_args(argv)
-    from cockpit.daemon.server import run_until_stopped
+    from cockpit.daemon.assembly import run_until_stopped
 
     try:
         return run_until_stopped(RepoPaths(args.repo.resolve()), args.ready_fd)

@@ -39,13 +39,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cockpit.core.backend import backend_for
-from cockpit.core.delegation import Delegation, PeerRef, Sender, describe, open_peer, wait_peer_task
+from cockpit.core.delegation.describe import describe
+from cockpit.core.delegation.peers import PeerRef, Sender, open_peer
+from cockpit.core.delegation.sender import Delegation
+from cockpit.core.delegation.wait import wait_peer_task
 from cockpit.core.errors import CockpitError
 from cockpit.core.models import JSON, Event, Link, PlanStep, Task
 from cockpit.core.prompts import render_prompt
 from cockpit.core.states import FINISHED, State
 from cockpit.core.workspace import repo_identity
-from cockpit.daemon.server import Daemon, register_extension
+from cockpit.daemon.execution import Executor
+from cockpit.daemon.server import Daemon
 
 log = logging.getLogger("cockpit.delegation")
 
@@ -581,28 +585,15 @@ class ParentNotifier:
                      task_id, exc)
 
 
-def _executor_hooks(daemon: Daemon, steps: StepExecutor) -> None:
-    executor = getattr(daemon, "executor", None)
-    if executor is None:
-        log.warning("no executor: delegate steps are not performed by this daemon")
-        return
-    executor.review_guards.append(steps.review_guard)
-    for name, hook in (("prompt_shapers", steps.shape_first_prompt), ("before_gates", steps.before_gates)):
-        hooks = getattr(executor, name, None)
-        if isinstance(hooks, list):
-            hooks.append(hook)
-        else:
-            log.warning("the executor has no %s hook: delegate steps are followed but not held for", name)
-
-
-@register_extension
-def install(daemon: Daemon) -> None:
+def install(daemon: Daemon, executor: Executor) -> StepExecutor:
     daemon.components.append(RemoteIntake(daemon))
     steps = StepExecutor(daemon)
     daemon.components.append(steps)
     daemon.components.append(ParentNotifier(daemon))
-    _executor_hooks(daemon, steps)
-    daemon.delegation = steps  # type: ignore[attr-defined]
+    executor.review_guards.append(steps.review_guard)
+    executor.prompt_shapers.append(steps.shape_first_prompt)
+    executor.before_gates.append(steps.before_gates)
+    return steps
 
 
 __all__ = ["ParentNotifier", "RemoteIntake", "StepExecutor", "agent_children", "continuation_prompt",

@@ -33,11 +33,11 @@ Restart: `adopt` (a daemon adopter) re-attaches to an executing task's live pane
 pane that died while the daemon was down; with no pane left the daemon sweeps the task to `interrupted`.
 Tasks found in `gating` run their gates again; `approved` ones are scheduled.
 
-Other layers hook in through `daemon.executor`: `review_guards` are awaited after the gates pass and before
-`task.awaiting_review` (a returned string fails the task with that reason). Delegation
-(`cockpit/daemon/delegation.py`) adds `prompt_shapers` (reshape the task a first run's prompt is rendered
-from) and `before_gates` (awaited when an agent exits 0; may block, and may return the prompt of a
-continuation run of the agent in the same worktree instead of going on to the gates).
+Other layers hook into the executor `install` returns (joined in `daemon/assembly.py`): `review_guards` are
+awaited after the gates pass and before `task.awaiting_review` (a returned string fails the task with that
+reason). Delegation (`cockpit/daemon/delegation.py`) adds `prompt_shapers` (reshape the task a first run's
+prompt is rendered from) and `before_gates` (awaited when an agent exits 0; may block, and may return the
+prompt of a continuation run of the agent in the same worktree instead of going on to the gates).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ from cockpit.core.signals import Signal, read_signals
 from cockpit.core.states import State
 from cockpit.core.tmux import PaneRef, TmuxPanes, read_died_signal
 from cockpit.core.worktrees import materialize, plan_worktree
-from cockpit.daemon.server import Daemon, register_extension
+from cockpit.daemon.server import Daemon
 
 log = logging.getLogger("cockpit.daemon.execution")
 
@@ -1592,7 +1592,7 @@ class Executor:
         return await self.daemon.ops.task_json(after)
 
 
-def install(daemon: Daemon) -> None:
+def install(daemon: Daemon) -> Executor:
     executor = Executor(daemon)
     daemon.components.append(executor)
     daemon.adopters.append(executor.adopt)
@@ -1602,7 +1602,4 @@ def install(daemon: Daemon) -> None:
     executor._plain_cancel = daemon.ops.handlers["cancel_task"]
     daemon.ops.handlers["stop_task"] = executor.op_stop_task
     daemon.ops.handlers["cancel_task"] = executor.op_cancel_task
-    daemon.executor = executor  # type: ignore[attr-defined]
-
-
-register_extension(install)
+    return executor

@@ -10,20 +10,18 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import struct
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from cockpit.core import daemonfile, filewatch, limits, principals
-from cockpit.core.config import Settings, load_settings
 from cockpit.core.errors import CockpitError, ConfigError, UsageError
 from cockpit.core.models import JSON, Event
-from cockpit.core.ops import Ops, arg_int, arg_states
+from cockpit.core.ops import arg_int, arg_states
+from cockpit.core.optable import build_ops
 from cockpit.core.paths import RepoPaths
 from cockpit.core.protocol import BadRequest, LineFramer, Oversized, encode, error, hello, ok, parse_request
 from cockpit.core.service import TaskService
@@ -53,7 +51,7 @@ class Daemon:
         self.paths = paths
         self.store = store
         self.service = service
-        self.ops = Ops(service)
+        self.ops = build_ops(service)
         self.bus = EventBus(store)
         self.components: list[Component] = []
         # Called on start with each executing task; True means the component accounts for it (re-adopted).
@@ -365,94 +363,3 @@ class Connection:
                     await asyncio.wait_for(woke.wait(), remaining)
         finally:
             self.daemon.bus.waiters.discard(waiter)
-
-
-def setup_logging(paths: RepoPaths, *, foreground: bool) -> None:
-    paths.logs.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger("cockpit")
-    root.setLevel(logging.INFO)
-    handler = logging.FileHandler(paths.daemon_log)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    if foreground:
-        stream = logging.StreamHandler()
-        stream.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-        root.addHandler(stream)
-
-
-DaemonExtension = Callable[[Daemon], None]
-EXTENSIONS: list[DaemonExtension] = []
-
-
-def register_extension(extension: DaemonExtension) -> DaemonExtension:
-    """Later layers (execution, merge, delegation) add their components and ops here."""
-    EXTENSIONS.append(extension)
-    return extension
-
-
-def run_until_stopped(paths: RepoPaths, ready_fd: int | None) -> int:
-    """Serve in the foreground (no `ready_fd`) or for `daemon start`, which waits for "ready" on `ready_fd`.
-
-    A daemon already running is not an error (exit 0, said on stderr); any other refusal is written to
-    `ready_fd` for the starter to show, then raised.
-    """
-
-    def ready() -> None:
-        if ready_fd is not None:
-            os.write(ready_fd, b"ready\n")
-            os.close(ready_fd)
-
-    try:
-        asyncio.run(run(paths, ready=ready, foreground=ready_fd is None))
-    except CockpitError as exc:
-        if ready_fd is not None:
-            os.write(ready_fd, f"error: {exc.message}\n".encode())
-        if exc.code == "already_running":
-            print(f"cockpit: {exc.message}", file=sys.stderr)
-            return 0
-        raise
-    return 0
-
-
-async def run(paths: RepoPaths, *, ready: Callable[[], None] | None = None, foreground: bool = False) -> None:
-    """Serve `paths`' repo until SIGTERM/SIGINT."""
-    from cockpit.daemon import extensions  # noqa: F401  (registers the execution, merge and delegation parts)
-
-    settings = load_settings(paths.config)  # a broken config stops the start with a clear error
-    lock = daemonfile.acquire_lock(paths.daemon_json)
-    if lock is None:
-        holder = daemonfile.lock_holder(paths.daemon_json)
-        raise CockpitError(f"a daemon for this repo is already running (pid {holder})",
-                           code="already_running")
-    try:
-        await _serve(paths, settings, ready=ready, foreground=foreground)
-    finally:
-        daemonfile.release_lock(lock)
-
-
-async def _serve(paths: RepoPaths, settings: Settings, *, ready: Callable[[], None] | None,
-                 foreground: bool) -> None:
-    setup_logging(paths, foreground=foreground)
-    store = await Store.open(paths.db)
-    try:
-        service = TaskService(paths, store, settings)
-    except BaseException:
-        await store.close()
-        raise
-    daemon = Daemon(paths, store, service)
-    for extension in EXTENSIONS:
-        extension(daemon)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, daemon.stopping.set)
-    try:
-        await daemon.start()
-        if ready is not None:
-            ready()
-        await daemon.stopping.wait()
-        log.info("stopping")
-    finally:
-        await daemon.stop()
-        await store.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)

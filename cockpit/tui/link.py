@@ -32,13 +32,14 @@ from cockpit.core.paths import RepoPaths
 from cockpit.core.remote.daemons import HostedRepo, person_refusal
 from cockpit.core.remote.ssh import HostUnreachable
 from cockpit.core.store import Store
-from cockpit.tui.messages import AttentionNeeded, LinkChanged, TasksChanged
+from cockpit.tui.messages import AgentOutput, AttentionNeeded, LinkChanged, TasksChanged
 from cockpit.tui.repo_model import CONNECTING, LIVE, OFFLINE, STORE, UNINITIALISED, RepoModel
 
 STORE_NAMES = frozenset({"index.db", "index.db-wal", "daemon.json"})
 # The watcher thread returns this often even with nothing to report, so a stop is never held up for long.
 # A daemon that takes longer than this to answer the snapshot or the subscription is treated as unreachable.
 REPLY_TIMEOUT_S = 30.0
+OUTPUT_LINES = 60  # the agent output's tail fetched for the detail
 
 
 class RepoLink:
@@ -67,6 +68,7 @@ class RepoLink:
         self._closing: asyncio.Future[None] | None = None
         self._notified = False
         self._refused = ""
+        self._live_detail = ""  # said beside "live": for a hosted repo, whom the cockpit acts as there
 
     @property
     def name(self) -> str:
@@ -118,6 +120,16 @@ class RepoLink:
         if self._local is None:
             self._local = await open_local(self.paths, person=True)
         return await self._local.call(op, args or {}, timeout)
+
+    async def fetch_output(self, task_id: int, lines: int = OUTPUT_LINES) -> AgentOutput:
+        """The tail of the task's agent pane, through the `tail` op (the daemon's, or the store's here)."""
+        try:
+            result = await self.call("tail", {"id": task_id, "lines": lines})
+        except CockpitError as exc:
+            return AgentOutput(self.name, task_id, [], exc.message)
+        raw = result.get("lines", result.get("tail", result.get("text", "")))
+        found = [str(x) for x in raw] if isinstance(raw, list) else str(raw).splitlines()
+        return AgentOutput(self.name, task_id, found)
 
     # -- the worker ------------------------------------------------------------------------------------------
 
@@ -177,6 +189,7 @@ class RepoLink:
             else:
                 self.client = client
                 try:
+                    self._live_detail = await self._acting_as(hosted, client)
                     if await self._follow_daemon(client):
                         delay = self.backoff[0]
                 except (DaemonUnavailable, TimeoutError):
@@ -189,6 +202,17 @@ class RepoLink:
                 self._set_mode(OFFLINE, f"lost {host} · reconnecting")
             await self._pause(delay)
             delay = min(delay * 2, self.backoff[1])
+
+    @staticmethod
+    async def _acting_as(hosted: HostedRepo, client: DaemonClient) -> str:
+        """Whom this cockpit is on the host: the person (a trusted host that took the token) or a peer."""
+        if client.auth is None:
+            return "as a peer: approve there, or add it with --trust"
+        # The reply as it came (a lost connection raises DaemonUnavailable: retried like any other loss).
+        reply = await asyncio.wait_for(asyncio.shield(client.auth), REPLY_TIMEOUT_S)
+        if reply.get("ok") is False:
+            return f"as a peer: {hosted.host.destination} refused your token (add it again with --trust)"
+        return "as you"
 
     async def stopped(self) -> None:
         """Wait for `run` to end after `stop`, its store and sockets closed."""
@@ -222,7 +246,7 @@ class RepoLink:
             quiet_until = after
         self._changed()
         await client.call("subscribe", {"since": self.model.last_seq}, timeout=REPLY_TIMEOUT_S)
-        self._set_mode(LIVE, "")
+        self._set_mode(LIVE, self._live_detail)
         queue = client.events
         while True:
             event = await queue.get()

@@ -30,6 +30,7 @@ from tests.support.waiting import wait_until
 ROOT = Path(__file__).resolve().parents[2]
 TOOL_DIRS = (ROOT / ".tools" / "npm" / "node_modules" / ".bin", ROOT / ".tools" / "aider-venv" / "bin")
 API_KEY = "sk-ant-cockpit-test-0123456789abcdef"
+DIALOG_DRAW_S = 5  # how long after a hook flagged a question its dialog may take to show
 IDLE_WAIT_S = 20  # how long a task may wait for a person, dialog-less, before a drive gives up
 
 
@@ -154,6 +155,23 @@ class Driver:
                              capture_output=True, text=True, check=False)
         return out.returncode == 0 and out.stdout.strip() == "0"
 
+    def task_processes(self, task_id: int) -> list[str]:
+        """The command lines of live processes started for this task (its pane env names repo and task)."""
+        want = {f"COCKPIT_TASK_ID={task_id}".encode(), f"COCKPIT_REPO={self.repo}".encode()}
+        found: list[str] = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                env = set((proc / "environ").read_bytes().split(b"\0"))
+                status = (proc / "stat").read_text().rsplit(")", 1)[-1].split()
+                line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+            if want <= env and status[0] != "Z":
+                found.append(f"{proc.name}: {line.strip()}")
+        return found
+
     def answer(self, task_id: int) -> None:
         args = ["task", "send", str(task_id), self.spec.answer]
         if not self.spec.answer_enter:
@@ -215,6 +233,9 @@ class Driver:
             if not task.get("needs_input"):
                 return None
             screen = self.screen(task_id)
+            if answer_dialogs and self.spec.dialog not in screen:
+                # A hook can flag a question a moment before the agent has drawn its dialog.
+                screen = self.dialog_screen(task_id) or screen
             if self.spec.dialog not in screen or not answer_dialogs:
                 return task
             self.answer(task_id)
@@ -227,6 +248,17 @@ class Driver:
             raise AssertionError(f"{exc}\n{self.screen(task_id)}") from None
         assert found is not None
         return found
+
+    def dialog_screen(self, task_id: int, timeout: float = DIALOG_DRAW_S) -> str | None:
+        """The screen once it shows the agent's dialog, or None if none shows within `timeout`."""
+        def shown() -> str | None:
+            screen = self.screen(task_id)
+            return screen if self.spec.dialog in screen else None
+
+        try:
+            return wait_until(shown, timeout=timeout, interval=0.2)
+        except AssertionError:
+            return None
 
     def wait_answered(self, task_id: int, before: str, timeout: float = 30) -> None:
         """Until the answer took: the flag cleared, or the screen moved on (maybe to the next dialog)."""

@@ -149,7 +149,9 @@ def test_codex_runs_in_a_per_task_home_with_the_persons_auth_linked(fake_agents:
     command = adapter("codex").launch(setup)
 
     home = setup.home / "codex"
-    assert command.env == {"CODEX_HOME": str(home)}
+    # A temp dir of the task's own: codex links no sandbox helpers into a CODEX_HOME below the temp dir.
+    assert command.env == {"CODEX_HOME": str(home), "TMPDIR": str(setup.home / "tmp")}
+    assert (setup.home / "tmp").is_dir() and not home.is_relative_to(setup.home / "tmp")
     assert (home / "auth.json").is_symlink() and (home / "auth.json").resolve() == person / "auth.json"
     config = tomllib.loads((home / "config.toml").read_text())
     assert config["model"] == "gpt-x", "the person's own settings are kept"
@@ -165,6 +167,30 @@ def test_codex_runs_in_a_per_task_home_with_the_persons_auth_linked(fake_agents:
     assert json.loads((person / "auth.json").read_text()) == {"token": "secret"}, "never copied or changed"
 
 
+@pytest.mark.parametrize("nests", [True, False])
+def test_codex_under_cockpits_sandbox_keeps_its_own_only_where_a_nested_one_works(
+    fake_agents: Path, setup: Setup, monkeypatch: pytest.MonkeyPatch, nests: bool
+) -> None:
+    import dataclasses
+
+    from cockpit.core import sandbox
+
+    monkeypatch.setattr(sandbox, "nests", lambda: nests)
+    wrapped = dataclasses.replace(setup, sandbox="bwrap")
+    command = adapter("codex").launch(wrapped)
+    inner = command.argv[2]
+    config = tomllib.loads((Path(command.env["CODEX_HOME"]) / "config.toml").read_text())
+    if nests:
+        assert "danger-full-access" not in inner and f"--add-dir {setup.git_dir}" in inner
+        assert str(setup.git_dir) in config["sandbox_workspace_write"]["writable_roots"]
+    else:
+        # Codex's sandbox would fail every command: cockpit's alone confines it.
+        assert "--sandbox danger-full-access" in inner and "--add-dir" not in inner
+        assert "sandbox_workspace_write" not in config
+    unwrapped = adapter("codex").launch(setup)
+    assert "danger-full-access" not in unwrapped.argv[2], "without cockpit's sandbox Codex keeps its own"
+
+
 def test_codex_config_that_is_not_toml_is_a_clear_error(fake_agents: Path, setup: Setup) -> None:
     assert setup.person_home is not None
     (setup.person_home / ".codex").mkdir()
@@ -173,39 +199,63 @@ def test_codex_config_that_is_not_toml_is_a_clear_error(fake_agents: Path, setup
         adapter("codex").launch(setup)
 
 
-def test_gemini_settings_come_from_a_per_task_file(
+def test_gemini_runs_in_a_per_task_home_with_the_persons_settings_and_the_tasks_hooks(
     fake_agents: Path, setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert setup.person_home is not None and setup.repo_root is not None
+    assert setup.person_home is not None and setup.repo_root is not None and setup.home is not None
     monkeypatch.delenv("GEMINI_CLI_TRUSTED_FOLDERS_PATH", raising=False)
+    monkeypatch.delenv("GEMINI_CLI_HOME", raising=False)
     for name, value in (("GIT_AUTHOR_NAME", "Ada"), ("GIT_AUTHOR_EMAIL", "ada@example.org"),
                         ("GIT_COMMITTER_NAME", "Ada"), ("GIT_COMMITTER_EMAIL", "ada@example.org")):
         monkeypatch.setenv(name, value)
-    (setup.person_home / ".gemini").mkdir()
+    person = setup.person_home / ".gemini"
+    person.mkdir()
     untrusted = adapter("gemini").launch(setup)
     assert "GEMINI_CLI_TRUST_WORKSPACE" not in untrusted.env, "an untrusted repo's dialog shows (flagged)"
 
-    folders = setup.person_home / ".gemini" / "trustedFolders.json"
-    folders.write_text(json.dumps({str(setup.repo_root): "TRUST_FOLDER"}))
-    user = setup.person_home / ".gemini" / "settings.json"
-    mine = {"matcher": "*", "hooks": [{"name": "own", "type": "command", "command": "notify-send hi"}]}
-    user.write_text(json.dumps({"theme": "dark", "hooks": {"AfterAgent": [mine]}}))
+    (person / "trustedFolders.json").write_text(json.dumps({str(setup.repo_root): "TRUST_FOLDER"}))
+    (person / "oauth_creds.json").write_text("{}")
+    (person / "tmp").mkdir()
+    theirs = {"matcher": "*", "hooks": [{"name": "own", "type": "command", "command": "notify-send hi"}]}
+    stale = {"matcher": "*", "hooks": [{"name": "cockpit-turn", "type": "command", "command": "old"}]}
+    user = person / "settings.json"
+    text = json.dumps({"ui": {"theme": "dark"}, "hooks": {"AfterAgent": [theirs, stale]},
+                       "mcpServers": {"docs": {"command": "docs-mcp"}}})
+    user.write_text("// the person's settings, with a comment\n" + text)
+    before = user.read_text()
     command = adapter("gemini").launch(setup)
-    adapter("gemini").launch(setup)  # a second task adds nothing more
+    adapter("gemini").launch(setup)  # the same task again adds nothing more
     assert command.env["GEMINI_CLI_TRUST_WORKSPACE"] == "true"
-    assert json.loads(folders.read_text()) == {str(setup.repo_root): "TRUST_FOLDER"}, "left as it was"
     # Gemini CLI hides the global git config from its shell: the identity travels in the environment.
     assert command.env["GIT_AUTHOR_EMAIL"] == "ada@example.org"
-    file = Path(command.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"])
-    assert json.loads(file.read_text())["mcpServers"]["cockpit"]["trust"] is True
-    # Gemini CLI runs hooks from the person's settings only: cockpit's are there, no-ops outside a pane.
-    settings = json.loads(user.read_text())
-    assert settings["theme"] == "dark" and settings["hooks"]["AfterAgent"][0] == mine, "theirs kept"
-    assert len(settings["hooks"]["AfterAgent"]) == 2, "added once"
-    hook = settings["hooks"]["AfterAgent"][1]["hooks"][0]["command"]
-    assert hook.startswith("${COCKPIT_HOOK:-true} turn-ended --stdin") and hook.endswith("echo '{}'")
+    home = Path(command.env["GEMINI_CLI_HOME"])
+    assert home == (setup.home / "gemini").absolute()
+    settings = json.loads((home / ".gemini" / "settings.json").read_text())
+    assert settings["ui"] == {"theme": "dark"} and settings["mcpServers"]["docs"] == {"command": "docs-mcp"}
+    assert settings["mcpServers"]["cockpit"]["trust"] is True
+    assert settings["mcpServers"]["cockpit"]["env"]["COCKPIT_TASK_ID"] == "7"
     assert settings["hooksConfig"]["enabled"] is True
+    turn = settings["hooks"]["AfterAgent"]
+    assert turn[0] == theirs and len(turn) == 2, "theirs kept, an older cockpit hook replaced, ours once"
+    assert turn[1]["hooks"][0]["command"] == (
+        "sh /opt/cockpit/hook.sh turn-ended --stdin --event AfterAgent >/dev/null 2>&1; echo '{}'")
+    assert "needs-input" in settings["hooks"]["Notification"][0]["hooks"][0]["command"]
+    # The login is linked, never copied; the person's session files and settings stay theirs.
+    assert (home / ".gemini" / "oauth_creds.json").resolve() == (person / "oauth_creds.json").resolve()
+    assert (home / ".gemini" / "oauth_creds.json").is_symlink()
+    assert not (home / ".gemini" / "tmp").exists()
+    assert json.loads((home / ".gemini" / "trustedFolders.json").read_text()) == {
+        str(setup.repo_root): "TRUST_FOLDER"}
+    assert user.read_text() == before, "the person's settings are not touched"
     assert [p.name for p in setup.worktree.iterdir()] == [".git"], "nothing is written into the worktree"
+
+
+def test_gemini_settings_that_are_not_json_are_one_clear_error(fake_agents: Path, setup: Setup) -> None:
+    assert setup.person_home is not None
+    (setup.person_home / ".gemini").mkdir()
+    (setup.person_home / ".gemini" / "settings.json").write_text('{"ui": ')
+    with pytest.raises(ConfigError, match=r"settings\.json is not valid JSON"):
+        adapter("gemini").launch(setup)
 
 
 def test_aider_files_are_excluded_once_and_aider_never_edits_gitignore(
@@ -320,6 +370,26 @@ def test_codex_notify_payloads_other_than_a_turn_are_skipped() -> None:
     assert skip_payload("turn-ended", hook_payload(title, None))
     assert skip_payload("turn-ended", hook_payload(json.dumps({"type": "approval-requested"}), None))
     assert not skip_payload("needs-input", hook_payload(json.dumps({"type": "x"}), None))
+
+
+def test_codex_notify_line_with_its_payload_appended_records_the_turn(
+    fake_agents: Path, setup: Setup
+) -> None:
+    from cockpit.hook import main
+
+    command = adapter("codex").launch(setup)
+    config = tomllib.loads((Path(command.env["CODEX_HOME"]) / "config.toml").read_text())
+    argv = config["notify"]
+    assert argv[1:3] == ["-m", "cockpit.hook"]
+    payload = json.dumps({"type": "agent-turn-complete", "input-messages": ["do it"],
+                          "last-assistant-message": "Which colour?"})
+    # Codex appends the payload as the last argument, after the task's options.
+    assert main([*argv[3:], payload]) == 0
+    assert setup.repo_root is not None
+    signals = list((setup.repo_root / ".cockpit" / "signals").glob("*turn_ended*.json"))
+    assert len(signals) == 1, signals
+    data = json.loads(signals[0].read_text())
+    assert data["task_id"] == 7 and data["data"]["message"] == "Which colour?"
 
 
 def test_turn_ended_signal_keeps_the_last_message_and_transcript(tmp_path: Path) -> None:

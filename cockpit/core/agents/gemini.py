@@ -1,29 +1,38 @@
-"""Gemini CLI: `gemini -i PROMPT` (the prompt, then interactive), hooks and MCP server wired per task.
+"""Gemini CLI: `gemini -i PROMPT` (the prompt, then interactive) in a per-task GEMINI_CLI_HOME.
 
 Command line::
 
     bash -c 'p=$(cat -- "$1") || exit 66; exec gemini -i "$p"' cockpit-gemini PROMPT
 
-with `GEMINI_CLI_SYSTEM_SETTINGS_PATH=.cockpit/agents/task-<id>/gemini-settings.json` in the pane: a settings
-file of the task's own with the cockpit MCP server for this task (trusted: its tools need no confirmation).
-Gemini CLI 0.61 runs hooks only from user and workspace settings, so cockpit adds its hooks to the person's
-`~/.gemini/settings.json` once, as commands that are no-ops outside a cockpit pane
-(`${COCKPIT_HOOK:-true} turn-ended ...`): AfterAgent -> `turn-ended` (its payload has the response and
-`transcript_path`), Notification -> `needs-input`, BeforeAgent and AfterTool -> `resolved`. Nothing is written
-into the worktree, so the clean-tree gate never sees it.
+with `GEMINI_CLI_HOME=.cockpit/agents/task-<id>/gemini` in the pane: Gemini CLI then keeps everything it
+would keep in `~/.gemini` in `<that>/.gemini` (its chats, project registry, state), so two tasks never share
+a session and an agent sandboxed with a read-only home can still write its files. That folder holds:
 
-Trust: where the person trusts the repo root in `~/.gemini/trustedFolders.json`, the pane gets
-`GEMINI_CLI_TRUST_WORKSPACE=true` (the worktree is trusted as its repo is; the person's file is not touched);
-otherwise the "Do you trust the files in this folder?" dialog is flagged by its screen pattern. Gemini CLI
-hides the person's global git config from its shell commands, so the pane also gets the repo's author and
-committer identity (`GIT_AUTHOR_NAME`...). Usage: the session transcript's per-message `tokens`.
+- `settings.json`: the person's `~/.gemini/settings.json` with, on top, cockpit's hooks for this task and the
+  cockpit MCP server (trusted: its tools need no confirmation). Hooks: AfterAgent -> `turn-ended` (its
+  payload has the turn's text, `prompt_response`, and `transcript_path`, which gives the usage),
+  Notification (a tool confirmation, at once) -> `needs-input`, BeforeAgent and AfterTool -> `resolved`.
+  Gemini CLI 0.61 runs hooks from the user's (and the workspace's) settings only, and only in a trusted
+  folder; a system settings file (GEMINI_CLI_SYSTEM_SETTINGS_PATH) is skipped unless root owns it and every
+  folder above it;
+- every other file of the person's `~/.gemini` (the login above all: `oauth_creds.json`,
+  `google_accounts.json`, `.env`, `GEMINI.md`, extensions) as a symbolic link, never a copy; the person's
+  `trustedFolders.json` is copied (a trust given in the task stays in the task).
+
+Trust: where the person trusts the repo root, the pane gets `GEMINI_CLI_TRUST_WORKSPACE=true` (the worktree
+is trusted as its repo is); otherwise "Do you trust the files in this folder?" shows and is flagged by its
+screen pattern. Nothing is written into the worktree or the person's files. Gemini CLI hides the person's
+global git config from its shell commands, so the pane also gets the repo's author and committer identity
+(`GIT_AUTHOR_NAME`...). Usage: the session transcript's per-message `tokens`.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,65 +42,111 @@ from cockpit.core.agents.base import (
     Setup,
     SubmitStyle,
     Usage,
+    hook_line,
     mcp_server,
     person_home,
     prompt_argv,
 )
 from cockpit.core.agents.claude import write_json
+from cockpit.core.errors import ConfigError
 
-# Hook commands that work in any Gemini CLI session: inside a cockpit pane they report to its task
-# ($COCKPIT_HOOK), anywhere else `true` makes them no-ops. A Gemini CLI hook must print JSON only.
-USER_HOOKS: dict[str, tuple[str, str]] = {
-    "AfterAgent": ("cockpit-turn", "turn-ended --stdin --event AfterAgent"),
-    "Notification": ("cockpit-ask", "needs-input --stdin --event Notification"),
-    "BeforeAgent": ("cockpit-resolved", "resolved"),
-    "AfterTool": ("cockpit-tool", "resolved"),
-}
+# The task's hooks: (event, name, cockpit hook arguments). A Gemini CLI hook must print JSON only.
+HOOKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("AfterAgent", "cockpit-turn", ("turn-ended", "--stdin", "--event", "AfterAgent")),
+    ("Notification", "cockpit-ask", ("needs-input", "--stdin", "--event", "Notification")),
+    ("BeforeAgent", "cockpit-resolved", ("resolved",)),
+    ("AfterTool", "cockpit-tool", ("resolved",)),
+)
+# What Gemini CLI writes into its home per session: the task's own, never the person's.
+OWN = frozenset({"settings.json", "trustedFolders.json", "tmp", "history", "projects.json", "state.json"})
+# Comments are allowed in Gemini CLI's settings files (it strips them); strings are kept as they are.
+COMMENT = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 
 
-def user_hook_command(args: str) -> str:
-    return f"${{COCKPIT_HOOK:-true}} {args} >/dev/null 2>&1; echo '{{}}'"
+def person_gemini_dir(setup: Setup) -> Path:
+    configured = os.environ.get("GEMINI_CLI_HOME")
+    return (Path(configured) if configured else person_home(setup)) / ".gemini"
 
 
-def install_user_hooks(settings: Path) -> bool:
-    """Add cockpit's hooks to the person's ~/.gemini/settings.json (once; their own hooks and settings are
-    kept). Gemini CLI 0.61 runs hooks from user (and workspace) settings only. True when the file changed;
-    a file that is not plain JSON is left alone."""
+def task_home(setup: Setup) -> Path:
+    """The task's GEMINI_CLI_HOME (Gemini CLI keeps its files in `<it>/.gemini`)."""
+    assert setup.home is not None
+    return setup.home / "gemini"
+
+
+def read_settings(path: Path) -> dict[str, Any]:
+    """The person's settings.json (comments allowed, as Gemini CLI allows them); {} when there is none."""
     try:
-        data: Any = json.loads(settings.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        data = {}
-    except (OSError, ValueError):
-        return False
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc}); fix it, then retry the task") from None
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(COMMENT.sub(lambda m: m.group(0) if m.group(0).startswith('"') else "", text))
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); fix it, then retry the task") from None
     if not isinstance(data, dict):
-        return False
-    hooks = data.setdefault("hooks", {})
-    if not isinstance(hooks, dict):
-        return False
-    changed = False
-    for event, (name, args) in USER_HOOKS.items():
-        groups = hooks.setdefault(event, [])
-        if not isinstance(groups, list):
-            continue
-        mine = {"name": name, "type": "command", "command": user_hook_command(args)}
-        found = [g for g in groups if isinstance(g, dict) and any(
-            isinstance(h, dict) and h.get("name") == name for h in g.get("hooks", []))]
-        if found and found[0].get("hooks") == [mine]:
-            continue
-        groups[:] = [g for g in groups if g not in found] + [{"matcher": "*", "hooks": [mine]}]
-        changed = True
-    config = data.setdefault("hooksConfig", {})
-    if isinstance(config, dict) and config.get("enabled") is not True:
-        config["enabled"] = True
-        changed = True
-    if changed:
-        write_json(settings, data)
-    return changed
+        raise ConfigError(f"{path} is not a JSON object; fix it, then retry the task")
+    return data
 
 
-def task_settings(setup: Setup) -> dict[str, Any]:
-    """The task's own settings file: the cockpit MCP server for this task (trusted: no confirmations)."""
-    return {"mcpServers": {"cockpit": {**mcp_server(setup), "trust": True}}}
+def table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def hook_command(setup: Setup, args: tuple[str, ...]) -> str:
+    return f"{hook_line(setup, *args)} >/dev/null 2>&1; echo '{{}}'"
+
+
+def task_settings(setup: Setup, person: dict[str, Any]) -> dict[str, Any]:
+    """The person's settings with the task's hooks and the cockpit MCP server (trusted) on top."""
+    data = copy.deepcopy(person)
+    hooks = table(data, "hooks")
+    ours = {name for _, name, _ in HOOKS}
+    for event, name, args in HOOKS:
+        theirs = hooks.get(event)
+        groups = [g for g in (theirs if isinstance(theirs, list) else []) if isinstance(g, dict) and not any(
+            isinstance(h, dict) and h.get("name") in ours for h in g.get("hooks", []))]
+        mine = {"name": name, "type": "command", "command": hook_command(setup, args)}
+        hooks[event] = [*groups, {"matcher": "*", "hooks": [mine]}]
+    data["hooks"] = hooks
+    data["hooksConfig"] = {**table(data, "hooksConfig"), "enabled": True}
+    data["mcpServers"] = {**table(data, "mcpServers"), "cockpit": {**mcp_server(setup), "trust": True}}
+    return data
+
+
+def link_person_files(source: Path, target: Path) -> None:
+    """Link the person's Gemini CLI files (the login above all) into the task's; never copy credentials."""
+    if not source.is_dir() or source.resolve() == target.resolve():
+        return
+    for entry in source.iterdir():
+        if (entry.name in OWN or entry.name.startswith(".")) and entry.name != ".env":
+            continue  # the task's own files, and temporary dot-files
+        link = target / entry.name
+        if link.is_symlink() or link.exists():
+            continue
+        link.symlink_to(entry)
+
+
+def prepare_home(setup: Setup) -> Path:
+    """Write the task's GEMINI_CLI_HOME; returns it. Blocks."""
+    home = task_home(setup)
+    own = home / ".gemini"
+    own.mkdir(parents=True, exist_ok=True)
+    source = person_gemini_dir(setup)
+    write_json(own / "settings.json", task_settings(setup, read_settings(source / "settings.json")))
+    folders = source / "trustedFolders.json"
+    if folders.is_file() and not (own / "trustedFolders.json").exists():
+        shutil.copyfile(folders, own / "trustedFolders.json")
+    link_person_files(source, own)
+    agents = source.parent / ".agents"  # the person's skills and agents, beside ~/.gemini
+    if agents.is_dir() and not (home / ".agents").exists():
+        (home / ".agents").symlink_to(agents)
+    return home
 
 
 def repo_trusted(folders: Path, repo_root: Path) -> bool:
@@ -170,21 +225,14 @@ class Gemini(Agent):
     furniture = (r"Type your message", r"Shift\+Tab to accept", r"Executing Hooks", r"True color",
                  r"workspace \(/directory\)", r"\bsandbox\b.*\bmodel\b")
 
-    def settings_file(self, setup: Setup) -> Path:
-        assert setup.home is not None
-        return setup.home / "gemini-settings.json"
-
     def command(self, setup: Setup) -> list[str]:
         return prompt_argv(self.name, ["gemini", "-i"], setup.prompt_file)
 
     def prepare(self, setup: Setup) -> dict[str, str]:
         assert setup.repo_root is not None
-        file = self.settings_file(setup)
-        write_json(file, task_settings(setup))
-        install_user_hooks(person_home(setup) / ".gemini" / "settings.json")
-        env = {"GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(file), **git_identity(setup.repo_root)}
+        env = {"GEMINI_CLI_HOME": str(prepare_home(setup).absolute()), **git_identity(setup.repo_root)}
         folders = os.environ.get("GEMINI_CLI_TRUSTED_FOLDERS_PATH")
-        trusted = Path(folders) if folders else person_home(setup) / ".gemini" / "trustedFolders.json"
+        trusted = Path(folders) if folders else person_gemini_dir(setup) / "trustedFolders.json"
         if repo_trusted(trusted, setup.repo_root):
             env["GEMINI_CLI_TRUST_WORKSPACE"] = "true"  # the worktree, trusted as its repo is
         return env
