@@ -31,8 +31,8 @@ from cockpit.core.states import State, parse_state
 from cockpit.core.store import Store, private_dir
 
 # Modules that add verbs (each has `register(sub, common)`); missing ones are skipped.
-VERB_MODULES = ("cockpit.cli_exec", "cockpit.cli_merge", "cockpit.cli_remote", "cockpit.cli_app",
-                "cockpit.cli_demo")
+VERB_MODULES = ("cockpit.cli.execution", "cockpit.cli.merge", "cockpit.cli.remote", "cockpit.cli.app",
+                "cockpit.cli.demo")
 
 Runner = Callable[[argparse.Namespace], Awaitable[int] | int]
 
@@ -691,7 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         if args.func is None:
-            from cockpit.cli_app import open_cockpit  # type: ignore[import-not-found,unused-ignore]
+            from cockpit.cli.app import open_cockpit  # type: ignore[import-not-found,unused-ignore]
 
             return int(open_cockpit(args))
         result = args.func(args)
