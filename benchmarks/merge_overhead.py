@@ -5,9 +5,9 @@ JSON object; `value` is the median over rounds of tool time / bare time (goal: a
 
 Both sides merge a one-commit task branch into `main`, which is checked out in the repo's main checkout, and
 remove the task's worktree afterwards (the branch is kept). The tool side is
-`cockpit.core.merging.merge_task` in-process, on a real store (preflight, merge.preflight / merge.started /
-merge.finished events, compare-and-set move, worktree removal). The bare side is the shortest sequence of
-git commands with the same checks:
+`cockpit.core.merge.orchestrator.merge_task` in-process, on a real store (preflight, merge.preflight /
+merge.started / merge.finished events, compare-and-set move, worktree removal). The bare side is the shortest
+sequence of git commands with the same checks:
 
     git rev-parse refs/heads/main                  # the rollback point
     git status --porcelain                         # the target's checkout is clean
@@ -44,8 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _merge_bench import bare_git, counting_git, isolated_env, make_big_repo
 
-from cockpit.core import merging
 from cockpit.core.config import Settings
+from cockpit.core.merge.context import MergeContext
+from cockpit.core.merge.orchestrator import merge_task
 from cockpit.core.store import Store
 from tests.support.tasks import commit_files, init_cockpit, reviewable_task
 
@@ -75,7 +76,7 @@ async def measure(files: int, rounds: int, tmp: Path) -> dict[str, Any]:
     store = await Store.open(paths.db)
     settings = Settings()
     settings.values["merge.verify"] = False
-    ctx = merging.MergeContext(store, paths, settings)
+    ctx = MergeContext(store, paths, settings)
     tool_s: list[float] = []
     bare_s: list[float] = []
     ratios: list[float] = []
@@ -94,7 +95,7 @@ async def measure(files: int, rounds: int, tmp: Path) -> dict[str, Any]:
                 task = await reviewable_task(store, paths, change, title=f"tool {i}")
                 with counting_git() as processes:
                     started = time.perf_counter()
-                    outcome = await merging.merge_task(ctx, task.id)
+                    outcome = await merge_task(ctx, task.id)
                     elapsed = time.perf_counter() - started
                 assert outcome.task.state.value == "done" and not outcome.rebased
                 counts.append(len(processes))

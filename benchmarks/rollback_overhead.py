@@ -8,8 +8,8 @@ the one-key undo of the latest merge by reset (goal: at most 1.3); `revert_ratio
 `main` is checked out in the repo's main checkout. Each round merges a task on both sides (untimed), then
 times undoing it back to back, in alternating order, so both sides see the same machine load:
 
-- tool: `cockpit.core.merging.rollback_task` in-process, on a real store (reset while the merge is the tip:
-  compare-and-set with `reset --keep` in the checkout, merge.rolled_back recorded);
+- tool: `cockpit.core.merge.rollback.rollback_task` in-process, on a real store (reset while the merge is the
+  tip: compare-and-set with `reset --keep` in the checkout, merge.rolled_back recorded);
 - bare: `git rev-parse refs/heads/main` (is the merge still the tip?), then
   `git reset --keep <rollback point>`.
 
@@ -17,8 +17,9 @@ The revert path (a later commit on main, so the merge is undone by a revert comm
 `--revert-rounds`, against `git revert --no-edit -m 1 <merge>` in the checkout, and reported as
 `revert_ratio`: the tool builds the revert with plumbing (a three-way `merge-tree` whose base is the merge,
 no checkout) so that a conflicting revert can never touch the person's checkout, then fast-forwards the
-checkout to it: four git processes (rev-parse, merge-tree, commit-tree, merge --ff-only; on git 2.38/2.39 the
-merge-tree is against a stand-in commit the tool writes itself) where bare git's in-place revert is one.
+checkout to it: three git processes (merge-tree, commit-tree, merge --ff-only; on git 2.38/2.39 the
+merge-tree is against a stand-in commit the tool writes itself) where bare git's in-place revert is one. The
+plan of either (tip, trees, parents) is read from git's files, with no process, while they are loose.
 
 `tool_git_processes` / `revert_tool_git_processes` are how many git processes one tool rollback started
 (counted at GitPython's runner; the bare side starts one per command).
@@ -44,8 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _merge_bench import bare_git, counting_git, isolated_env, make_big_repo
 
-from cockpit.core import merging
 from cockpit.core.config import Settings
+from cockpit.core.merge.context import MergeContext
+from cockpit.core.merge.orchestrator import merge_task
+from cockpit.core.merge.rollback import rollback_task
 from cockpit.core.store import Store
 from tests.support.tasks import commit_files, init_cockpit, reviewable_task
 
@@ -68,7 +71,7 @@ def bare_merge(root: Path, name: str) -> tuple[str, str]:
 
 
 class Bench:
-    def __init__(self, root: Path, ctx: merging.MergeContext) -> None:
+    def __init__(self, root: Path, ctx: MergeContext) -> None:
         self.root = root
         self.ctx = ctx
         self.n = 0
@@ -78,7 +81,7 @@ class Bench:
         self.n += 1
         change: dict[str, str | None] = {f"src/d1/tool-{self.n}.txt": f"tool {self.n}\n"}
         task = await reviewable_task(self.ctx.store, self.ctx.paths, change, title=f"tool {self.n}")
-        await merging.merge_task(self.ctx, task.id)
+        await merge_task(self.ctx, task.id)
         if later:
             commit_files(self.root, {f"src/d3/later-{self.n}.txt": "later\n"}, "later work")
         return task.id
@@ -86,7 +89,7 @@ class Bench:
     async def tool_rollback(self, task_id: int, method: str) -> float:
         with counting_git() as processes:
             started = time.perf_counter()
-            outcome = await merging.rollback_task(self.ctx, task_id)
+            outcome = await rollback_task(self.ctx, task_id)
             elapsed = time.perf_counter() - started
         assert outcome.rollback["method"] == method, outcome.rollback
         self.processes[method] = len(processes)  # the last round's: no one-off probes of the first
@@ -139,7 +142,7 @@ async def measure(files: int, rounds: int, revert_rounds: int, tmp: Path) -> dic
     store = await Store.open(paths.db)
     settings = Settings()
     settings.values["merge.verify"] = False
-    bench = Bench(root, merging.MergeContext(store, paths, settings))
+    bench = Bench(root, MergeContext(store, paths, settings))
     try:
         reset = await bench.paired(rounds, revert=False)
         revert = await bench.paired(revert_rounds, revert=True) if revert_rounds > 0 else None

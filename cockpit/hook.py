@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         help="read the hook's JSON payload on stdin and take its message (Claude Code hooks)",
     )
     parser.add_argument("payload", nargs="?", help="the hook's JSON payload as an argument (Codex's notify)")
-    args = parser.parse_args(argv)
+    # Intermixed: Codex's notify appends the payload after the options of the configured command line.
+    args = parser.parse_intermixed_args(argv)
     payload = hook_payload(args.payload, sys.stdin if args.stdin else None)
     if skip_payload(args.kind, payload):
         return 0

@@ -28,7 +28,8 @@ from cockpit.cli.repo import ensure_excluded, init_repo
 from cockpit.cli.running import repo_paths, run_async, with_backend
 from cockpit.core import daemonfile, git
 from cockpit.core.backend import Backend, backend_for
-from cockpit.core.delegation import DEFAULT_WAIT_CLASSIFIED_S, repo_status
+from cockpit.core.delegation.peers import repo_status
+from cockpit.core.delegation.sender import DEFAULT_WAIT_CLASSIFIED_S
 from cockpit.core.errors import CockpitError, ConfigError, DaemonUnavailable, RefusedError, UsageError
 from cockpit.core.mcp_config import SERVER_NAME, shared_server_entry
 from cockpit.core.models import JSON

@@ -5,7 +5,9 @@ The daemon serves this table and the CLI runs it in-process when no daemon is up
 
 from __future__ import annotations
 
-from cockpit.core import delegation, execution_ops, merging, review_ops
+from cockpit.core import execution_ops, review_ops
+from cockpit.core.delegation import ops as delegation_ops
+from cockpit.core.merge import ops as merge_ops
 from cockpit.core.ops import Ops
 from cockpit.core.service import TaskService
 
@@ -13,7 +15,7 @@ from cockpit.core.service import TaskService
 def build_ops(service: TaskService) -> Ops:
     ops = Ops(service)
     execution_ops.install_ops(ops)
-    merging.install_ops(ops)
-    delegation.install_ops(ops)
+    merge_ops.install_ops(ops)
+    delegation_ops.install_ops(ops)
     review_ops.install_ops(ops)
     return ops

@@ -63,6 +63,28 @@ def _bwrap_works(exe: str) -> str:
     return "" if proc.returncode == 0 else (proc.stderr.strip() or f"exit {proc.returncode}")
 
 
+@functools.lru_cache(maxsize=4)
+def _nests(exe: str) -> bool:
+    """Whether a bubblewrap sandbox inside this one can make its own namespaces. Blocks.
+
+    An agent with a sandbox of its own (Codex) needs it. It cannot when the daemon runs as root: without
+    capabilities, a user namespace that maps root may not be made (a container's usual case)."""
+    outer = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",
+             "--cap-drop", "ALL"]
+    inner = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--unshare-user", "--unshare-net", "true"]
+    try:
+        proc = subprocess.run([*outer, "--", *inner], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def nests() -> bool:
+    """Whether an agent's own bubblewrap sandbox works inside cockpit's. Blocks (probes once per process)."""
+    exe = shutil.which(BWRAP)
+    return exe is not None and _nests(exe)
+
+
 def resolve(mode: str) -> str:
     """The sandbox a run gets: "bwrap" or "none". `bwrap` where it cannot work is a clear error. Blocks."""
     if mode not in MODES:

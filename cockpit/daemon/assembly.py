@@ -21,7 +21,7 @@ from cockpit.core.errors import CockpitError
 from cockpit.core.paths import RepoPaths
 from cockpit.core.service import TaskService
 from cockpit.core.store import Store
-from cockpit.daemon import delegation, execution, merge_queue
+from cockpit.daemon import delegation, execution, merge
 from cockpit.daemon.server import Daemon
 
 log = logging.getLogger("cockpit.daemon")
@@ -31,7 +31,7 @@ log = logging.getLogger("cockpit.daemon")
 class DaemonParts:
     daemon: Daemon
     executor: execution.Executor
-    merges: merge_queue.MergeQueue
+    merges: merge.MergeQueue
     delegation: delegation.StepExecutor
 
 
@@ -40,7 +40,7 @@ def assemble(paths: RepoPaths, store: Store, service: TaskService) -> DaemonPart
     wraps `cancel_task`), then the merge queue, then delegation (which hooks into the executor)."""
     daemon = Daemon(paths, store, service)
     executor = execution.install(daemon)
-    merges = merge_queue.install(daemon)
+    merges = merge.install(daemon)
     steps = delegation.install(daemon, executor)
     return DaemonParts(daemon=daemon, executor=executor, merges=merges, delegation=steps)
 

@@ -39,7 +39,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cockpit.core.backend import backend_for
-from cockpit.core.delegation import Delegation, PeerRef, Sender, describe, open_peer, wait_peer_task
+from cockpit.core.delegation.describe import describe
+from cockpit.core.delegation.peers import PeerRef, Sender, open_peer
+from cockpit.core.delegation.sender import Delegation
+from cockpit.core.delegation.wait import wait_peer_task
 from cockpit.core.errors import CockpitError
 from cockpit.core.models import JSON, Event, Link, PlanStep, Task
 from cockpit.core.prompts import render_prompt

@@ -32,7 +32,8 @@ from cockpit import __version__
 from cockpit.core import daemonfile
 from cockpit.core.backend import backend_for
 from cockpit.core.client import DaemonClient
-from cockpit.core.delegation import DEFAULT_WAIT_CLASSIFIED_S, main_repo_of
+from cockpit.core.delegation.peers import main_repo_of
+from cockpit.core.delegation.sender import DEFAULT_WAIT_CLASSIFIED_S
 from cockpit.core.errors import CockpitError, DaemonUnavailable, UsageError
 from cockpit.core.mcp_config import HEARTBEAT_ENV, REPO_ENV, SERVER_NAME, TASK_ENV, TOOL_NAMES
 from cockpit.core.models import JSON

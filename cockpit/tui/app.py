@@ -32,9 +32,9 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from cockpit.core import daemonctl
-from cockpit.core import merge as merge_engine
 from cockpit.core.config import load_settings
 from cockpit.core.errors import CockpitError, NotARepoError, UsageError
+from cockpit.core.merge.rollback import rollback_method
 from cockpit.core.models import JSON, Task
 from cockpit.core.paths import find_repo_root
 from cockpit.core.remote.daemons import hosted_repo
@@ -766,7 +766,7 @@ class CockpitApp(App[int]):
                 # Its git is on another host: the daemon there picks reset or revert when it rolls back.
                 self.call_from_thread(self._confirm_rollback, repo, task, "remote")
                 return
-            method = merge_engine.rollback_method(self.links[repo].paths.root, merge.target, merge.merge_sha)
+            method = rollback_method(self.links[repo].paths.root, merge.target, merge.merge_sha)
         except CockpitError as exc:
             self.call_from_thread(self.say, f"{repo}#{task.id}: {exc.message}", "error")
             return

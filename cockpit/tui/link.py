@@ -67,6 +67,7 @@ class RepoLink:
         self._closing: asyncio.Future[None] | None = None
         self._notified = False
         self._refused = ""
+        self._live_detail = ""  # said beside "live": for a hosted repo, whom the cockpit acts as there
 
     @property
     def name(self) -> str:
@@ -177,6 +178,7 @@ class RepoLink:
             else:
                 self.client = client
                 try:
+                    self._live_detail = await self._acting_as(hosted, client)
                     if await self._follow_daemon(client):
                         delay = self.backoff[0]
                 except (DaemonUnavailable, TimeoutError):
@@ -189,6 +191,17 @@ class RepoLink:
                 self._set_mode(OFFLINE, f"lost {host} · reconnecting")
             await self._pause(delay)
             delay = min(delay * 2, self.backoff[1])
+
+    @staticmethod
+    async def _acting_as(hosted: HostedRepo, client: DaemonClient) -> str:
+        """Whom this cockpit is on the host: the person (a trusted host that took the token) or a peer."""
+        if client.auth is None:
+            return "as a peer: approve there, or add it with --trust"
+        # The reply as it came (a lost connection raises DaemonUnavailable: retried like any other loss).
+        reply = await asyncio.wait_for(asyncio.shield(client.auth), REPLY_TIMEOUT_S)
+        if reply.get("ok") is False:
+            return f"as a peer: {hosted.host.destination} refused your token (add it again with --trust)"
+        return "as you"
 
     async def stopped(self) -> None:
         """Wait for `run` to end after `stop`, its store and sockets closed."""
@@ -222,7 +235,7 @@ class RepoLink:
             quiet_until = after
         self._changed()
         await client.call("subscribe", {"since": self.model.last_seq}, timeout=REPLY_TIMEOUT_S)
-        self._set_mode(LIVE, "")
+        self._set_mode(LIVE, self._live_detail)
         queue = client.events
         while True:
             event = await queue.get()

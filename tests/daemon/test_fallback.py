@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cockpit.core.delegation import PeerRef, wait_peer_task
+from cockpit.core.delegation.peers import PeerRef
+from cockpit.core.delegation.wait import wait_peer_task
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths
 from tests.support.daemons import cli, cli_json

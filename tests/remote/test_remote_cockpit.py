@@ -14,12 +14,13 @@ from textual.widgets import Static
 
 from cockpit.tui.app import AppConfig
 from cockpit.tui.repo_model import LIVE, OFFLINE
-from tests.support.daemons import cli_json, kill_daemon
+from tests.support.daemons import cli, cli_json, kill_daemon
 from tests.support.hostedrepos import spanning_workspace
 from tests.support.sshhosts import LabHost, SshLab
 from tests.support.workspaces import script_agent
 from tests.tui.conftest import AttachRecorder, Cockpit, run_cockpit
 
+LARGE = "rewrite the routing and migrate the state store to the new export API client"
 ASK_SCRIPT = """\
 [[step]]
 ask = "deploy to staging? (y/n)"
@@ -89,6 +90,27 @@ async def test_a_hosted_repo_is_a_tab_like_the_others_and_its_host_going_away_is
         kill_daemon(web)
 
 
+async def test_a_trusted_host_takes_the_cockpit_as_the_person(
+        short_tmp: Path, ssh_lab: SshLab, tmux_socket: str) -> None:
+    span = spanning_workspace(short_tmp, ssh_lab, local=["web"], hosted={"api": "build-box"},
+                              settings=script_agent(tmux_socket))
+    api, box = span.remote_root("api"), span.hosts["build-box"]
+    trusted = await asyncio.to_thread(cli, "workspace", "add", "api", "--host", "build-box", "--path",
+                                      str(api), "--trust", cwd=short_tmp)
+    assert trusted.code == 0, trusted.stdout + trusted.stderr
+    assert "accepts you as the person" in trusted.stdout, trusted.stdout
+    async with run_cockpit(short_tmp, AppConfig.for_tests()) as ck:
+        await ck.wait(lambda: "as you" in banner(ck, "api"), timeout=60, message="api live, as the person")
+        made = await asyncio.to_thread(create_there, box, api, LARGE)
+        assert made["state"] == "pending" and made["scope"] != "small", made
+        await ck.wait(lambda: ck.task("api", made["id"]) is not None, message="the remote task shows")
+        ck.app.main.show_repo("api")
+        await ck.select("api", made["id"])
+        await ck.press("a")
+        await ck.wait(lambda: (t := ck.task("api", made["id"])) is not None and t.approved_by == "person",
+                      timeout=60, message="approved there by the person, from here")
+
+
 async def test_attach_runs_ssh_t_to_the_remote_pane(
         short_tmp: Path, ssh_lab: SshLab, tmux_socket: str) -> None:
     span = spanning_workspace(short_tmp, ssh_lab, local=["web"], hosted={"api": "build-box"},
@@ -103,7 +125,9 @@ async def test_attach_runs_ssh_t_to_the_remote_pane(
             made = await asyncio.to_thread(create_there, box, api, title, ASK_SCRIPT)
             ck.app.main.show_repo("api")
             await ck.select("api", made["id"])
-            # Through the forward the cockpit is a peer there: it cannot approve for the person...
+            # Through the forward the cockpit is a peer there (the header says so): it cannot approve for the
+            # person...
+            assert "as a peer" in banner(ck, "api"), banner(ck, "api")
             ck.expect_error("needs a person")
             await ck.press("a")
             await ck.wait(lambda: "needs a person" in ck.app.flash.text, message="approval refused")

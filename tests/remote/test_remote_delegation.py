@@ -107,3 +107,18 @@ def test_a_host_that_is_down_refuses_delegation_and_nothing_is_lost(
     assert listed["api"]["daemon"] == "unreachable" and listed["web"]["daemon"] == "up"
     human = cli("workspace", "list", cwd=short_tmp)
     assert "⊘ build-box unreachable" in human.stdout and "build-box:" in human.stdout, human.stdout
+    # A person at a terminal gets one line: what is wrong, that nothing was sent, what to do.
+    said = cli("remote", "create", "api", SMALL, "--task", str(parent["id"]), repo=web)
+    assert said.code != 0 and said.stdout == ""
+    assert len(said.stderr.strip().splitlines()) == 1, said.stderr
+    assert "build-box" in said.stderr and "nothing was sent" in said.stderr and "try again" in said.stderr
+
+    # The host is back, its daemon is not: refused the same way, saying how to start it.
+    box.up()
+    down = cli("remote", "create", "api", SMALL, "--task", str(parent["id"]), repo=web)
+    assert down.code != 0 and len(down.stderr.strip().splitlines()) == 1, down.stderr
+    assert "not running" in down.stderr and "cockpit daemon start" in down.stderr, down.stderr
+    assert "nothing was sent" in down.stderr
+    # Nothing was half-made on either side: no task there, no delegation event here.
+    assert remote_json(box, span.remote_root("api"), "task", "list", "--all")["tasks"] == []
+    assert not [e for e in events_of(web, parent["id"]) if e["type"].startswith("delegation.")]

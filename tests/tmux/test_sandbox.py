@@ -7,7 +7,10 @@ repo's `.cockpit/`, or move `main` or another task's branch, and its own work st
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,9 +103,42 @@ def test_the_scripted_flow_under_bwrap_reaches_review_and_merges(repo: Path, tmu
     assert (repo / "src/hello.py").read_text() == "src/hello.py\n"
 
 
+def test_an_agent_in_the_sandbox_reaches_its_daemon_though_its_pid_is_hidden(
+        repo: Path, tmux_socket: str, daemons: Daemons) -> None:
+    """The daemon's pid is in no namespace the agent sees; the agent's tools still find the live daemon (a
+    write straight into the store, their fallback, would fail: it is read-only there)."""
+    setup_repo(repo, tmux_socket, **{"agent.sandbox": "bwrap"})
+    info = daemons(repo)
+    cockpit = f"{shlex.quote(sys.executable)} -m cockpit"
+    attempts = {
+        "see-daemon-pid": f"test -d /proc/{info['pid']}",
+        "create-task": f"{cockpit} task create 'Write the follow-up release notes' --force --repo {repo}",
+    }
+    task_id = create(repo, "Report what the agent could reach", attack_script(attempts))
+    approve(repo, task_id)
+    task = wait(repo, task_id, "awaiting_review", "failed")
+    assert task["state"] == "awaiting_review", task["failure"]
+    worktree = Path(task["worktree"])
+    assert (worktree / "worked.txt").read_text().split() == ["create-task"]
+    assert (worktree / "refused.txt").read_text().split() == ["see-daemon-pid"]
+    titles = [t["title"] for t in cli_json("task", "list", "--all", repo=repo)["tasks"]]
+    assert "Write the follow-up release notes" in titles, titles
+
+
 def test_bwrap_refused_clearly_where_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(Exception, match="bubblewrap is not installed"):
         sandbox.resolve("bwrap")
     assert sandbox.resolve("auto") == "none"
     assert sandbox.resolve("none") == "none"
+
+
+def test_the_nesting_probe_tells_what_an_agents_own_bubblewrap_meets_inside(repo: Path) -> None:
+    # Codex runs its own bubblewrap for each command: the probe must answer what cockpit's real sandbox does.
+    worktree = repo.parent / "wt-nest"
+    git(repo, "worktree", "add", "-q", "-b", "cockpit/nest", str(worktree))
+    spec = sandbox.SandboxSpec(worktree=worktree, repo_root=repo, signals_dir=repo / ".cockpit" / "signals")
+    spec.signals_dir.mkdir(parents=True)
+    inner = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--unshare-user", "--unshare-net", "true"]
+    ran = subprocess.run([*sandbox.bwrap_argv(spec), *inner], capture_output=True, text=True, check=False)
+    assert sandbox.nests() is (ran.returncode == 0), ran.stderr

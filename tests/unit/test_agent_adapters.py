@@ -149,7 +149,9 @@ def test_codex_runs_in_a_per_task_home_with_the_persons_auth_linked(fake_agents:
     command = adapter("codex").launch(setup)
 
     home = setup.home / "codex"
-    assert command.env == {"CODEX_HOME": str(home)}
+    # A temp dir of the task's own: codex links no sandbox helpers into a CODEX_HOME below the temp dir.
+    assert command.env == {"CODEX_HOME": str(home), "TMPDIR": str(setup.home / "tmp")}
+    assert (setup.home / "tmp").is_dir() and not home.is_relative_to(setup.home / "tmp")
     assert (home / "auth.json").is_symlink() and (home / "auth.json").resolve() == person / "auth.json"
     config = tomllib.loads((home / "config.toml").read_text())
     assert config["model"] == "gpt-x", "the person's own settings are kept"
@@ -163,6 +165,30 @@ def test_codex_runs_in_a_per_task_home_with_the_persons_auth_linked(fake_agents:
     assert f"{setup.git_dir}/worktrees/task-7-x" in config["sandbox_workspace_write"]["writable_roots"]
     assert adapter("codex").marker(setup) == ("CODEX_HOME", str(home))
     assert json.loads((person / "auth.json").read_text()) == {"token": "secret"}, "never copied or changed"
+
+
+@pytest.mark.parametrize("nests", [True, False])
+def test_codex_under_cockpits_sandbox_keeps_its_own_only_where_a_nested_one_works(
+    fake_agents: Path, setup: Setup, monkeypatch: pytest.MonkeyPatch, nests: bool
+) -> None:
+    import dataclasses
+
+    from cockpit.core import sandbox
+
+    monkeypatch.setattr(sandbox, "nests", lambda: nests)
+    wrapped = dataclasses.replace(setup, sandbox="bwrap")
+    command = adapter("codex").launch(wrapped)
+    inner = command.argv[2]
+    config = tomllib.loads((Path(command.env["CODEX_HOME"]) / "config.toml").read_text())
+    if nests:
+        assert "danger-full-access" not in inner and f"--add-dir {setup.git_dir}" in inner
+        assert str(setup.git_dir) in config["sandbox_workspace_write"]["writable_roots"]
+    else:
+        # Codex's sandbox would fail every command: cockpit's alone confines it.
+        assert "--sandbox danger-full-access" in inner and "--add-dir" not in inner
+        assert "sandbox_workspace_write" not in config
+    unwrapped = adapter("codex").launch(setup)
+    assert "danger-full-access" not in unwrapped.argv[2], "without cockpit's sandbox Codex keeps its own"
 
 
 def test_codex_config_that_is_not_toml_is_a_clear_error(fake_agents: Path, setup: Setup) -> None:
@@ -344,6 +370,26 @@ def test_codex_notify_payloads_other_than_a_turn_are_skipped() -> None:
     assert skip_payload("turn-ended", hook_payload(title, None))
     assert skip_payload("turn-ended", hook_payload(json.dumps({"type": "approval-requested"}), None))
     assert not skip_payload("needs-input", hook_payload(json.dumps({"type": "x"}), None))
+
+
+def test_codex_notify_line_with_its_payload_appended_records_the_turn(
+    fake_agents: Path, setup: Setup
+) -> None:
+    from cockpit.hook import main
+
+    command = adapter("codex").launch(setup)
+    config = tomllib.loads((Path(command.env["CODEX_HOME"]) / "config.toml").read_text())
+    argv = config["notify"]
+    assert argv[1:3] == ["-m", "cockpit.hook"]
+    payload = json.dumps({"type": "agent-turn-complete", "input-messages": ["do it"],
+                          "last-assistant-message": "Which colour?"})
+    # Codex appends the payload as the last argument, after the task's options.
+    assert main([*argv[3:], payload]) == 0
+    assert setup.repo_root is not None
+    signals = list((setup.repo_root / ".cockpit" / "signals").glob("*turn_ended*.json"))
+    assert len(signals) == 1, signals
+    data = json.loads(signals[0].read_text())
+    assert data["task_id"] == 7 and data["data"]["message"] == "Which colour?"
 
 
 def test_turn_ended_signal_keeps_the_last_message_and_transcript(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import git as gitpython
 import pytest
 
 from cockpit.core import git as cg
-from cockpit.core import merge as mg
 from cockpit.core.errors import GitError, RefusedError
+from cockpit.core.merge import engine, guards, plumbing, rebase, rollback
 from tests.support.gitrepos import git
 
 
@@ -243,7 +243,8 @@ class GitCalls:
             return real_execute(git_self, command, *args, **kwargs)
 
         monkeypatch.setattr(cg, "run_git", run_git)
-        monkeypatch.setattr(mg, "run_git", run_git)
+        for module in (engine, guards, plumbing, rebase, rollback):
+            monkeypatch.setattr(module, "run_git", run_git)
         monkeypatch.setattr(gitpython.Git, "execute", execute)
 
     def commands(self) -> list[str]:

@@ -10,8 +10,12 @@ CODEX_HOME that is reparented to init and outlives the TUI; `--disable daemon_au
 the TUI process, and the per-task home keeps any server that does start to this task's environment (a stop
 ends every process whose environment names this home). `--add-dir` makes the main repo's git directory, the
 worktree's own git directory (`.git/worktrees/<name>`, which Codex protects) and the signals folder writable
-in the workspace-write sandbox (commits and `$COCKPIT_HOOK done` need no
-escalation). The home holds:
+in the workspace-write sandbox (commits and `$COCKPIT_HOOK done` need no escalation). Inside cockpit's
+bubblewrap sandbox where a nested one cannot make its namespaces (a daemon running as root), Codex's own
+sandbox would fail every command: `--sandbox danger-full-access` replaces the `--add-dir`s there, and
+cockpit's sandbox alone confines it. `TMPDIR` is the task's own `tmp/` beside the home: Codex links no
+sandbox helpers into a CODEX_HOME below the temp dir, and in cockpit's sandbox `/tmp` is a fresh tmpfs
+where the person's temp dir does not exist. The home holds:
 
 - `auth.json` (and any other file of the person's `~/.codex` but `config.toml`, `sessions`, `log`, `history`)
   as a symbolic link to the person's own, so the login is shared and never copied;
@@ -74,6 +78,17 @@ def writable_dirs(setup: Setup) -> list[Path]:
     return found
 
 
+def own_sandbox(setup: Setup) -> bool:
+    """Whether Codex runs its commands in its own sandbox (workspace-write). Not inside cockpit's bubblewrap
+    sandbox where a nested one cannot make its namespaces (a daemon running as root): Codex's would fail
+    every command there, so it gets full access and cockpit's sandbox alone confines it. Blocks (a probe)."""
+    if setup.sandbox != "bwrap":
+        return True
+    from cockpit.core import sandbox
+
+    return sandbox.nests()
+
+
 def task_config(setup: Setup, person_config: Path) -> str:
     """The person's config.toml with the task's notify, trust, writable git dir and MCP server on top."""
     assert setup.repo_root is not None
@@ -93,7 +108,7 @@ def task_config(setup: Setup, person_config: Path) -> str:
     ]  # fmt: skip
     projects = doc.setdefault("projects", tomlkit.table())
     projects[str(setup.worktree.absolute())] = {"trust_level": "trusted"}
-    if writable_dirs(setup):
+    if own_sandbox(setup) and writable_dirs(setup):
         sandbox = doc.setdefault("sandbox_workspace_write", tomlkit.table())
         roots = [str(r) for r in sandbox.get("writable_roots", [])]
         roots += [str(extra) for extra in writable_dirs(setup) if str(extra) not in roots]
@@ -154,10 +169,13 @@ class Codex(Agent):
         if setup.prepared:
             # No background app-server: it would be reparented to init and outlive the task.
             argv += ["--disable", "daemon_auto_start"]
-            # Writable in the workspace-write sandbox: the main repo's git dir (the worktree's commits) and
-            # the signals folder (`$COCKPIT_HOOK done`).
-            for extra in writable_dirs(setup):
-                argv += ["--add-dir", str(extra)]
+            if not own_sandbox(setup):
+                argv += ["--sandbox", "danger-full-access"]
+            else:
+                # Writable in the workspace-write sandbox: the main repo's git dir and the worktree's own
+                # (the commits) and the signals folder (`$COCKPIT_HOOK done`).
+                for extra in writable_dirs(setup):
+                    argv += ["--add-dir", str(extra)]
         return prompt_argv(self.name, argv, setup.prompt_file)
 
     def prepare(self, setup: Setup) -> dict[str, str]:
@@ -167,7 +185,11 @@ class Codex(Agent):
         text = task_config(setup, source / "config.toml")
         (home / "config.toml").write_text(text, encoding="utf-8")
         link_person_files(source, home)
-        return {"CODEX_HOME": str(home)}
+        # Codex refuses to link its sandbox helpers into a CODEX_HOME below the temp dir (a repo under /tmp),
+        # and under cockpit's sandbox a temp dir outside the task's folders does not exist: the task's own.
+        tmp = home.parent / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return {"CODEX_HOME": str(home), "TMPDIR": str(tmp)}
 
     def usage(self, setup: Setup, hint: dict[str, object], log_text: str) -> Usage | None:
         return session_usage(self.codex_home(setup)) if setup.home is not None else None

@@ -75,7 +75,7 @@ class RepoPane(Vertical):
         if mode == OFFLINE and detail:
             text = f"⊘ {detail}"
         elif host is not None and mode == LIVE:
-            text = f"⌁ {self.repo} on {host} · over ssh"
+            text = f"⌁ {self.repo} on {host} · over ssh" + (f" · {detail}" if detail else "")
         self.query_one(".link-banner", Static).update(Text(text), layout=False)
 
 

@@ -1,4 +1,4 @@
-"""cockpit.core.merging: the merge orchestrator over real git repos and a real Store (no daemon)."""
+"""The merge orchestrator (cockpit.core.merge's recording layer) over real git repos and a real Store."""
 
 from __future__ import annotations
 
@@ -14,10 +14,16 @@ from typing import Any
 import pytest
 
 from cockpit.core import git as cg
-from cockpit.core import merge as mg
-from cockpit.core import merging
 from cockpit.core.config import Settings
 from cockpit.core.errors import CockpitError, RefusedError
+from cockpit.core.merge import orchestrator, plumbing
+from cockpit.core.merge.context import MergeContext, MergeOutcome, RollbackOutcome
+from cockpit.core.merge.engine import PlannedMerge, build_merge_commit, move_target, verify_in_scratch
+from cockpit.core.merge.lock import LOCK_NAME, PAUSE_ENV, LockBusy, merge_lock
+from cockpit.core.merge.ops import list_merges
+from cockpit.core.merge.orchestrator import merge_task
+from cockpit.core.merge.reconcile import reconcile_merging
+from cockpit.core.merge.rollback import rollback_task
 from cockpit.core.models import GateSpec, Task
 from cockpit.core.optable import build_ops
 from cockpit.core.paths import RepoPaths
@@ -40,8 +46,8 @@ class Env:
     store: Store
     settings: Settings
 
-    def ctx(self) -> merging.MergeContext:
-        return merging.MergeContext(self.store, self.paths, self.settings)
+    def ctx(self) -> MergeContext:
+        return MergeContext(self.store, self.paths, self.settings)
 
     async def task(self, files: dict[str, str | None] | list[dict[str, str | None]],
                    title: str = "demo change") -> Task:
@@ -53,11 +59,11 @@ class Env:
     async def types(self, task_id: int) -> list[str]:
         return [e.type for e in await self.store.task_events(task_id)]
 
-    async def merge(self, task_id: int, **kw: Any) -> merging.MergeOutcome:
-        return await merging.merge_task(self.ctx(), task_id, **kw)
+    async def merge(self, task_id: int, **kw: Any) -> MergeOutcome:
+        return await merge_task(self.ctx(), task_id, **kw)
 
-    async def rollback(self, task_id: int) -> merging.RollbackOutcome:
-        return await merging.rollback_task(self.ctx(), task_id)
+    async def rollback(self, task_id: int) -> RollbackOutcome:
+        return await rollback_task(self.ctx(), task_id)
 
     def worktrees(self) -> list[Path]:
         return [w.path for w in cg.list_worktrees(self.root)]
@@ -289,15 +295,15 @@ async def test_ref_moved_before_the_move_is_refused_and_loses_nothing(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     task = await env.task({"feature.txt": "new\n"})
-    original = mg.move_target
+    original = move_target
     pushed: list[str] = []
 
-    def racing(repo: Path, planned: mg.PlannedMerge, **kw: Any) -> None:
+    def racing(repo: Path, planned: PlannedMerge, **kw: Any) -> None:
         # Someone commits to main after the merge was planned and verified, just before the ref moves.
         pushed.append(commit_files(env.root, {"pushed.txt": "pushed\n"}, "pushed meanwhile"))
         original(repo, planned, **kw)
 
-    monkeypatch.setattr(mg, "move_target", racing)
+    monkeypatch.setattr(orchestrator, "move_target", racing)
     with pytest.raises(RefusedError) as caught:
         await env.merge(task.id)
     assert caught.value.details["reason"] == "target_moved"
@@ -306,7 +312,7 @@ async def test_ref_moved_before_the_move_is_refused_and_loses_nothing(
     after = await env.store.get_task(task.id)
     assert after.state is State.AWAITING_REVIEW and after.merge is not None and after.merge.state == "refused"
     # Retried, it merges on top of the pushed commit.
-    monkeypatch.setattr(mg, "move_target", original)
+    monkeypatch.setattr(orchestrator, "move_target", original)
     outcome = await env.merge(task.id)
     assert outcome.rebased is True
     assert outcome.task.merge is not None and outcome.task.merge.rollback_sha == pushed[0]
@@ -389,10 +395,10 @@ async def test_two_merges_at_once_are_serialised(env: Env) -> None:
 
 async def test_the_lock_is_shared_with_other_processes(env: Env) -> None:
     task = await env.task({"feature.txt": "new\n"})
-    holder = hold_lock(env.paths.cockpit / merging.LOCK_NAME)
+    holder = hold_lock(env.paths.cockpit / LOCK_NAME)
     try:
-        with pytest.raises(merging.LockBusy):
-            async with merging.merge_lock(env.paths, wait=False):
+        with pytest.raises(LockBusy):
+            async with merge_lock(env.paths, wait=False):
                 pass
         running = asyncio.ensure_future(env.merge(task.id))
         await async_wait_until(_blocked_on_flock, timeout=10, message="the merge never waited for the lock")
@@ -427,17 +433,17 @@ MERGE_CALLS = [
     "merge",  # --ff-only: the move; its output confirms where the target went
     "worktree",  # remove the task's worktree (git refuses one with uncommitted work)
 ]
-# Rollback: one rev-parse reads the tip, its tree and the merge's parents; where the target is checked out is
-# read from git's admin files (no process).
-RESET_CALLS = ["rev-parse", "reset"]  # reset --keep in the checkout
+# Rollback: the tip, its tree and the merge's parents are read from git's files (a loose ref and loose
+# commits: no process), as is where the target is checked out.
+RESET_CALLS = ["reset"]  # reset --keep in the checkout
 # merge-tree (git 2.38/2.39: against a stand-in commit this process writes itself), the revert commit, the
 # fast-forward
-REVERT_CALLS = ["rev-parse", "merge-tree", "commit-tree", "merge"]
+REVERT_CALLS = ["merge-tree", "commit-tree", "merge"]
 
 
 async def test_git_process_budget_of_merge_and_rollback(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     env.settings.values["merge.verify"] = False
-    monkeypatch.setattr(mg, "_merge_base_option", False)  # git 2.38/2.39's revert (its stand-in commit)
+    monkeypatch.setattr(plumbing, "_merge_base_option", False)  # git 2.38/2.39's revert (its stand-in commit)
     task = await env.task({"feature.txt": "new\n"})
     counted = GitCalls(monkeypatch)
     merged = await env.merge(task.id)
@@ -468,14 +474,14 @@ async def test_a_verified_merge_looks_at_the_checkout_again_before_moving(
     """The gates take time: someone may start editing the target's checkout meanwhile. The move then lists
     the checkouts and checks them again instead of trusting the preflight's."""
     task = await env.task({"feature.txt": "new\n"})
-    original = mg.verify_in_scratch
+    original = verify_in_scratch
 
     def verify(repo: Path, sha: str, scratch: Path, check: Callable[[Path], bool]) -> bool:
         ok = original(repo, sha, scratch, check)
         (env.root / "wip.txt").write_text("started while the gates ran\n")
         return ok
 
-    monkeypatch.setattr(mg, "verify_in_scratch", verify)
+    monkeypatch.setattr(orchestrator, "verify_in_scratch", verify)
     before = env.tip()
     with pytest.raises(RefusedError, match=r"uncommitted changes \(wip\.txt\)") as caught:
         await env.merge(task.id)
@@ -584,9 +590,9 @@ async def test_rollback_whose_record_was_lost_is_found_not_redone(env: Env) -> N
 # ---------------------------------------------------------------------------------------------- reconcile
 
 
-async def _planned(env: Env, task: Task) -> mg.PlannedMerge:
+async def _planned(env: Env, task: Task) -> PlannedMerge:
     """Record merge.preflight and merge.started as a merge that then died would have."""
-    planned = mg.build_merge_commit(env.root, task.branch or "", "main", "merge", "Merge (died)")
+    planned = build_merge_commit(env.root, task.branch or "", "main", "merge", "Merge (died)")
     await env.store.append(task.id, "merge.preflight", {"target": "main", "strategy": "merge"})
     await env.store.append(task.id, "merge.started", planned.to_json())
     return planned
@@ -595,7 +601,7 @@ async def _planned(env: Env, task: Task) -> mg.PlannedMerge:
 async def test_reconcile_at_the_rollback_point_returns_to_review(env: Env) -> None:
     task = await env.task({"feature.txt": "new\n"})
     await _planned(env, task)
-    settled = await merging.reconcile_merging(env.ctx())
+    settled = await reconcile_merging(env.ctx())
     assert [t.state for t in settled] == [State.AWAITING_REVIEW]
     assert settled[0].merge is not None and "nothing was merged" in (settled[0].merge.detail or "")
     assert (await env.merge(task.id)).task.state is State.DONE
@@ -604,8 +610,8 @@ async def test_reconcile_at_the_rollback_point_returns_to_review(env: Env) -> No
 async def test_reconcile_at_the_planned_merge_completes_the_record(env: Env) -> None:
     task = await env.task({"feature.txt": "new\n"})
     planned = await _planned(env, task)
-    mg.move_target(env.root, planned)
-    settled = await merging.reconcile_merging(env.ctx())
+    move_target(env.root, planned)
+    settled = await reconcile_merging(env.ctx())
     assert [t.state for t in settled] == [State.DONE]
     assert settled[0].merge is not None and settled[0].merge.merge_sha == planned.merge_sha
     assert not present(task.worktree)
@@ -617,14 +623,14 @@ async def test_reconcile_elsewhere_flags_for_a_person_and_touches_nothing(env: E
     task = await env.task({"feature.txt": "new\n"})
     planned = await _planned(env, task)
     elsewhere = commit_files(env.root, {"x.txt": "x\n"}, "someone else")
-    settled = await merging.reconcile_merging(env.ctx())
+    settled = await reconcile_merging(env.ctx())
     assert [t.state for t in settled] == [State.MERGING]
     m = settled[0].merge
     assert m is not None and m.state == "needs_attention"
     assert planned.merge_sha[:10] in (m.detail or "") and planned.rollback_sha[:10] in (m.detail or "")
     assert env.tip() == elsewhere and present(task.worktree)
     seq = await env.store.last_seq()
-    await merging.reconcile_merging(env.ctx())  # said once, not on every start
+    await reconcile_merging(env.ctx())  # said once, not on every start
     assert await env.store.last_seq() == seq
     with pytest.raises(CockpitError) as caught:
         await env.merge(task.id)
@@ -640,7 +646,7 @@ async def test_reconcile_elsewhere_flags_for_a_person_and_touches_nothing(env: E
 async def test_a_cancelled_merge_is_settled_from_the_ref(
     env: Env, monkeypatch: pytest.MonkeyPatch, step: str, state: State
 ) -> None:
-    monkeypatch.setenv(merging.PAUSE_ENV, step)
+    monkeypatch.setenv(PAUSE_ENV, step)
     task = await env.task({"feature.txt": "new\n"})
     before = env.tip()
     running = asyncio.ensure_future(env.merge(task.id))
@@ -689,14 +695,14 @@ async def test_list_merges_newest_first_with_the_rollback_method_now(env: Env) -
     commit_files(env.root, {"README.md": "# from main\n"}, "main edits readme")
     with pytest.raises(RefusedError):
         await env.merge(refused.id)
-    rows = await merging.list_merges(env.ctx())
+    rows = await list_merges(env.ctx())
     assert [(r["task_id"], r["rollback_now"]) for r in rows] == [(b.id, "revert"), (a.id, "revert")]
     await env.rollback(b.id)
-    rows = await merging.list_merges(env.ctx())
+    rows = await list_merges(env.ctx())
     assert [(r["task_id"], r["state"], r["rollback_now"], r["rollback_method"]) for r in rows] == [
         (b.id, "rolled_back", None, "revert"), (a.id, "merged", "revert", None)]
     assert rows[1]["merge_sha"] and rows[1]["rollback_sha"] and rows[1]["target"] == "main"
-    everything = await merging.list_merges(env.ctx(), include_all=True)
+    everything = await list_merges(env.ctx(), include_all=True)
     assert {r["task_id"] for r in everything} == {a.id, b.id, refused.id}
 
 

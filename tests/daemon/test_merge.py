@@ -22,7 +22,7 @@ import pytest
 
 from cockpit.core import git as cg
 from cockpit.core.client import DaemonClient
-from cockpit.core.merging import PAUSE_ENV
+from cockpit.core.merge.lock import PAUSE_ENV
 from cockpit.core.paths import RepoPaths
 from tests.support.daemons import cli, cli_json, kill_daemon
 from tests.support.gitrepos import git

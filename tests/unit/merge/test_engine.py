@@ -1,4 +1,5 @@
-"""cockpit.core.merge: preflight, plumbing merges, compare-and-set, rollback, reconcile (real git repos)."""
+"""cockpit.core.merge's git engine: preflight, plumbing merges, compare-and-set, rollback, reconcile (real git
+repos)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,16 @@ from pathlib import Path
 import pytest
 
 from cockpit.core import git as cg
-from cockpit.core import merge as mg
 from cockpit.core.errors import GitError, RefusedError, UsageError
+from cockpit.core.merge import engine, plumbing
+from cockpit.core.merge import rollback as rollback_module
+from cockpit.core.merge.engine import PlannedMerge, build_merge_commit, move_target, verify_in_scratch
+from cockpit.core.merge.guards import TreeChange, overwritten_paths
+from cockpit.core.merge.plumbing import merge_tree, revert_tree
+from cockpit.core.merge.preflight import preflight
+from cockpit.core.merge.rebase import rebase_branch
+from cockpit.core.merge.reconcile import reconcile
+from cockpit.core.merge.rollback import RollbackResult, rollback, rollback_method
 from tests.support.gitrepos import git
 from tests.unit.test_git import GitCalls
 
@@ -66,9 +75,9 @@ def setup(repo_factory: Callable[..., Path], short_tmp: Path) -> Setup:
     return Setup(repo_factory("repo", files=BASE_FILES), short_tmp)
 
 
-def merged(s: Setup, strategy: str = "merge") -> mg.PlannedMerge:
-    planned = mg.build_merge_commit(s.repo, BRANCH, "main", strategy, f"Merge task 1 ({strategy})")
-    mg.move_target(s.repo, planned)
+def merged(s: Setup, strategy: str = "merge") -> PlannedMerge:
+    planned = build_merge_commit(s.repo, BRANCH, "main", strategy, f"Merge task 1 ({strategy})")
+    move_target(s.repo, planned)
     return planned
 
 
@@ -77,7 +86,7 @@ def merged(s: Setup, strategy: str = "merge") -> mg.PlannedMerge:
 
 def test_preflight_ok(setup: Setup) -> None:
     setup.work({"feature.txt": "new\n"})
-    pf = mg.preflight(setup.repo, BRANCH, "main")
+    pf = preflight(setup.repo, BRANCH, "main")
     assert pf.ok, pf.summary()
     assert [c.name for c in pf.checks] == [
         "target_exists",
@@ -96,7 +105,7 @@ def test_preflight_ok(setup: Setup) -> None:
 
 def test_preflight_target_missing(setup: Setup) -> None:
     setup.work({"feature.txt": "new\n"})
-    pf = mg.preflight(setup.repo, BRANCH, "release")
+    pf = preflight(setup.repo, BRANCH, "release")
     assert not pf.ok
     failed = {c.name for c in pf.failed()}
     assert "target_exists" in failed and "branch_exists" not in failed
@@ -105,14 +114,14 @@ def test_preflight_target_missing(setup: Setup) -> None:
 
 
 def test_preflight_branch_missing(setup: Setup) -> None:
-    pf = mg.preflight(setup.repo, "cockpit/task-99", "main")
+    pf = preflight(setup.repo, "cockpit/task-99", "main")
     assert not pf.ok and "branch_exists" in {c.name for c in pf.failed()}
 
 
 def test_preflight_dirty_target_checkout(setup: Setup) -> None:
     setup.work({"feature.txt": "new\n"})
     (setup.repo / "README.md").write_text("local edit\n")
-    pf = mg.preflight(setup.repo, BRANCH, "main")
+    pf = preflight(setup.repo, BRANCH, "main")
     assert not pf.ok
     (bad,) = pf.failed()
     assert bad.name == "target_checkouts_clean" and "README.md" in bad.detail
@@ -122,7 +131,7 @@ def test_preflight_dirty_target_checkout(setup: Setup) -> None:
 def test_preflight_conflict_names_files(setup: Setup) -> None:
     setup.work({"app.txt": "line 1\ntask edit\nline 3\n", "feature.txt": "f\n"})
     setup.on_main({"app.txt": "line 1\nmain edit\nline 3\n", "README.md": "# demo 2\n"})
-    pf = mg.preflight(setup.repo, BRANCH, "main")
+    pf = preflight(setup.repo, BRANCH, "main")
     assert not pf.ok
     assert pf.conflicts == ["app.txt"]
     assert pf.target_moved
@@ -133,14 +142,14 @@ def test_preflight_conflict_names_files(setup: Setup) -> None:
 def test_preflight_target_moved_without_conflict(setup: Setup) -> None:
     setup.work({"feature.txt": "f\n"})
     setup.on_main({"other.txt": "o\n"})
-    pf = mg.preflight(setup.repo, BRANCH, "main")
+    pf = preflight(setup.repo, BRANCH, "main")
     assert pf.ok and pf.target_moved
 
 
 def test_merge_tree_parses_several_conflicts_with_odd_names(setup: Setup) -> None:
     setup.work({"a b.txt": "task\n", "dir/x.txt": "task\n", "app.txt": "task\n"})
     setup.on_main({"a b.txt": "main\n", "dir/x.txt": "main\n", "app.txt": "main\n"})
-    result = mg.merge_tree(setup.repo, "main", BRANCH)
+    result = merge_tree(setup.repo, "main", BRANCH)
     assert not result.clean
     assert sorted(result.conflicts) == ["a b.txt", "app.txt", "dir/x.txt"]
 
@@ -151,10 +160,10 @@ def test_merge_tree_parses_several_conflicts_with_odd_names(setup: Setup) -> Non
 def test_merge_when_target_not_checked_out(setup: Setup) -> None:
     work = setup.work({"feature.txt": "new\n"})
     git(setup.repo, "checkout", "-q", "-b", "elsewhere")
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "Merge task 1")
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "Merge task 1")
     assert setup.tip() == setup.base  # building moves no ref
     assert planned.rollback_sha == setup.base
-    mg.move_target(setup.repo, planned)
+    move_target(setup.repo, planned)
     assert setup.tip() == planned.merge_sha
     assert parents(setup.repo, planned.merge_sha) == [setup.base, work]
     assert git(setup.repo, "symbolic-ref", "HEAD") == "refs/heads/elsewhere"
@@ -175,8 +184,8 @@ def test_merge_when_target_checked_out_updates_files(setup: Setup) -> None:
 def test_merge_and_squash_strategies(setup: Setup) -> None:
     work = setup.work({"feature.txt": "new\n"})
     setup.on_main({"other.txt": "o\n"})  # a real three-way merge
-    as_merge = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
-    as_squash = mg.build_merge_commit(setup.repo, BRANCH, "main", "squash", "s")
+    as_merge = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    as_squash = build_merge_commit(setup.repo, BRANCH, "main", "squash", "s")
     tip = setup.tip()
     assert parents(setup.repo, as_merge.merge_sha) == [tip, work]
     assert parents(setup.repo, as_squash.merge_sha) == [tip]
@@ -189,16 +198,16 @@ def test_merge_and_squash_strategies(setup: Setup) -> None:
 
 def test_build_refuses_conflicts_nothing_to_merge_and_bad_strategy(setup: Setup) -> None:
     with pytest.raises(RefusedError, match="nothing to merge"):
-        mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+        build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
     with pytest.raises(UsageError, match="strategy"):
-        mg.build_merge_commit(setup.repo, BRANCH, "main", "rebase", "m")
+        build_merge_commit(setup.repo, BRANCH, "main", "rebase", "m")
     setup.work({"app.txt": "task\n"})
     setup.on_main({"app.txt": "main\n"})
     with pytest.raises(RefusedError, match=r"app\.txt") as info:
-        mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+        build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
     assert info.value.details["conflicts"] == ["app.txt"]
     with pytest.raises(RefusedError, match="does not exist"):
-        mg.build_merge_commit(setup.repo, BRANCH, "release", "merge", "m")
+        build_merge_commit(setup.repo, BRANCH, "release", "merge", "m")
 
 
 @pytest.mark.parametrize("checked_out", [True, False])
@@ -206,7 +215,7 @@ def test_cas_refuses_when_target_moved_and_loses_nothing(setup: Setup, checked_o
     setup.work({"feature.txt": "new\n"})
     if not checked_out:
         git(setup.repo, "checkout", "-q", "-b", "elsewhere")
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
     if checked_out:
         interloper = setup.on_main({"hotfix.txt": "h\n"}, "hotfix")
     else:
@@ -214,7 +223,7 @@ def test_cas_refuses_when_target_moved_and_loses_nothing(setup: Setup, checked_o
         interloper = setup.on_main({"hotfix.txt": "h\n"}, "hotfix")
         git(setup.repo, "checkout", "-q", "elsewhere")
     with pytest.raises(RefusedError, match=r"moved.*retry the merge") as info:
-        mg.move_target(setup.repo, planned)
+        move_target(setup.repo, planned)
     assert info.value.details["reason"] == "target_moved" and info.value.details["actual"] == interloper
     assert setup.tip() == interloper
     assert parents(setup.repo, interloper) == [planned.rollback_sha]
@@ -229,7 +238,7 @@ def test_cas_holds_when_ref_moves_after_the_precheck(setup: Setup, monkeypatch: 
     """The ref moves between move_target's own read and the write: update-ref old-value check refuses."""
     setup.work({"feature.txt": "new\n"})
     git(setup.repo, "checkout", "-q", "-b", "elsewhere")
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
     interloper = git(setup.repo, "commit-tree", "-p", setup.base, "-m", "race", f"{setup.base}^{{tree}}")
     real = cg.checkout_infos
 
@@ -237,9 +246,9 @@ def test_cas_holds_when_ref_moves_after_the_precheck(setup: Setup, monkeypatch: 
         git(repo, "update-ref", "refs/heads/main", interloper)
         return real(repo, branch)
 
-    monkeypatch.setattr(mg, "checkout_infos", racing)
+    monkeypatch.setattr(engine, "checkout_infos", racing)
     with pytest.raises(RefusedError, match=r"moved.*retry the merge"):
-        mg.move_target(setup.repo, planned)
+        move_target(setup.repo, planned)
     assert setup.tip() == interloper
 
 
@@ -254,18 +263,18 @@ def test_reset_rollback_cas_holds_when_ref_moves(setup: Setup, monkeypatch: pyte
         git(repo, "update-ref", "refs/heads/main", later)
         return real(repo, branch)
 
-    monkeypatch.setattr(mg, "checkout_paths", racing)
+    monkeypatch.setattr(rollback_module, "checkout_paths", racing)
     with pytest.raises(RefusedError, match=r"moved.*retry the rollback"):
-        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
+        rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert setup.tip() == later
 
 
 def test_move_target_refuses_dirty_checkout_and_keeps_the_change(setup: Setup) -> None:
     setup.work({"feature.txt": "new\n"})
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
     (setup.repo / "notes.txt").write_text("mine\n")
     with pytest.raises(RefusedError, match=r"uncommitted changes \(notes\.txt\)"):
-        mg.move_target(setup.repo, planned)
+        move_target(setup.repo, planned)
     assert setup.tip() == planned.rollback_sha
     assert (setup.repo / "notes.txt").read_text() == "mine\n"
     assert not (setup.repo / "feature.txt").exists()
@@ -277,18 +286,18 @@ def test_move_target_refuses_dirty_checkout_and_keeps_the_change(setup: Setup) -
 def test_rebase_when_target_moved(setup: Setup) -> None:
     setup.work({"feature.txt": "f\n"})
     moved = setup.on_main({"other.txt": "o\n"})
-    assert mg.rebase_branch(setup.wt, "main") == []
+    assert rebase_branch(setup.wt, "main") == []
     head = git(setup.wt, "rev-parse", "HEAD")
     assert parents(setup.repo, head) == [moved]
     assert (setup.wt / "other.txt").exists() and (setup.wt / "feature.txt").exists()
-    pf = mg.preflight(setup.repo, BRANCH, "main")
+    pf = preflight(setup.repo, BRANCH, "main")
     assert pf.ok and not pf.target_moved
 
 
 def test_conflicting_rebase_is_aborted_and_names_files(setup: Setup) -> None:
     work = setup.work({"app.txt": "task\n", "feature.txt": "f\n"})
     setup.on_main({"app.txt": "main\n"})
-    assert mg.rebase_branch(setup.wt, "main") == ["app.txt"]
+    assert rebase_branch(setup.wt, "main") == ["app.txt"]
     assert git(setup.wt, "rev-parse", "HEAD") == work
     assert git(setup.wt, "symbolic-ref", "HEAD") == f"refs/heads/{BRANCH}"
     assert cg.is_clean(setup.wt)
@@ -303,7 +312,7 @@ def test_rebase_refuses_uncommitted_changes_to_tracked_files(setup: Setup) -> No
     setup.on_main({"other.txt": "o\n"})
     (setup.wt / "feature.txt").write_text("wip\n")
     with pytest.raises(RefusedError, match="uncommitted"):
-        mg.rebase_branch(setup.wt, "main")
+        rebase_branch(setup.wt, "main")
     assert git(setup.wt, "rev-parse", "HEAD") == work
     assert (setup.wt / "feature.txt").read_text() == "wip\n"
 
@@ -312,7 +321,7 @@ def test_rebase_keeps_untracked_files_that_are_not_in_the_way(setup: Setup) -> N
     setup.work({"feature.txt": "f\n"})
     moved = setup.on_main({"other.txt": "o\n"})
     (setup.wt / "scratch.txt").write_text("wip\n")
-    assert mg.rebase_branch(setup.wt, "main") == []
+    assert rebase_branch(setup.wt, "main") == []
     assert git(setup.wt, "rev-parse", "HEAD^") == moved
     assert (setup.wt / "scratch.txt").read_text() == "wip\n"
 
@@ -322,7 +331,7 @@ def test_rebase_keeps_untracked_files_that_are_not_in_the_way(setup: Setup) -> N
 
 def test_verify_in_scratch_runs_check_at_sha_and_cleans_up(setup: Setup) -> None:
     setup.work({"feature.txt": "new\n"})
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
     scratch = setup.tmp / "scratch"
     seen: list[str] = []
 
@@ -330,16 +339,16 @@ def test_verify_in_scratch_runs_check_at_sha_and_cleans_up(setup: Setup) -> None
         seen.append(git(path, "rev-parse", "HEAD"))
         return (path / "feature.txt").read_text() == "new\n"
 
-    assert mg.verify_in_scratch(setup.repo, planned.merge_sha, scratch, check)
+    assert verify_in_scratch(setup.repo, planned.merge_sha, scratch, check)
     assert seen == [planned.merge_sha]
     assert worktree_count(setup.repo) == 2
-    assert not mg.verify_in_scratch(setup.repo, planned.merge_sha, scratch, lambda p: False)
+    assert not verify_in_scratch(setup.repo, planned.merge_sha, scratch, lambda p: False)
     assert not scratch.exists()
 
 
 def test_verify_in_scratch_removes_worktree_when_check_raises(setup: Setup) -> None:
     setup.work({"feature.txt": "new\n"})
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
     scratch = setup.tmp / "scratch"
 
     def boom(path: Path) -> bool:
@@ -347,7 +356,7 @@ def test_verify_in_scratch_removes_worktree_when_check_raises(setup: Setup) -> N
         raise RuntimeError("gate crashed")
 
     with pytest.raises(RuntimeError, match="gate crashed"):
-        mg.verify_in_scratch(setup.repo, planned.merge_sha, scratch, boom)
+        verify_in_scratch(setup.repo, planned.merge_sha, scratch, boom)
     assert not scratch.exists()
     assert worktree_count(setup.repo) == 2
     assert setup.tip() == planned.rollback_sha
@@ -362,16 +371,56 @@ def test_rollback_by_reset_restores_exact_sha_and_files(setup: Setup, checked_ou
     if not checked_out:
         git(setup.repo, "checkout", "-q", "-b", "elsewhere")
     planned = merged(setup)
-    assert mg.rollback_method(setup.repo, "main", planned.merge_sha) == "reset"
-    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "Roll back")
-    assert result == mg.RollbackResult("reset", planned.merge_sha, planned.rollback_sha)
+    assert rollback_method(setup.repo, "main", planned.merge_sha) == "reset"
+    result = rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "Roll back")
+    assert result == RollbackResult("reset", planned.merge_sha, planned.rollback_sha)
     assert setup.tip() == planned.rollback_sha == setup.base
     if checked_out:
         assert git(setup.repo, "rev-parse", "HEAD") == setup.base
         assert not (setup.repo / "feature.txt").exists()
         assert (setup.repo / "app.txt").read_text() == BASE_FILES["app.txt"]
         assert cg.is_clean(setup.repo)
-    assert mg.rollback_method(setup.repo, "main", planned.merge_sha) == "gone"
+    assert rollback_method(setup.repo, "main", planned.merge_sha) == "gone"
+
+
+def _plan_by_git(repo: Path, merge_sha: str) -> rollback_module.RollbackPlan:
+    """The plan as git's rev-parse reads it (the files path turned off)."""
+    real = rollback_module._plan_from_files
+    rollback_module._plan_from_files = lambda *args: None
+    try:
+        return rollback_module.rollback_plan(repo, "main", merge_sha)
+    finally:
+        rollback_module._plan_from_files = real
+
+
+def test_the_rollback_plan_read_from_files_is_the_one_git_reads(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reset and revert plans come from git's files with no git process while the objects are loose; once
+    they are packed (or anything is unusual) one rev-parse reads the same plan."""
+    setup.work({"feature.txt": "new\n"})
+    planned = merged(setup)
+    counted = GitCalls(monkeypatch)
+    for later in (False, True):
+        if later:
+            setup.on_main({"later.txt": "later\n"})
+            setup.on_main({"later2.txt": "later\n"})
+        counted.calls.clear()
+        counted.processes = 0
+        plan = rollback_module.rollback_plan(setup.repo, "main", planned.merge_sha)
+        assert counted.processes == 0 and plan.method == ("revert" if later else "reset")
+        assert plan == _plan_by_git(setup.repo, planned.merge_sha)
+        assert plan.first_parent_tree == git(setup.repo, "rev-parse", f"{planned.rollback_sha}^{{tree}}")
+    # Packed refs and objects: not read here, asked of git (one process), the same answer.
+    git(setup.repo, "gc", "-q", "--prune=now")
+    assert not (setup.repo / ".git" / "refs" / "heads" / "main").exists()
+    counted.calls.clear()
+    counted.processes = 0
+    packed = rollback_module.rollback_plan(setup.repo, "main", planned.merge_sha)
+    assert counted.commands() == ["rev-parse"] and packed == plan
+    # A merge no longer in main's history: gone, either way.
+    git(setup.repo, "reset", "-q", "--hard", planned.rollback_sha)
+    assert rollback_method(setup.repo, "main", planned.merge_sha) == "gone"
 
 
 @pytest.mark.parametrize("strategy", ["merge", "squash"])
@@ -379,9 +428,9 @@ def test_rollback_after_later_commit_reverts(setup: Setup, strategy: str) -> Non
     setup.work({"feature.txt": "new\n", "app.txt": "line 1\nline 2 by task\nline 3\n"})
     planned = merged(setup, strategy)
     later = setup.on_main({"later.txt": "later\n"}, "later work")
-    assert mg.rollback_method(setup.repo, "main", planned.merge_sha) == "revert"
+    assert rollback_method(setup.repo, "main", planned.merge_sha) == "revert"
 
-    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "Revert task 1")
+    result = rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "Revert task 1")
     assert result.method == "revert" and result.from_sha == later
     assert setup.tip() == result.to_sha
     assert parents(setup.repo, result.to_sha) == [later]
@@ -407,7 +456,7 @@ def test_revert_not_checked_out_moves_ref_only(setup: Setup) -> None:
     planned = merged(setup)
     later = setup.on_main({"later.txt": "later\n"})
     git(setup.repo, "checkout", "-q", "-b", "elsewhere")
-    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "")
+    result = rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "")
     assert result.method == "revert" and parents(setup.repo, result.to_sha) == [later]
     assert setup.tip() == result.to_sha
     assert "This reverts commit " + planned.merge_sha in git(setup.repo, "log", "-1", "--format=%B", "main")
@@ -419,7 +468,7 @@ def test_revert_conflict_is_refused_with_nothing_changed(setup: Setup) -> None:
     planned = merged(setup)
     later = setup.on_main({"app.txt": "line 1\nline 2 by task, then edited\nline 3\n"})
     with pytest.raises(RefusedError, match=r"conflicts.*app\.txt") as info:
-        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
+        rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert info.value.details["conflicts"] == ["app.txt"]
     assert setup.tip() == later
     assert (setup.repo / "app.txt").read_text() == "line 1\nline 2 by task, then edited\nline 3\n"
@@ -432,7 +481,7 @@ def test_reset_rollback_keeps_unrelated_local_changes(setup: Setup) -> None:
     planned = merged(setup)
     (setup.repo / "README.md").write_text("my local edit\n")
     (setup.repo / "untracked.txt").write_text("mine\n")
-    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
+    result = rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert result.method == "reset" and setup.tip() == setup.base
     assert not (setup.repo / "feature.txt").exists()
     assert (setup.repo / "README.md").read_text() == "my local edit\n"
@@ -444,7 +493,7 @@ def test_reset_rollback_refuses_local_changes_to_merged_files(setup: Setup) -> N
     planned = merged(setup)
     (setup.repo / "feature.txt").write_text("edited after the merge\n")
     with pytest.raises(RefusedError, match="local changes"):
-        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
+        rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert setup.tip() == planned.merge_sha
     assert git(setup.repo, "rev-parse", "HEAD") == planned.merge_sha
     assert (setup.repo / "feature.txt").read_text() == "edited after the merge\n"
@@ -456,7 +505,7 @@ def test_revert_rollback_in_dirty_checkout_never_loses_changes(setup: Setup) -> 
     later = setup.on_main({"later.txt": "later\n"})
     # an unrelated edit is carried along
     (setup.repo / "README.md").write_text("my local edit\n")
-    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
+    result = rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert result.method == "revert" and result.from_sha == later
     assert not (setup.repo / "feature.txt").exists()
     assert (setup.repo / "README.md").read_text() == "my local edit\n"
@@ -468,7 +517,7 @@ def test_revert_rollback_refuses_when_local_change_touches_reverted_file(setup: 
     later = setup.on_main({"later.txt": "later\n"})
     (setup.repo / "feature.txt").write_text("local edit of merged file\n")
     with pytest.raises(RefusedError, match="nothing was changed"):
-        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
+        rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert setup.tip() == later
     assert (setup.repo / "feature.txt").read_text() == "local edit of merged file\n"
     assert worktree_count(setup.repo) == 2
@@ -476,10 +525,10 @@ def test_revert_rollback_refuses_when_local_change_touches_reverted_file(setup: 
 
 def test_rollback_refuses_when_merge_is_gone(setup: Setup) -> None:
     setup.work({"feature.txt": "new\n"})
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")  # never published
-    assert mg.rollback_method(setup.repo, "main", planned.merge_sha) == "gone"
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")  # never published
+    assert rollback_method(setup.repo, "main", planned.merge_sha) == "gone"
     with pytest.raises(RefusedError, match="not in main's history"):
-        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
+        rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert setup.tip() == setup.base
 
 
@@ -490,7 +539,7 @@ def test_reset_rollback_refuses_unrelated_rollback_point(setup: Setup) -> None:
     git(setup.repo, "rm", "-rfq", ".")
     island = commit_files(setup.repo, {"x.txt": "x\n"})
     with pytest.raises(RefusedError, match="not an ancestor"):
-        mg.rollback(setup.repo, "main", planned.merge_sha, island, "r")
+        rollback(setup.repo, "main", planned.merge_sha, island, "r")
     assert setup.tip() == planned.merge_sha
 
 
@@ -499,22 +548,22 @@ def test_reset_rollback_refuses_unrelated_rollback_point(setup: Setup) -> None:
 
 def test_reconcile_outcomes(setup: Setup) -> None:
     setup.work({"feature.txt": "new\n"})
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
     # crash before the ref moved
-    assert mg.reconcile(setup.repo, "main", planned.merge_sha, planned.rollback_sha) == "not_merged"
-    mg.move_target(setup.repo, planned)
-    assert mg.reconcile(setup.repo, "main", planned.merge_sha, planned.rollback_sha) == "merged"
+    assert reconcile(setup.repo, "main", planned.merge_sha, planned.rollback_sha) == "not_merged"
+    move_target(setup.repo, planned)
+    assert reconcile(setup.repo, "main", planned.merge_sha, planned.rollback_sha) == "merged"
     setup.on_main({"later.txt": "l\n"})
-    assert mg.reconcile(setup.repo, "main", planned.merge_sha, planned.rollback_sha) == "merged"
+    assert reconcile(setup.repo, "main", planned.merge_sha, planned.rollback_sha) == "merged"
     # someone moved main elsewhere: neither the merge nor the rollback point is the tip or in it
     git(setup.repo, "checkout", "-q", "-b", "elsewhere")
     other = git(
         setup.repo, "commit-tree", "-p", planned.rollback_sha, "-m", "other", f"{setup.base}^{{tree}}"
     )
     git(setup.repo, "update-ref", "refs/heads/main", other)
-    assert mg.reconcile(setup.repo, "main", planned.merge_sha, planned.rollback_sha) == "diverged"
+    assert reconcile(setup.repo, "main", planned.merge_sha, planned.rollback_sha) == "diverged"
     assert setup.tip() == other  # reconcile touched nothing
-    assert mg.reconcile(setup.repo, "nope", planned.merge_sha, planned.rollback_sha) == "diverged"
+    assert reconcile(setup.repo, "nope", planned.merge_sha, planned.rollback_sha) == "diverged"
 
 
 # -------------------------------------------------------------------------------------------- identity
@@ -531,7 +580,7 @@ def test_merge_and_revert_work_without_a_configured_identity(
     git(setup.repo, "config", "user.useConfigOnly", "true")
     planned = merged(setup)
     assert git(setup.repo, "log", "-1", "--format=%cn", planned.merge_sha) == "agent-cockpit"
-    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
+    result = rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert result.method == "reset"
 
 
@@ -565,13 +614,13 @@ def test_build_with_a_fresh_preflight_is_one_commit_tree(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     work = setup.work({"feature.txt": "new\n"})
-    pf = mg.preflight(setup.repo, BRANCH, "main")
+    pf = preflight(setup.repo, BRANCH, "main")
     assert pf.ok and pf.tree and pf.merge_bases == [setup.base] and not pf.target_moved
     counted = GitCalls(monkeypatch)
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
     assert counted.commands() == ["commit-tree"] and counted.processes == 1
     counted.calls.clear()
-    alone = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")  # reads and merges itself
+    alone = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")  # reads and merges itself
     # The target has not moved: the merge is the branch's tree, and only what it changes is read.
     assert counted.commands() == ["rev-parse", "diff-tree", "commit-tree"]
     assert planned.tree == alone.tree == pf.tree == tree_of(setup.repo, alone.merge_sha)
@@ -579,10 +628,10 @@ def test_build_with_a_fresh_preflight_is_one_commit_tree(
     assert parents(setup.repo, alone.merge_sha) == [setup.base, work]
     assert planned.rollback_sha == setup.base and setup.tip() == setup.base  # nothing moved
     # A preflight of other branches, or one that refused, is not used.
-    other = mg.preflight(setup.repo, "main", BRANCH)
+    other = preflight(setup.repo, "main", BRANCH)
     counted.calls.clear()
     with pytest.raises(RefusedError, match="nothing to merge"):
-        mg.build_merge_commit(setup.repo, "main", BRANCH, "merge", "m", preflight=pf)
+        build_merge_commit(setup.repo, "main", BRANCH, "merge", "m", preflight=pf)
     assert counted.commands() == ["rev-parse"]
     assert other.target == BRANCH and other.merge_bases == [setup.base]
 
@@ -591,10 +640,10 @@ def test_move_with_the_preflights_checkouts_is_two_git_calls(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     setup.work({"feature.txt": "new\n"})
-    pf = mg.preflight(setup.repo, BRANCH, "main")
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
+    pf = preflight(setup.repo, BRANCH, "main")
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
     counted = GitCalls(monkeypatch)
-    mg.move_target(setup.repo, planned, checkouts=pf.checkouts)
+    move_target(setup.repo, planned, checkouts=pf.checkouts)
     assert counted.commands() == ["rev-parse", "merge"]  # HEAD, the merge's parents, the branch; the move
     assert setup.tip() == planned.merge_sha == git(setup.repo, "rev-parse", "HEAD")
     assert (setup.repo / "feature.txt").read_text() == "new\n" and cg.is_clean(setup.repo)
@@ -602,11 +651,11 @@ def test_move_with_the_preflights_checkouts_is_two_git_calls(
 
 def test_move_with_the_preflights_checkouts_is_still_compare_and_set(setup: Setup) -> None:
     setup.work({"feature.txt": "new\n"})
-    pf = mg.preflight(setup.repo, BRANCH, "main")
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
+    pf = preflight(setup.repo, BRANCH, "main")
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
     interloper = setup.on_main({"hotfix.txt": "h\n"}, "hotfix")
     with pytest.raises(RefusedError, match=r"moved.*retry the merge") as info:
-        mg.move_target(setup.repo, planned, checkouts=pf.checkouts)
+        move_target(setup.repo, planned, checkouts=pf.checkouts)
     assert info.value.details["actual"] == interloper and setup.tip() == interloper
     assert (setup.repo / "hotfix.txt").exists() and not (setup.repo / "feature.txt").exists()
 
@@ -614,10 +663,10 @@ def test_move_with_the_preflights_checkouts_is_still_compare_and_set(setup: Setu
 def test_move_with_stale_checkouts_looks_again(setup: Setup) -> None:
     """The preflight saw main checked out in the main checkout, which switched branch before the move."""
     setup.work({"feature.txt": "new\n"})
-    pf = mg.preflight(setup.repo, BRANCH, "main")
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
+    pf = preflight(setup.repo, BRANCH, "main")
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
     git(setup.repo, "checkout", "-q", "-b", "elsewhere")
-    mg.move_target(setup.repo, planned, checkouts=pf.checkouts)
+    move_target(setup.repo, planned, checkouts=pf.checkouts)
     assert setup.tip() == planned.merge_sha
     assert git(setup.repo, "symbolic-ref", "HEAD") == "refs/heads/elsewhere"
     assert not (setup.repo / "feature.txt").exists() and cg.is_clean(setup.repo)
@@ -626,24 +675,24 @@ def test_move_with_stale_checkouts_looks_again(setup: Setup) -> None:
 def test_move_when_the_preflight_found_no_checkout(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     setup.work({"feature.txt": "new\n"})
     git(setup.repo, "checkout", "-q", "-b", "elsewhere")
-    pf = mg.preflight(setup.repo, BRANCH, "main")
+    pf = preflight(setup.repo, BRANCH, "main")
     assert pf.checkouts == []
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "squash", "m", preflight=pf)
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "squash", "m", preflight=pf)
     counted = GitCalls(monkeypatch)
-    mg.move_target(setup.repo, planned, checkouts=pf.checkouts)
+    move_target(setup.repo, planned, checkouts=pf.checkouts)
     assert counted.commands() == ["rev-parse", "update-ref"]
     assert setup.tip() == planned.merge_sha and parents(setup.repo, planned.merge_sha) == [setup.base]
 
 
 def test_move_refuses_a_merge_that_does_not_contain_the_rollback_point(setup: Setup) -> None:
     setup.work({"feature.txt": "new\n"})
-    pf = mg.preflight(setup.repo, BRANCH, "main")
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
+    pf = preflight(setup.repo, BRANCH, "main")
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m", preflight=pf)
     orphan = git(setup.repo, "commit-tree", "-m", "orphan", planned.tree)
-    bogus = mg.PlannedMerge("main", planned.rollback_sha, orphan, "merge", planned.tree)
+    bogus = PlannedMerge("main", planned.rollback_sha, orphan, "merge", planned.tree)
     for checkouts in (pf.checkouts, [], None):
         with pytest.raises(GitError, match="does not descend"):
-            mg.move_target(setup.repo, bogus, checkouts=checkouts)
+            move_target(setup.repo, bogus, checkouts=checkouts)
     assert setup.tip() == setup.base
 
 
@@ -677,17 +726,17 @@ def test_revert_tree_matches_git_revert_without_a_checkout(
     later = s.on_main({"long.txt": LONG.replace("line 2\n", "line 2 by the task\n").replace(
         "line 11\n", "line 11 later\n"), "renamed.txt": "line 1\nline 2\nline 3\nline 4 later\n"})
     before = snapshot(s.repo)
-    monkeypatch.setattr(mg, "_merge_base_option", probe)
+    monkeypatch.setattr(plumbing, "_merge_base_option", probe)
     counted = GitCalls(monkeypatch)
     first_parent = parents(s.repo, planned.merge_sha)[0]
     parent_tree = git(s.repo, "rev-parse", f"{first_parent}^{{tree}}") if written else ""
-    result = mg.revert_tree(s.repo, later, planned.merge_sha, first_parent, parent_tree)
+    result = revert_tree(s.repo, later, planned.merge_sha, first_parent, parent_tree)
     assert result.clean, result.conflicts
     assert snapshot(s.repo) == before  # objects only: no ref, index, file or worktree touched
     assert set(counted.commands()) <= {"merge-tree", "commit-tree"}
     if written:
         assert counted.commands() == ["merge-tree"] and counted.processes == 1
-    assert mg._merge_base_option is not None  # the probe's answer is kept for the process
+    assert plumbing._merge_base_option is not None  # the probe's answer is kept for the process
     assert result.tree == _git_revert_tree(s.repo, short_tmp, later, planned.merge_sha, strategy == "merge")
     reverted = {name: git(s.repo, "show", f"{result.tree}:{name}") for name in ("long.txt", "app.txt")}
     assert reverted["long.txt"] == LONG.replace("line 11\n", "line 11 later\n").rstrip("\n")
@@ -715,16 +764,16 @@ def test_the_revert_takes_merge_base_where_this_git_has_it_and_the_stand_in_wher
     first_parent = parents(setup.repo, planned.merge_sha)[0]
     tree = git(setup.repo, "rev-parse", f"{first_parent}^{{tree}}")
     has_option = _git_version(setup.repo) >= (2, 40)
-    monkeypatch.setattr(mg, "_merge_base_option", None)
+    monkeypatch.setattr(plumbing, "_merge_base_option", None)
     counted = GitCalls(monkeypatch)
-    first = mg.revert_tree(setup.repo, later, planned.merge_sha, first_parent, tree)
-    assert mg._merge_base_option is has_option
+    first = revert_tree(setup.repo, later, planned.merge_sha, first_parent, tree)
+    assert plumbing._merge_base_option is has_option
     merge_base_args = [args for args in counted.calls if any(a.startswith("--merge-base=") for a in args)]
     assert len(merge_base_args) == 1  # tried once: taken (2.40+), or refused and never tried again
     assert counted.commands() == (["merge-tree"] if has_option else ["merge-tree", "merge-tree"])
     counted.calls.clear()
     counted.processes = 0
-    again = mg.revert_tree(setup.repo, later, planned.merge_sha, first_parent, tree)
+    again = revert_tree(setup.repo, later, planned.merge_sha, first_parent, tree)
     assert counted.commands() == ["merge-tree"] and counted.processes == 1
     assert any(a.startswith("--merge-base=") for a in counted.calls[0]) is has_option
     assert first.clean and again.clean and first.tree == again.tree
@@ -737,13 +786,13 @@ def test_revert_rollback_runs_no_checkout_and_moves_by_fast_forward(
     setup.work({"feature.txt": "new\n"})
     planned = merged(setup)
     later = setup.on_main({"later.txt": "later\n"})
-    monkeypatch.setattr(mg, "_merge_base_option", False)  # the git 2.38/2.39 way, whatever git this is
+    monkeypatch.setattr(plumbing, "_merge_base_option", False)  # the git 2.38/2.39 way, whatever git this is
     counted = GitCalls(monkeypatch)
-    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "Revert it")
-    # tip, its tree, merge's parents and the first one's tree, containment; merge-tree (against a stand-in
-    # commit written by this process); the revert commit; the move (where main is checked out is read from
-    # git's admin files)
-    expected = ["rev-parse", "merge-tree", "commit-tree", "merge"]
+    result = rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "Revert it")
+    # the tip, its tree, merge's parents and the first one's tree, containment: read from git's files; then
+    # merge-tree (against a stand-in commit written by this process); the revert commit; the move (where main
+    # is checked out is read from git's admin files)
+    expected = ["merge-tree", "commit-tree", "merge"]
     assert counted.commands() == expected
     assert counted.processes == len(counted.calls)
     assert result.method == "revert" and parents(setup.repo, result.to_sha) == [later]
@@ -763,7 +812,7 @@ def test_checkout_free_revert_conflict_names_files_and_changes_nothing(
     before = snapshot(setup.repo)
     counted = GitCalls(monkeypatch)
     with pytest.raises(RefusedError, match=r"conflicts.*app\.txt.*nothing was changed") as info:
-        mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
+        rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
     assert info.value.details == {"reason": "conflicts", "conflicts": ["app.txt"]}
     assert snapshot(setup.repo) == before
     ran = counted.commands()
@@ -771,12 +820,12 @@ def test_checkout_free_revert_conflict_names_files_and_changes_nothing(
     assert not [args for args in counted.calls if args[:2] == ("worktree", "add")]
 
 
-def test_reset_rollback_is_two_git_calls(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reset_rollback_is_one_git_call(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     setup.work({"feature.txt": "new\n"})
     planned = merged(setup)
     counted = GitCalls(monkeypatch)
-    result = mg.rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
-    assert counted.commands() == ["rev-parse", "reset"]
+    result = rollback(setup.repo, "main", planned.merge_sha, planned.rollback_sha, "r")
+    assert counted.commands() == ["reset"] and counted.processes == 1  # the plan is read from git's files
     assert ("reset", "--keep", "--quiet", planned.rollback_sha) in counted.calls
     assert result.method == "reset" and git(setup.repo, "rev-parse", "HEAD") == setup.base
 
@@ -792,12 +841,12 @@ def test_a_tree_removing_a_tracked_cockpit_path_is_refused(setup: Setup) -> None
     git(setup.wt, "merge", "-q", "--ff-only", "main")
     git(setup.wt, "rm", "-q", ".cockpit/keep")
     git(setup.wt, "commit", "-q", "-m", "drop it")
-    pf = mg.preflight(setup.repo, BRANCH, "main")
+    pf = preflight(setup.repo, BRANCH, "main")
     checks = {c.name: c for c in pf.checks}
     assert not checks["no_cockpit_paths"].ok and ".cockpit/keep" in checks["no_cockpit_paths"].detail
     assert pf.refused_files() == [".cockpit/keep"] and pf.reason() == "cockpit_paths"
     with pytest.raises(RefusedError, match=r"\.cockpit/keep"):
-        mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+        build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
     assert (setup.repo / ".cockpit" / "keep").exists()
 
 
@@ -811,21 +860,21 @@ def test_overwritten_paths_sees_files_links_and_directories_in_the_way(setup: Se
     (checkout / "tracked" / "kept.txt").write_text("tracked\n")
     (checkout / "tracked" / "cache.pyc").write_text("ignored\n")
     changes = (
-        mg.TreeChange("A", "plain.txt"),  # a file where the merge adds one
-        mg.TreeChange("A", "link/file"),  # a symlink where the merge needs a directory
-        mg.TreeChange("A", "dir"),  # a directory with a person's file where the merge adds a file
-        mg.TreeChange("D", "tracked/kept.txt"),  # a tracked directory the merge turns into a file...
-        mg.TreeChange("A", "tracked"),  # ...still holding an untracked file
-        mg.TreeChange("A", "new/deep/file.txt"),  # nothing there: fine
-        mg.TreeChange("M", "app.txt"),  # tracked: git's own copy
+        TreeChange("A", "plain.txt"),  # a file where the merge adds one
+        TreeChange("A", "link/file"),  # a symlink where the merge needs a directory
+        TreeChange("A", "dir"),  # a directory with a person's file where the merge adds a file
+        TreeChange("D", "tracked/kept.txt"),  # a tracked directory the merge turns into a file...
+        TreeChange("A", "tracked"),  # ...still holding an untracked file
+        TreeChange("A", "new/deep/file.txt"),  # nothing there: fine
+        TreeChange("M", "app.txt"),  # tracked: git's own copy
     )
-    found = mg.overwritten_paths(checkout, changes)
+    found = overwritten_paths(checkout, changes)
     assert found == ["plain.txt", "link", "dir/inside.bin", "tracked/cache.pyc"]
     # A tracked file the merge removes may become a directory; a tracked directory emptied may become a file.
     (checkout / "tracked" / "cache.pyc").unlink()
-    assert mg.overwritten_paths(checkout, (mg.TreeChange("D", "app.txt"), mg.TreeChange("A", "app.txt/x"),
-                                           mg.TreeChange("D", "tracked/kept.txt"),
-                                           mg.TreeChange("A", "tracked"))) == []
+    assert overwritten_paths(checkout, (TreeChange("D", "app.txt"), TreeChange("A", "app.txt/x"),
+                                           TreeChange("D", "tracked/kept.txt"),
+                                           TreeChange("A", "tracked"))) == []
 
 
 def test_the_move_refuses_an_ignored_file_that_appeared_after_the_preflight(setup: Setup) -> None:
@@ -834,18 +883,18 @@ def test_the_move_refuses_an_ignored_file_that_appeared_after_the_preflight(setu
     (setup.wt / "secret.env").write_text("agent\n")
     git(setup.wt, "add", "-f", "secret.env")
     git(setup.wt, "commit", "-q", "-m", "agent adds an ignored file")
-    planned = mg.build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
+    planned = build_merge_commit(setup.repo, BRANCH, "main", "merge", "m")
     assert [c.path for c in planned.changes] == ["secret.env"]
     (setup.repo / "secret.env").write_text("TOKEN=person\n")
     before = setup.tip()
     with pytest.raises(RefusedError, match=r"secret\.env") as caught:
-        mg.move_target(setup.repo, planned, checkouts=[setup.repo])
+        move_target(setup.repo, planned, checkouts=[setup.repo])
     assert caught.value.details["files"] == ["secret.env"]
     # git holds the same line when the engine was handed no list of changes (--no-overwrite-ignore).
-    bare = mg.PlannedMerge(planned.target, planned.rollback_sha, planned.merge_sha, planned.strategy,
+    bare = PlannedMerge(planned.target, planned.rollback_sha, planned.merge_sha, planned.strategy,
                            planned.tree)
     with pytest.raises(RefusedError, match=r"secret\.env") as caught:
-        mg.move_target(setup.repo, bare, checkouts=[setup.repo])
+        move_target(setup.repo, bare, checkouts=[setup.repo])
     assert caught.value.details["files"] == ["secret.env"]
     assert setup.tip() == before and (setup.repo / "secret.env").read_text() == "TOKEN=person\n"
 

@@ -17,11 +17,14 @@ from typing import Any
 import pytest
 
 from cockpit.core import git as cg
-from cockpit.core import merge as mg
-from cockpit.core import merging
 from cockpit.core.config import Settings
 from cockpit.core.errors import RefusedError
 from cockpit.core.gates import TddRule, run_gates
+from cockpit.core.merge.context import MergeContext, MergeOutcome
+from cockpit.core.merge.orchestrator import merge_task
+from cockpit.core.merge.rebase import rebase_branch
+from cockpit.core.merge.reconcile import reconcile_merging
+from cockpit.core.merge.rollback import rollback_task
 from cockpit.core.models import GateSpec, Task
 from cockpit.core.paths import RepoPaths
 from cockpit.core.states import State
@@ -40,8 +43,8 @@ class Env:
     store: Store
     settings: Settings
 
-    def ctx(self) -> merging.MergeContext:
-        return merging.MergeContext(self.store, self.paths, self.settings)
+    def ctx(self) -> MergeContext:
+        return MergeContext(self.store, self.paths, self.settings)
 
     async def task(self, files: dict[str, str | None] | list[dict[str, str | None]],
                    title: str = "demo change", prepare: Callable[[Path], None] | None = None) -> Task:
@@ -50,8 +53,8 @@ class Env:
     def tip(self, branch: str = "main") -> str | None:
         return cg.ref_sha(self.root, branch)
 
-    async def merge(self, task_id: int, **kw: Any) -> merging.MergeOutcome:
-        return await merging.merge_task(self.ctx(), task_id, **kw)
+    async def merge(self, task_id: int, **kw: Any) -> MergeOutcome:
+        return await merge_task(self.ctx(), task_id, **kw)
 
     async def refused(self, task_id: int, **kw: Any) -> RefusedError:
         with pytest.raises(RefusedError) as caught:
@@ -215,7 +218,7 @@ async def test_a_title_holding_a_nul_byte_cannot_make_a_task_unmergeable(env: En
     subject = git(env.root, "log", "-1", "--format=%s", "main")
     assert subject.startswith(f"Merge task {task.id}: fix")
     assert "\x00" not in subject and "\x1b" not in subject
-    rolled = await merging.rollback_task(env.ctx(), task.id)
+    rolled = await rollback_task(env.ctx(), task.id)
     assert rolled.task.state is State.ROLLED_BACK
 
 
@@ -387,16 +390,16 @@ async def test_a_merge_killed_after_the_rebase_is_put_back_on_the_next_start(env
     branch_tip = env.tip(task.branch or "")
     moved = commit_files(env.root, {"other.txt": "from main\n"}, "main moved")
     # What a process killed right after the rebase leaves: the branch rebased, the rebase on record.
-    assert mg.rebase_branch(Path(task.worktree), "main") == []
+    assert rebase_branch(Path(task.worktree), "main") == []
     await env.store.append(task.id, "merge.preflight", {"target": "main", "strategy": "merge"})
     await env.store.append(task.id, "merge.rebased", {
         "onto": moved, "base_sha": moved, "target": "main", "from_sha": branch_tip,
         "to_sha": env.tip(task.branch or ""), "previous_base_sha": task.base_sha})
-    settled = await merging.reconcile_merging(env.ctx())
+    settled = await reconcile_merging(env.ctx())
     assert [t.id for t in settled] == [task.id]
     assert env.tip(task.branch or "") == branch_tip
     after = await env.store.get_task(task.id)
     assert after.state is State.AWAITING_REVIEW and after.base_sha == task.base_sha
-    assert await merging.reconcile_merging(env.ctx()) == []  # once
+    assert await reconcile_merging(env.ctx()) == []  # once
     outcome = await env.merge(task.id)  # and it merges (rebased again) as if nothing had happened
     assert outcome.task.state is State.DONE and outcome.rebased

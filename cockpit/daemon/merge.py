@@ -6,7 +6,7 @@ running without the daemon cannot interleave either. A job runs to its end even 
 it disconnects: a merge is never abandoned half way because a terminal was closed.
 
 On start, tasks a killed daemon (or CLI) left in `merging` are reconciled from the target ref before any
-queued job runs (`cockpit.core.merging.reconcile_merging`).
+queued job runs (`cockpit.core.merge.reconcile.reconcile_merging`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cockpit.core import merging
 from cockpit.core.errors import DaemonUnavailable
+from cockpit.core.merge.context import MergeContext
+from cockpit.core.merge.lock import LockBusy
+from cockpit.core.merge.ops import context_for
+from cockpit.core.merge.reconcile import reconcile_merging
 from cockpit.core.models import JSON, Task
 from cockpit.daemon.server import Daemon
 
@@ -51,8 +54,8 @@ class MergeQueue:
         self.worker: asyncio.Task[None] | None = None
         self.closed = False
 
-    def context(self) -> merging.MergeContext:
-        return merging.context_for(self.daemon.ops)
+    def context(self) -> MergeContext:
+        return context_for(self.daemon.ops)
 
     def install(self) -> None:
         """Route the merge ops of the daemon's ops table through the queue."""
@@ -81,9 +84,9 @@ class MergeQueue:
     async def start(self) -> None:
         ctx = self.context()
         try:
-            settled = await merging.reconcile_merging(ctx, wait=False)
+            settled = await reconcile_merging(ctx, wait=False)
             self._report(settled)
-        except merging.LockBusy:
+        except LockBusy:
             # A CLI is merging right now: reconcile once it is done, ahead of any queued job.
             log.info("merge lock busy at start; reconciling interrupted merges when it is free")
             self.jobs.put_nowait(Job("reconcile", self._reconcile_job, self._detached_future()))
@@ -95,7 +98,7 @@ class MergeQueue:
         return future
 
     async def _reconcile_job(self) -> JSON:
-        settled = await merging.reconcile_merging(self.context())
+        settled = await reconcile_merging(self.context())
         self._report(settled)
         return {"settled": [t.id for t in settled]}
 
