@@ -331,6 +331,7 @@ class TaskDetail(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._shown: dict[str, Text] = {}
+        self._buttons: list[Button] | None = None  # the action buttons, looked up once
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-head")
@@ -368,18 +369,29 @@ class TaskDetail(Vertical):
         self._shown[widget_id] = content
         self.query_one(f"#{widget_id}", Static).update(safe_text(content), layout=layout)
 
+    def _set_classes(self, wanted: dict[str, bool]) -> None:
+        """Change the panel classes in one go: a change restyles the whole detail, so once, not per class."""
+        changed = False
+        for name, add in wanted.items():
+            if self.has_class(name) != add:
+                self.set_class(add, name, update=False)
+                changed = True
+        if changed:
+            self.update_node_styles()
+
     def show(self, task: Task | None, ctx: DetailContext | None) -> None:
-        self.set_class(task is None, "-empty")
         if task is None or ctx is None:
+            self._set_classes({"-empty": True, "-has-agent": False, "-has-gates": False,
+                               "-needs-input": False, "-gates-failed": False})
             self._put("detail-head", Text("no task selected: n creates one", style="dim"), layout=False)
             self._put("plan-text", Text(""))
-            for name in ("-has-agent", "-has-gates", "-needs-input", "-gates-failed"):
-                self.remove_class(name)
             return
         self._put("detail-head", head_text(ctx.repo, task, ctx), layout=False)  # two lines, always
         self._put("plan-text", plan_text(task, ctx))
         shown = set(offered(task))
-        for button in self.query(".task-action").results(Button):
+        if self._buttons is None:
+            self._buttons = list(self.query(".task-action").results(Button))
+        for button in self._buttons:
             wanted = button.name in shown
             if button.display != wanted:
                 button.display = wanted
@@ -388,10 +400,9 @@ class TaskDetail(Vertical):
         )
         has_gates = bool(task.gates) or task.state is State.GATING
         waiting = task.needs_input and task.state is State.EXECUTING
-        self.set_class(has_agent, "-has-agent")
-        self.set_class(has_gates, "-has-gates")
-        self.set_class(any(g.status != "passed" for g in task.gates), "-gates-failed")
-        self.set_class(waiting, "-needs-input")
+        self._set_classes({"-empty": False, "-has-agent": has_agent, "-has-gates": has_gates,
+                           "-gates-failed": any(g.status != "passed" for g in task.gates),
+                           "-needs-input": waiting})
         # Hidden sections are not updated: they are when they show.
         if waiting:
             self._put("needs-input", Text.assemble(("  ⚠ the agent is waiting for your answer  ", "bold"),
