@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from cockpit.cli import ensure_excluded
+from cockpit.cli.repo import ensure_excluded
 from cockpit.core import git as cg
 from cockpit.core.config import write_default
 from cockpit.core.models import Task

@@ -209,10 +209,10 @@ class RemoteRepo:
         if self.client is not None:
             result = await self.client.call("task_states", {"ids": wanted})
             return {int(k): str(v) for k, v in result.get("states", {}).items()}
-        return await _store_states(self._svc().store, wanted)
+        return await store_states(self._svc().store, wanted)
 
 
-async def _store_states(store: Store, ids: list[int]) -> dict[int, str]:
+async def store_states(store: Store, ids: list[int]) -> dict[int, str]:
     if not ids:
         return {}
     marks = ",".join("?" * len(ids))
