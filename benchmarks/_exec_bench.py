@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cockpit.cli import init_repo
+from cockpit.cli.repo import init_repo
 from cockpit.core import daemonctl
 from cockpit.core.client import DaemonClient
 from cockpit.core.config import set_value

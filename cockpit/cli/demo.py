@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cockpit.cli.output import out
+from cockpit.cli.running import run_async
 from cockpit.core.agents import BACKENDS
 from cockpit.core.errors import CockpitError, UsageError
 from cockpit.demo import seeding, workspace
@@ -50,12 +52,6 @@ scripts: `cockpit demo --dir D --no-ui` builds and seeds D, prints it as JSON an
 daemons, the tmux server: --no-ui implies --keep); `cockpit --workspace D` opens it, and
 `cockpit demo --stop --dir D` stops it.
 """
-
-
-def _cli() -> Any:
-    import cockpit.cli as cli  # late: cockpit.cli imports this module while building its parser
-
-    return cli
 
 
 def _check_agent(agent: str) -> None:
@@ -110,7 +106,6 @@ class _Signals:
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.stop:
         return cmd_stop(args)
-    cli = _cli()
     quiet = bool(args.json or args.no_ui)
 
     def say(message: str) -> None:
@@ -132,10 +127,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ws = workspace.build(root, tmux_socket=socket_name, agent=args.agent, progress=say)
             workspace.start(ws, progress=say)
             say("seeding tasks with the script agent")
-            cli.run_async(_seed(ws, say))
+            run_async(_seed(ws, say))
             say(f"ready in {time.monotonic() - started:.1f}s: {ws.root}")
             if args.no_ui:
-                cli.out(args, ws.to_json(), lambda: print(_json_line(ws)))
+                out(args, ws.to_json(), lambda: print(_json_line(ws)))
                 ok = True
                 return 0
             from cockpit.tui.app import make_app
@@ -190,7 +185,6 @@ def _stop_partial(root: Path, socket_name: str) -> list[str]:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    cli = _cli()
     if args.dir is None:
         raise UsageError("`cockpit demo --stop` needs --dir: the demo's directory")
     root = Path(args.dir).expanduser().resolve()
@@ -198,7 +192,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     problems = workspace.stop(ws)
     data = {"workspace": str(root), "stopped": not problems, "problems": problems,
             "tmux_socket": ws.tmux_socket}
-    cli.out(args, data, lambda: print(
+    out(args, data, lambda: print(
         f"stopped the demo in {root} (its daemons and tmux server -L {ws.tmux_socket}); its files are kept"
         if not problems else "\n".join(f"demo: {p}" for p in problems)))
     if problems:
