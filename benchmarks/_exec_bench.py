@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cockpit.cli import init_repo
+from cockpit.cli.repo import init_repo
 from cockpit.core import daemonctl
 from cockpit.core.client import DaemonClient
 from cockpit.core.config import set_value
@@ -118,7 +118,7 @@ class Session:
 
     @classmethod
     async def open(cls, paths: RepoPaths) -> Session:
-        client = await DaemonClient.for_repo(paths)
+        client = await DaemonClient.for_repo(paths, person=True)
         assert client is not None, "the daemon is not running"
         events: asyncio.Queue[Event] = asyncio.Queue()
         session = cls(client, events)

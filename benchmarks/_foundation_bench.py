@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cockpit.cli import init_repo  # noqa: E402
+from cockpit.cli.repo import init_repo  # noqa: E402
 from cockpit.core.config import set_value  # noqa: E402
 from cockpit.core.paths import RepoPaths  # noqa: E402
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from _foundation_bench import ROOT, make_repo
 
-from cockpit.cli import init_repo
+from cockpit.cli.repo import init_repo
 from cockpit.core.config import set_value
 from cockpit.core.paths import RepoPaths
 from cockpit.core.remote.daemons import HostedRepo

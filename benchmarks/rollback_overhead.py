@@ -17,8 +17,9 @@ The revert path (a later commit on main, so the merge is undone by a revert comm
 `--revert-rounds`, against `git revert --no-edit -m 1 <merge>` in the checkout, and reported as
 `revert_ratio`: the tool builds the revert with plumbing (a three-way `merge-tree` whose base is the merge,
 no checkout) so that a conflicting revert can never touch the person's checkout, then fast-forwards the
-checkout to it: four git processes (rev-parse, merge-tree, commit-tree, merge --ff-only; on git 2.38/2.39 the
-merge-tree is against a stand-in commit the tool writes itself) where bare git's in-place revert is one.
+checkout to it: three git processes (merge-tree, commit-tree, merge --ff-only; on git 2.38/2.39 the
+merge-tree is against a stand-in commit the tool writes itself) where bare git's in-place revert is one. The
+plan of either (tip, trees, parents) is read from git's files, with no process, while they are loose.
 
 `tool_git_processes` / `revert_tool_git_processes` are how many git processes one tool rollback started
 (counted at GitPython's runner; the bare side starts one per command).

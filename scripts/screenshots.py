@@ -3,7 +3,7 @@
     scripts/screenshots [WORKSPACE] [--out DIR] [--size 160x48]
 
 With WORKSPACE (a directory holding cockpit-workspace.toml, or a repo), the cockpit opens on it as it is and
-nothing is changed there. Without, the built-in demo workspace (`cockpit.core.demo`: real repos, daemons and
+nothing is changed there. Without, the built-in demo workspace (`cockpit.demo`: real repos, daemons and
 a private tmux server) is built in a temporary directory, seeded, photographed and stopped.
 """
 
@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 from textual.pilot import Pilot  # noqa: E402
 from textual.screen import Screen  # noqa: E402
 
-from cockpit.core import demo  # noqa: E402
 from cockpit.core.states import State  # noqa: E402
+from cockpit.demo import seeding, workspace  # noqa: E402
 from cockpit.tui.app import AppConfig, CockpitApp, make_app  # noqa: E402
 from cockpit.tui.repo_model import OFFLINE, UNINITIALISED  # noqa: E402
 from cockpit.tui.screens.diff import DiffScreen  # noqa: E402
@@ -133,13 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(photograph(args.workspace, args.out, (columns, rows)))
         return 0
     with tempfile.TemporaryDirectory(prefix="cockpit-shots-") as tmp:
-        ws = demo.build(Path(tmp) / "demo", tmux_socket=demo.new_tmux_socket(), progress=print)
+        ws = workspace.build(Path(tmp) / "demo", tmux_socket=workspace.new_tmux_socket(), progress=print)
         try:
-            demo.start(ws, progress=print)
-            asyncio.run(demo.seed(ws, progress=print))
+            workspace.start(ws, progress=print)
+            asyncio.run(seeding.seed(ws, progress=print))
             asyncio.run(photograph(ws.root, args.out, (columns, rows)))
         finally:
-            for problem in demo.stop(ws):
+            for problem in workspace.stop(ws):
                 print(f"while stopping the demo: {problem}", file=sys.stderr)
     return 0
 

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,12 +53,27 @@ def read(path: Path) -> DaemonInfo | None:
         return None
 
 
+def serving(socket_path: str, timeout: float = 1.0) -> bool:
+    """Whether something accepts connections on the daemon's socket. Blocks (at most `timeout`)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(socket_path)
+        except OSError:
+            return False
+    return True
+
+
 def read_live(path: Path) -> DaemonInfo | None:
-    """The daemon's info if its process is alive, else None."""
+    """The daemon's info if its process is alive, else None.
+
+    Inside an agent's sandbox (a pid namespace of its own) the daemon's pid is not visible at all: there the
+    daemon lives if its socket takes a connection (a stale file's socket refuses one at once).
+    """
     info = read(path)
-    if info is None or not pid_alive(info.pid):
+    if info is None:
         return None
-    return info
+    return info if pid_alive(info.pid) or serving(info.socket) else None
 
 
 def write(path: Path, *, socket: Path, repo: str, root: Path) -> DaemonInfo:

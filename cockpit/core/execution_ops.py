@@ -69,6 +69,12 @@ def session_name(repo_name: str) -> str:
     return f"cockpit-{repo_name}"
 
 
+def shell_session_name(repo_name: str, task_id: int) -> str:
+    """A person's shell in a task's worktree has a session of its own: when the shell exits the session
+    ends and the person's terminal comes back, instead of landing on the agent's (maybe dead) window."""
+    return f"{session_name(repo_name)}-shell-{task_id}"
+
+
 def panes_for(service: TaskService) -> TmuxPanes:
     """The repo's agent panes on the configured tmux server (`[tmux] socket_name`)."""
     return TmuxPanes(service.settings.tmux_socket, session_name(service.repo_name))
@@ -272,6 +278,16 @@ def install_ops(ops: Ops) -> None:
         panes, pane, alive = await task_pane(task)
         return {**_pane_json(panes, pane, alive), "argv": panes.attach_argv(pane)}
 
+    async def open_shell(args: dict[str, Any]) -> JSON:
+        """A shell in the task's worktree (an open one is reused), and the argv that attaches to it."""
+        task = await service.store.get_task(arg_int(args, "id"))
+        worktree = Path(task.worktree) if task.worktree else None
+        if worktree is None or not worktree.is_dir():
+            raise RefusedError(f"task {task.id} has no worktree", code="no_worktree")
+        panes = TmuxPanes(service.settings.tmux_socket, shell_session_name(service.repo_name, task.id))
+        pane = await asyncio.to_thread(panes.open_shell, f"shell-{task.id}", worktree)
+        return {**_pane_json(panes, pane, True), "argv": panes.attach_argv(pane), "worktree": str(worktree)}
+
     async def done_task(args: dict[str, Any]) -> JSON:
         task_id = arg_int(args, "id")
         message = arg_opt_str(args, "message")
@@ -369,3 +385,4 @@ def install_ops(ops: Ops) -> None:
     ops.handlers["tail"] = tail
     ops.handlers["gc"] = gc
     ops.handlers["attach_info"] = attach_info
+    ops.handlers["open_shell"] = open_shell

@@ -32,13 +32,14 @@ from cockpit.core.paths import RepoPaths
 from cockpit.core.remote.daemons import HostedRepo, person_refusal
 from cockpit.core.remote.ssh import HostUnreachable
 from cockpit.core.store import Store
-from cockpit.tui.messages import AttentionNeeded, LinkChanged, TasksChanged
+from cockpit.tui.messages import AgentOutput, AttentionNeeded, LinkChanged, TasksChanged
 from cockpit.tui.repo_model import CONNECTING, LIVE, OFFLINE, STORE, UNINITIALISED, RepoModel
 
 STORE_NAMES = frozenset({"index.db", "index.db-wal", "daemon.json"})
 # The watcher thread returns this often even with nothing to report, so a stop is never held up for long.
 # A daemon that takes longer than this to answer the snapshot or the subscription is treated as unreachable.
 REPLY_TIMEOUT_S = 30.0
+OUTPUT_LINES = 60  # the agent output's tail fetched for the detail
 
 
 class RepoLink:
@@ -119,6 +120,16 @@ class RepoLink:
         if self._local is None:
             self._local = await open_local(self.paths, person=True)
         return await self._local.call(op, args or {}, timeout)
+
+    async def fetch_output(self, task_id: int, lines: int = OUTPUT_LINES) -> AgentOutput:
+        """The tail of the task's agent pane, through the `tail` op (the daemon's, or the store's here)."""
+        try:
+            result = await self.call("tail", {"id": task_id, "lines": lines})
+        except CockpitError as exc:
+            return AgentOutput(self.name, task_id, [], exc.message)
+        raw = result.get("lines", result.get("tail", result.get("text", "")))
+        found = [str(x) for x in raw] if isinstance(raw, list) else str(raw).splitlines()
+        return AgentOutput(self.name, task_id, found)
 
     # -- the worker ------------------------------------------------------------------------------------------
 

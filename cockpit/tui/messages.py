@@ -7,6 +7,7 @@ from typing import Any
 
 from textual.message import Message
 
+from cockpit.core.models import Task
 from cockpit.tui.repo_model import Attention
 
 
@@ -65,3 +66,41 @@ class OpFinished(Message, bubble=False):
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     code: str | None = None
+
+
+@dataclass(frozen=True)
+class Flash:
+    """The flash line's one line: the last outcome, in the conversation's words."""
+
+    text: str = ""
+    level: str = "info"  # info | ok | warning | error
+
+
+@dataclass
+class Say(Message):
+    """A screen's words for the flash line (the app shows them: every flash goes through `CockpitApp.say`)."""
+
+    text: str
+    level: str = "info"
+
+
+@dataclass
+class TaskAction(Message):
+    """A person asked for `action` on a task (a key, a button, the palette): the app's actions carry it out.
+
+    `action` is one of `actions.TASK_ACTIONS`; `context` is the agent output on screen (for an answer),
+    `message` a review comment (for a rework)."""
+
+    action: str
+    repo: str
+    task: Task
+    context: list[str] = field(default_factory=list)
+    message: str = ""
+
+
+@dataclass
+class RepoAction(Message):
+    """A person asked for `action` on a repo (`start_daemon`)."""
+
+    action: str
+    repo: str

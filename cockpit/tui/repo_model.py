@@ -100,6 +100,8 @@ class RepoModel:
     _open: set[int] = field(default_factory=set)
     _waiting: set[int] = field(default_factory=set)
     _usage: dict[int, Usage] = field(default_factory=dict)
+    # Moves on whenever what `waiting()` returns may have changed (the inbox keeps its order until it does).
+    waiting_version: int = 0
 
     def load(self, tasks: Iterable[Task], seq_before: int, seq_after: int) -> None:
         """Take a snapshot read between `seq_before` and `seq_after` (the store's last seq either side).
@@ -115,6 +117,7 @@ class RepoModel:
         self._open.clear()
         self._waiting.clear()
         self._usage.clear()
+        self.waiting_version += 1
         for task in self.tasks.values():
             self._track(task)
 
@@ -182,8 +185,10 @@ class RepoModel:
             self._open.add(task_id)
         if needs_person(task):
             self._waiting.add(task_id)
-        else:
+            self.waiting_version += 1
+        elif task_id in self._waiting:
             self._waiting.discard(task_id)
+            self.waiting_version += 1
         if task.usage_runs:
             self._usage[task_id] = Usage.of_runs(task.usage_runs)
         else:

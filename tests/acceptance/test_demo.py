@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from cockpit.core import demo
+from cockpit.demo import workspace
 from tests.support.daemons import cli, cli_json, kill_daemon
 from tests.support.tmuxserver import reap_tmux_server, tmux_server_running
 from tests.support.waiting import wait_until
@@ -31,15 +31,15 @@ SIZE = ("200", "50")
 def stop_demo(root: Path) -> None:
     """Whatever a demo in `root` left running: its daemons (stopped, else killed) and its tmux server."""
     with contextlib.suppress(Exception):
-        ws = demo.DemoWorkspace.load(root)
-        demo.stop(ws)
-    state = root / demo.STATE_FILE
+        ws = workspace.DemoWorkspace.load(root)
+        workspace.stop(ws)
+    state = root / workspace.STATE_FILE
     if state.exists():
         data = json.loads(state.read_text())
         for path in data["repos"].values():
             kill_daemon(Path(path))
         reap_tmux_server(str(data["tmux_socket"]))
-    for name in demo.REPO_NAMES:
+    for name in workspace.REPO_NAMES:
         if (root / name).exists():
             kill_daemon(root / name)
 
@@ -246,7 +246,7 @@ def test_demo_end_to_end_in_tmux(demo_dir: Path, short_tmp: Path, tmux_socket: s
     term.wait_for(lambda s: "2 frontend" in s and "Add an /export endpoint" in s,
                   "the cockpit should open on the seeded backend tab")
     assert not rc_file.exists()
-    state = json.loads((demo_dir / demo.STATE_FILE).read_text())
+    state = json.loads((demo_dir / workspace.STATE_FILE).read_text())
     assert state["tasks"]["delegated"]["state"] == "pending"
 
     # 2 switches to the frontend tab, where the delegated task is the only row (and so selected).
@@ -288,4 +288,4 @@ def test_demo_end_to_end_in_tmux(demo_dir: Path, short_tmp: Path, tmux_socket: s
     assert status == "0", term.screen()
     assert daemon_down(backend) and daemon_down(frontend)
     assert not tmux_server_running(state["tmux_socket"])
-    assert (demo_dir / demo.STATE_FILE).exists()  # --dir: the files are kept, only the processes stop
+    assert (demo_dir / workspace.STATE_FILE).exists()  # --dir: the files are kept, only the processes stop

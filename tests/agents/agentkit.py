@@ -155,6 +155,23 @@ class Driver:
                              capture_output=True, text=True, check=False)
         return out.returncode == 0 and out.stdout.strip() == "0"
 
+    def task_processes(self, task_id: int) -> list[str]:
+        """The command lines of live processes started for this task (its pane env names repo and task)."""
+        want = {f"COCKPIT_TASK_ID={task_id}".encode(), f"COCKPIT_REPO={self.repo}".encode()}
+        found: list[str] = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                env = set((proc / "environ").read_bytes().split(b"\0"))
+                status = (proc / "stat").read_text().rsplit(")", 1)[-1].split()
+                line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+            if want <= env and status[0] != "Z":
+                found.append(f"{proc.name}: {line.strip()}")
+        return found
+
     def answer(self, task_id: int) -> None:
         args = ["task", "send", str(task_id), self.spec.answer]
         if not self.spec.answer_enter:

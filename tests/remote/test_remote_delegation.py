@@ -85,6 +85,10 @@ def test_the_human_gate_holds_across_hosts(short_tmp: Path, ssh_lab: SshLab, dae
     refused = cli("remote", "approve", "api", "1", "--json", repo=web)
     assert refused.code == 1 and refused.json["error"]["code"] == "human_gate", refused.stdout
     assert remote_json(box, api, "task", "show", "1")["state"] == "pending"
+    # One line, saying where the person approves it: on the host, or from the cockpit once it is trusted.
+    said = cli("remote", "approve", "api", "1", repo=web)
+    assert said.code == 1 and len(said.stderr.strip().splitlines()) == 1, said.stderr
+    assert f"ssh build-box cockpit task approve 1 --repo {api}" in said.stderr and "--trust" in said.stderr
 
 
 def test_a_host_that_is_down_refuses_delegation_and_nothing_is_lost(

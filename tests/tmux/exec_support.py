@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cockpit.cli import init_repo
+from cockpit.cli.repo import init_repo
 from cockpit.core.config import set_value
 from cockpit.core.paths import RepoPaths
 from cockpit.core.tmux import TmuxPanes

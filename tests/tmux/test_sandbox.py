@@ -7,8 +7,10 @@ repo's `.cockpit/`, or move `main` or another task's branch, and its own work st
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,28 @@ def test_the_scripted_flow_under_bwrap_reaches_review_and_merges(repo: Path, tmu
     merged = cli_json("task", "merge", str(task_id), repo=repo)
     assert merged["task"]["state"] == "done", merged
     assert (repo / "src/hello.py").read_text() == "src/hello.py\n"
+
+
+def test_an_agent_in_the_sandbox_reaches_its_daemon_though_its_pid_is_hidden(
+        repo: Path, tmux_socket: str, daemons: Daemons) -> None:
+    """The daemon's pid is in no namespace the agent sees; the agent's tools still find the live daemon (a
+    write straight into the store, their fallback, would fail: it is read-only there)."""
+    setup_repo(repo, tmux_socket, **{"agent.sandbox": "bwrap"})
+    info = daemons(repo)
+    cockpit = f"{shlex.quote(sys.executable)} -m cockpit"
+    attempts = {
+        "see-daemon-pid": f"test -d /proc/{info['pid']}",
+        "create-task": f"{cockpit} task create 'Write the follow-up release notes' --force --repo {repo}",
+    }
+    task_id = create(repo, "Report what the agent could reach", attack_script(attempts))
+    approve(repo, task_id)
+    task = wait(repo, task_id, "awaiting_review", "failed")
+    assert task["state"] == "awaiting_review", task["failure"]
+    worktree = Path(task["worktree"])
+    assert (worktree / "worked.txt").read_text().split() == ["create-task"]
+    assert (worktree / "refused.txt").read_text().split() == ["see-daemon-pid"]
+    titles = [t["title"] for t in cli_json("task", "list", "--all", repo=repo)["tasks"]]
+    assert "Write the follow-up release notes" in titles, titles
 
 
 def test_bwrap_refused_clearly_where_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ VERBS = ("Add", "Fix", "Speed up", "Document", "Refactor", "Test")
 class ManyRepos:
     root: Path
     repos: dict[str, Path]
+    tmux_socket: str = ""
 
     def start(self) -> None:
         with ThreadPoolExecutor(min(16, len(self.repos))) as pool:
@@ -47,6 +49,8 @@ class ManyRepos:
 
     def remove(self) -> None:
         self.stop()
+        if self.tmux_socket:  # the agents' panes (a daemon's stop leaves them running)
+            subprocess.run(["tmux", "-L", self.tmux_socket, "kill-server"], capture_output=True, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -98,11 +102,11 @@ def build(count: int, *, tasks_per_repo: int = 0, base: Path | None = None) -> M
     """`count` repos (repo01...) in one workspace, each with `tasks_per_repo` seeded tasks; not started."""
     root = Path(tempfile.mkdtemp(prefix="ck-bench-", dir=base))
     names = [f"repo{i:02d}" for i in range(1, count + 1)]
-    repos = build_workspace(root, names, settings={"agent.backend": "script",
-                                                   "tmux.socket_name": f"ck-bench-{root.name[-8:]}"})
+    socket = f"ck-bench-{root.name[-8:]}"
+    repos = build_workspace(root, names, settings={"agent.backend": "script", "tmux.socket_name": socket})
     if tasks_per_repo:
         async def seed_all() -> None:
             await asyncio.gather(*(seed_store(path, tasks_per_repo) for path in repos.values()))
 
         asyncio.run(seed_all())
-    return ManyRepos(root, repos)
+    return ManyRepos(root, repos, socket)

@@ -173,12 +173,12 @@ async def test_rows_update_by_key_from_pushed_events(workspace: Build) -> None:
         table = ck.app.main.table("backend")
         first = await acreate(ws.repos["backend"], "Add an /export endpoint to the API")
         await ck.wait(lambda: table.shows(first["id"]))
-        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        row_key = table.selected_id
         await acli_json("task", "reject", str(first["id"]), "--reason", "not now", repo=ws.repos["backend"])
         await ck.wait(lambda: ck.state("backend", first["id"]) == "rejected")
         # The same row (same key) was updated in place.
         assert table.row_count == 1
-        assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key == row_key
+        assert table.selected_id == row_key
         assert "rejected" in str(table.get_cell(str(first["id"]), "state"))
 
 

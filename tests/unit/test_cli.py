@@ -44,7 +44,7 @@ def initialised(repo: Path) -> Path:
 
 def path_without_agents() -> dict[str, str]:
     """PATH without the directories holding an agent CLI (the suite may have installed them)."""
-    from cockpit.cli import AGENT_CLIS
+    from cockpit.cli.repo import AGENT_CLIS
 
     dirs = [d for d in os.environ["PATH"].split(os.pathsep)
             if d and not any((Path(d) / name).exists() for name in AGENT_CLIS)]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.model_server import Commit, Done, ModelServer, Shell, Step, Write
+from tests.support.model_server import Commit, Done, ModelServer, Shell, Step, Tool, Write
 
 
 @pytest.fixture
@@ -61,6 +61,44 @@ def test_anthropic_stream_tool_use_then_end_turn(server: ModelServer) -> None:
     assert third[-2]["delta"]["stop_reason"] == "end_turn"
     assert [r.step for r in server.answered("TASK-A")] == [0, 1, 2]
     assert server.usage_total("TASK-A")[0] > 0
+
+
+def tool_uses(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(b["name"], b["input"]) for b in message["content"] if b["type"] == "tool_use"]
+
+
+def test_anthropic_mcp_tools_are_searched_for_called_and_waited_on_again() -> None:
+    """Claude Code defers MCP tools behind ToolSearch: the step searches first, then calls; a step with
+    `again_if` is answered again while its tool says so."""
+    wait = Tool("cockpit", "wait_remote_task", {"repo": "lib", "id": 1})
+    with ModelServer() as srv:
+        srv.script("TASK-M", [Step("waiting", (wait,), again_if=r'"timed_out":\s*true'), Step("over")])
+        tools = [{"name": "Bash"}, {"name": "ToolSearch"}]
+        history: list[dict[str, Any]] = [{"role": "user", "content": "do TASK-M"}]
+
+        def ask() -> dict[str, Any]:
+            body = {"tools": tools, "messages": history}
+            answer: dict[str, Any] = json.loads(post(srv, "/v1/messages", body))
+            history.append({"role": "assistant", "content": answer["content"]})
+            return answer
+
+        def result(text: str) -> None:
+            history.append({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": text}]}]})
+
+        first = ask()
+        assert first["content"][0]["text"] == "ck-load 0."
+        assert tool_uses(first) == [("ToolSearch", {"query": "select:mcp__cockpit__wait_remote_task",
+                                                    "max_results": 1})]
+        result('<functions><function>{"name": "mcp__cockpit__wait_remote_task"}</function></functions>')
+        call = ask()
+        assert call["content"][0]["text"] == "ck-step 0. waiting"
+        assert tool_uses(call) == [("mcp__cockpit__wait_remote_task", {"repo": "lib", "id": 1})]
+        result('{"ok":true,"state":"executing","timed_out":true}')
+        assert tool_uses(ask()) == [("mcp__cockpit__wait_remote_task", {"repo": "lib", "id": 1})]
+        result('{"ok":true,"state":"done","timed_out":false}')
+        last = ask()
+        assert last["content"][0]["text"] == "ck-step 1. over" and tool_uses(last) == []
 
 
 def test_side_requests_never_advance_a_script(server: ModelServer) -> None:

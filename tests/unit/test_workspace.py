@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.cli_remote import install_mcp_json
+from cockpit.cli.remote import install_mcp_json
 from cockpit.core.delegation.peers import Sender, main_repo_of
 from cockpit.core.errors import CockpitError, ConfigError, NotFoundError, RefusedError, UsageError
 from cockpit.core.workspace import WORKSPACE_FILE, Workspace, repo_identity

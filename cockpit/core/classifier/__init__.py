@@ -50,13 +50,13 @@ from pathlib import Path
 from cockpit.core.classifier.clauses import normalise_text
 from cockpit.core.classifier.heuristic import classify_heuristic
 from cockpit.core.classifier.prompt import build_prompt
-from cockpit.core.classifier.runner import MAX_OUTPUT_BYTES, _run
+from cockpit.core.classifier.runner import MAX_OUTPUT_BYTES, run_command
 from cockpit.core.classifier.schema import (
-    _extract_json,
-    _Failure,
-    _validate,
+    Unusable,
+    extract_json,
     extract_json_object,
     parse_classification,
+    validate_answer,
 )
 from cockpit.core.classifier.titles import make_title
 from cockpit.core.models import Classification
@@ -117,12 +117,12 @@ async def classify(
     argv = [arg.replace(PROMPT_PLACEHOLDER, prompt) for arg in argv]
     label = f"command:{os.path.basename(argv[0]) or argv[0]}"
     try:
-        output = await _run(argv, prompt, timeout_s, cwd)
-        obj = _extract_json(output)
+        output = await run_command(argv, prompt, timeout_s, cwd)
+        obj = extract_json(output)
         try:
-            result = _validate(obj, peers, description=description, classifier=label)
-        except _Failure as exc:
-            raise _Failure(f"classifier command returned an invalid answer: {exc}") from None
-    except _Failure as exc:
+            result = validate_answer(obj, peers, description=description, classifier=label)
+        except Unusable as exc:
+            raise Unusable(f"classifier command returned an invalid answer: {exc}") from None
+    except Unusable as exc:
         return fallback(str(exc))
     return result

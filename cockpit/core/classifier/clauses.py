@@ -9,30 +9,30 @@ from dataclasses import dataclass, field
 
 from cockpit.core import textfold
 from cockpit.core.classifier.vocabulary import (
-    _AREAS,
-    _BLANKS_RE,
-    _CLAUSE_SEP_RE,
-    _EXT_AREAS,
-    _LEAD_FILLERS,
-    _PROBLEM_WORDS,
-    _RUN_RE,
-    _RUN_TAIL_RE,
-    _SENTENCE_RE,
-    _STATEMENT_WORDS,
-    _STOP_WORDS,
-    _TEST_WORDS,
-    _VAGUE_VERBS,
-    _VAGUE_WORDS,
-    _VERBS,
+    AREAS,
+    BLANKS_RE,
+    CLAUSE_SEP_RE,
+    EXT_AREAS,
+    LEAD_FILLERS,
+    PROBLEM_WORDS,
+    RUN_RE,
+    RUN_TAIL_RE,
+    SENTENCE_RE,
+    STATEMENT_WORDS,
+    STOP_WORDS,
+    TEST_WORDS,
+    VAGUE_VERBS,
+    VAGUE_WORDS,
+    WORD_VERBS,
 )
 
 MAX_CLAUSES = 200  # clauses read for a plan: past a few the task is large anyway
 
 
-def _words(text: str) -> list[str]:
+def words_of(text: str) -> list[str]:
     words: list[str] = []
-    for run in _RUN_RE.findall(text):
-        tail = _RUN_TAIL_RE.search(run)
+    for run in RUN_RE.findall(text):
+        tail = RUN_TAIL_RE.search(run)
         head = run[: tail.start()] if tail else run
         if head:
             words.append(head.lower())
@@ -43,18 +43,18 @@ def _words(text: str) -> list[str]:
 
 def normalise_text(text: str) -> str:
     """The text the heuristic reads: look-alike letters folded to ASCII (`textfold`), blanks collapsed."""
-    return _BLANKS_RE.sub(" ", textfold.fold(text))
+    return BLANKS_RE.sub(" ", textfold.fold(text))
 
 
-def _lemma_verb(word: str) -> str | None:
+def lemma_verb(word: str) -> str | None:
     """The step verb for `word` if it is (an inflection of) a known action verb."""
-    for c in _inflection_bases(word):
-        if c in _VERBS:
+    for c in inflection_bases(word):
+        if c in WORD_VERBS:
             return c
     return None
 
 
-def _inflection_bases(word: str) -> list[str]:
+def inflection_bases(word: str) -> list[str]:
     """`word` and the stems it may be an inflection of ("wiped" -> wiped, wipe, wip)."""
     w = word.lower()
     candidates = [w]
@@ -84,7 +84,7 @@ def _peer_pattern(peer: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w./-]){body}(?![\w-]|[./]\w)", re.I)
 
 
-def _peers_in(text: str, peers: Sequence[str]) -> list[str]:
+def peers_in(text: str, peers: Sequence[str]) -> list[str]:
     """Peers named in `text`, in order of first mention (ties: order of `peers`)."""
     found: list[tuple[int, int, str]] = []
     seen: set[str] = set()
@@ -99,7 +99,7 @@ def _peers_in(text: str, peers: Sequence[str]) -> list[str]:
 
 
 @dataclass
-class _Clause:
+class Clause:
     text: str  # as written, leading filler dropped
     words: list[str]  # lowercased
     verb_word: str | None  # the leading verb's lemma ("fix", "add" ...)
@@ -116,11 +116,11 @@ class _Clause:
     context: list[str] = field(default_factory=list)  # verbless clauses before it that it is about
 
 
-def _leading_verb(words: list[str]) -> tuple[str | None, int]:
+def leading_verb(words: list[str]) -> tuple[str | None, int]:
     for i, w in enumerate(words):
-        if w in _LEAD_FILLERS:
+        if w in LEAD_FILLERS:
             continue
-        lemma = _lemma_verb(w)
+        lemma = lemma_verb(w)
         return lemma, i
     return None, len(words)
 
@@ -129,7 +129,7 @@ def _strip_lead(text: str) -> str:
     """Drop leading filler words ("please", "we need to", "also") from a clause, keep its case."""
     tokens = text.split()
     i = 0
-    while i < len(tokens) - 1 and tokens[i].lower().strip(",:") in _LEAD_FILLERS:
+    while i < len(tokens) - 1 and tokens[i].lower().strip(",:") in LEAD_FILLERS:
         i += 1
     return " ".join(tokens[i:])
 
@@ -137,33 +137,33 @@ def _strip_lead(text: str) -> str:
 def _areas_of(words: list[str]) -> list[str]:
     areas: set[str] = set()
     for w in dict.fromkeys(words):
-        for name, vocab in _AREAS.items():
+        for name, vocab in AREAS.items():
             if w in vocab:
                 areas.add(name)
         if w.startswith("/") and len(w) > 1:
             areas.add("api")
-        for ext, name in _EXT_AREAS.items():
+        for ext, name in EXT_AREAS.items():
             if w.endswith(ext) and len(w) > len(ext):
                 areas.add(name)
     return sorted(areas)
 
 
-def _analyse(text: str, peers: Sequence[str]) -> list[_Clause]:
-    clauses: list[_Clause] = []
-    sentences = [s.strip() for s in _SENTENCE_RE.split(text) if s and s.strip()]
+def analyse(text: str, peers: Sequence[str]) -> list[Clause]:
+    clauses: list[Clause] = []
+    sentences = [s.strip() for s in SENTENCE_RE.split(text) if s and s.strip()]
     for sentence in sentences:
         if len(clauses) >= MAX_CLAUSES:
             break
-        parts = _CLAUSE_SEP_RE.split(sentence)
+        parts = CLAUSE_SEP_RE.split(sentence)
         pieces: list[list[str]] = []
         for idx in range(0, len(parts), 2):
             piece = parts[idx].strip().rstrip(".!?").strip()
             sep = parts[idx - 1] if idx > 0 else ""
             if not piece:
                 continue
-            words = _words(piece)
-            lead, _ = _leading_verb(words)
-            content = [w for w in words if w not in _LEAD_FILLERS]
+            words = words_of(piece)
+            lead, _ = leading_verb(words)
+            content = [w for w in words if w not in LEAD_FILLERS]
             # A short verbless piece belongs to the one before it: "fix typo in README and CHANGELOG".
             if pieces and lead is None and len(content) <= 3:
                 glue = sep.strip()
@@ -171,31 +171,31 @@ def _analyse(text: str, peers: Sequence[str]) -> list[_Clause]:
                 continue
             pieces.append([piece])
         for piece in ("".join(p) for p in pieces):
-            words = _words(piece)
-            lead, at = _leading_verb(words)
-            verb = _VERBS[lead] if lead else None
-            if verb == "add" and any(w in _TEST_WORDS for w in words[at + 1 : at + 4]):
+            words = words_of(piece)
+            lead, at = leading_verb(words)
+            verb = WORD_VERBS[lead] if lead else None
+            if verb == "add" and any(w in TEST_WORDS for w in words[at + 1 : at + 4]):
                 verb = "test"  # "add a test for ...", "write tests"
-            content = [w for w in words if w not in _STOP_WORDS and w not in _LEAD_FILLERS]
-            test_noun = lead is None and any(w in _TEST_WORDS for w in content[:2])
-            peer_hits = _peers_in(piece, peers)
-            peer_words = {w for p in peer_hits for w in _words(p)}
+            content = [w for w in words if w not in STOP_WORDS and w not in LEAD_FILLERS]
+            test_noun = lead is None and any(w in TEST_WORDS for w in content[:2])
+            peer_hits = peers_in(piece, peers)
+            peer_words = {w for p in peer_hits for w in words_of(p)}
             # Verbs in object position are things ("fix the build", "clear the cache"), unless vague.
             concrete = [
                 w
                 for i, w in enumerate(words)
                 if (lead is None or i != at)
-                and w not in _STOP_WORDS
-                and w not in _VAGUE_WORDS
-                and w not in _LEAD_FILLERS
-                and _lemma_verb(w) not in _VAGUE_VERBS
-                and w not in _TEST_WORDS
+                and w not in STOP_WORDS
+                and w not in VAGUE_WORDS
+                and w not in LEAD_FILLERS
+                and lemma_verb(w) not in VAGUE_VERBS
+                and w not in TEST_WORDS
                 and w not in peer_words
                 and not w.isdigit()
             ]
             concrete += [p.lower() for p in peer_hits]
             clauses.append(
-                _Clause(
+                Clause(
                     text=_strip_lead(piece),
                     words=words,
                     verb_word=lead,
@@ -205,16 +205,16 @@ def _analyse(text: str, peers: Sequence[str]) -> list[_Clause]:
                     areas=_areas_of(words),
                     is_test=verb == "test" or test_noun,
                     test_noun=test_noun,
-                    problem=any(w in _PROBLEM_WORDS for w in words),
-                    statement=any(w in _STATEMENT_WORDS for w in words)
-                    and not (content and content[0] in _PROBLEM_WORDS - _STATEMENT_WORDS),
+                    problem=any(w in PROBLEM_WORDS for w in words),
+                    statement=any(w in STATEMENT_WORDS for w in words)
+                    and not (content and content[0] in PROBLEM_WORDS - STATEMENT_WORDS),
                     short=len(content) <= 3,
                 )
             )
     return clauses
 
 
-def _capitalize(text: str) -> str:
+def capitalize(text: str) -> str:
     text = " ".join(text.split()).rstrip(" .,;:")
     first = text.split(" ", 1)[0]
     if any(mark in first for mark in "/._`") or first[:1] in "-$":

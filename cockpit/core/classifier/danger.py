@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from cockpit.core.classifier.clauses import _Clause, _inflection_bases, _leading_verb, _words
-from cockpit.core.classifier.vocabulary import _REJECT_RULES
+from cockpit.core.classifier.clauses import Clause, inflection_bases, leading_verb, words_of
+from cockpit.core.classifier.vocabulary import REJECT_RULES
 
 # Shell commands, read token by token (linear in the text, whatever it repeats).
 _COMMAND_SPLIT_RE = re.compile(r"[;|&\n`()]+|\$\(|(?<=[.!?])\s")
@@ -44,15 +44,15 @@ def _shell_danger(text: str) -> str | None:
     return None
 
 
-def _reject_reason(text: str) -> str | None:
-    if not text.strip() or not _words(text):
+def reject_reason(text: str) -> str | None:
+    if not text.strip() or not words_of(text):
         return "empty description: there is nothing to do."
     danger = _shell_danger(text)
     if danger == "run rm -rf":
         return "asks to run rm -rf: deleting files wholesale is not a task to hand an agent."
     if danger == "force-push":
         return "asks to force-push: rewriting pushed history is refused."
-    for pattern, what, why in _REJECT_RULES:
+    for pattern, what, why in REJECT_RULES:
         if pattern.search(text):
             return f"asks to {what}: {why}."
     return None
@@ -95,11 +95,11 @@ def _word_parts(word: str) -> list[str]:
     return [word, *(p for p in re.split(r"[./_-]+", word) if p and p != word)]
 
 
-def _never_small(text: str, clauses: Sequence[_Clause]) -> str | None:
+def never_small(text: str, clauses: Sequence[Clause]) -> str | None:
     """Why a task that would otherwise be small needs a person's review, or None."""
-    words = _words(text)
+    words = words_of(text)
     for w in dict.fromkeys(words):
-        if not _DESTRUCTIVE_VERBS.isdisjoint(_inflection_bases(w)):
+        if not _DESTRUCTIVE_VERBS.isdisjoint(inflection_bases(w)):
             return f'says "{w}": destructive changes need a reviewed plan.'
     for i, w in enumerate(words):
         if w == "git" and i + 1 < len(words) and words[i + 1] in _SHELL_GIT:
@@ -112,7 +112,7 @@ def _never_small(text: str, clauses: Sequence[_Clause]) -> str | None:
         if hit is not None:
             return f'touches a security-sensitive area ("{hit}"): it needs a reviewed plan.'
     for c in clauses:
-        _, at = _leading_verb(c.words)
+        _, at = leading_verb(c.words)
         lead = c.words[at] if at < len(c.words) else ""
         if lead in _DESTRUCTIVE_LEADS:
             return f'says "{lead}": destructive changes need a reviewed plan.'

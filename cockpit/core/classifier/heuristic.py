@@ -28,7 +28,7 @@ large     it says refactor / migrate / redesign / rewrite / overhaul /      loca
           all (or every) endpoints, files, modules, pages, services ...
 large     three or more separate change clauses, or two that touch          local work steps, ``test``,
           different areas (api, ui, data, docs, build, auth, config)        ``verify``
-large     never small (`_never_small`): a destructive verb (wipe, erase,   local work steps, ``test``,
+large     never small (`never_small`): a destructive verb (wipe, erase,   local work steps, ``test``,
           overwrite ...), a security-sensitive area (auth, login,           ``verify``
           password, permission, token ...), a shell command (run ...,
           sudo, curl, git push ...)
@@ -61,39 +61,39 @@ import re
 from collections.abc import Sequence
 
 from cockpit.core.classifier.clauses import (
-    _analyse,
-    _capitalize,
-    _Clause,
-    _lemma_verb,
-    _peers_in,
-    _words,
+    Clause,
+    analyse,
+    capitalize,
+    lemma_verb,
     normalise_text,
+    peers_in,
+    words_of,
 )
-from cockpit.core.classifier.danger import _never_small, _reject_reason
-from cockpit.core.classifier.titles import MAX_STEPS, _cap, make_title
+from cockpit.core.classifier.danger import never_small, reject_reason
+from cockpit.core.classifier.titles import MAX_STEPS, cap_step_text, make_title
 from cockpit.core.classifier.vocabulary import (
-    _LARGE_PATTERNS,
-    _QUALITY_WORDS,
-    _STOP_WORDS,
-    _VAGUE_VERBS,
-    _VAGUE_WORDS,
-    _VERBS,
+    LARGE_PATTERNS,
+    QUALITY_WORDS,
+    STOP_WORDS,
+    VAGUE_VERBS,
+    VAGUE_WORDS,
+    WORD_VERBS,
 )
 from cockpit.core.models import Classification, PlanStep
 
 
-def _vague_verb(clauses: Sequence[_Clause]) -> str | None:
+def _vague_verb(clauses: Sequence[Clause]) -> str | None:
     """The vague word to ask about: "improve", "clean up", or "better" in "make it better"."""
     for c in clauses:
         for i, w in enumerate(c.words):
-            if _lemma_verb(w) in _VAGUE_VERBS and w not in ("make", "makes", "do", "does"):
+            if lemma_verb(w) in VAGUE_VERBS and w not in ("make", "makes", "do", "does"):
                 return f"{w} up" if c.words[i + 1 : i + 2] == ["up"] else w
-    vague = [w for c in clauses for w in c.words if w in _VAGUE_WORDS and w not in _STOP_WORDS]
-    qualities = [w for w in vague if w in _QUALITY_WORDS]
+    vague = [w for c in clauses for w in c.words if w in VAGUE_WORDS and w not in STOP_WORDS]
+    qualities = [w for w in vague if w in QUALITY_WORDS]
     return qualities[0] if qualities else vague[0] if vague else None
 
 
-def _questions(clauses: Sequence[_Clause], peers: Sequence[str], objects: Sequence[str]) -> list[str]:
+def _questions(clauses: Sequence[Clause], peers: Sequence[str], objects: Sequence[str]) -> list[str]:
     questions: list[str] = []
     if objects:
         what = ", ".join(objects)
@@ -113,7 +113,7 @@ def _questions(clauses: Sequence[_Clause], peers: Sequence[str], objects: Sequen
 
 
 def _ambiguous(
-    clauses: Sequence[_Clause], text: str, peers: Sequence[str], answers: Sequence[str], title: str
+    clauses: Sequence[Clause], text: str, peers: Sequence[str], answers: Sequence[str], title: str
 ) -> Classification | None:
     concrete = [c for c in clauses if c.concrete]
     if not concrete:
@@ -125,8 +125,8 @@ def _ambiguous(
             plan=[],
             questions=_questions(clauses, peers, []),
         )
-    words = [w for w in _words(text) if w not in _STOP_WORDS]
-    has_verb = any(_lemma_verb(w) for w in _words(text))
+    words = [w for w in words_of(text) if w not in STOP_WORDS]
+    has_verb = any(lemma_verb(w) for w in words_of(text))
     has_problem = any(c.problem for c in clauses)
     if not has_verb and not has_problem and len(words) <= 3:
         objects = [" ".join(c.text.split()).rstrip(" .,;:!?") for c in concrete]
@@ -141,13 +141,13 @@ def _ambiguous(
 
 
 def _large_keyword(text: str) -> str | None:
-    for pattern, name in _LARGE_PATTERNS:
+    for pattern, name in LARGE_PATTERNS:
         if re.search(pattern, text, re.I):
             return name
     return None
 
 
-def _step_text(c: _Clause) -> tuple[str, str]:
+def _step_text(c: Clause) -> tuple[str, str]:
     """The step verb and description for a clause."""
     context = f" ({'; '.join(c.context)})" if c.context else ""
     if c.verb is not None:
@@ -157,13 +157,13 @@ def _step_text(c: _Clause) -> tuple[str, str]:
     elif c.problem:
         verb, text = "modify", f"fix: {c.text}" if c.statement else f"fix {c.text}"
     elif c.inherited:
-        verb, text = _VERBS[c.inherited], f"{c.inherited} {c.text}"
+        verb, text = WORD_VERBS[c.inherited], f"{c.inherited} {c.text}"
     else:
         verb, text = "modify", c.text
-    return verb, _cap(_capitalize(text) + context)
+    return verb, cap_step_text(capitalize(text) + context)
 
 
-def _work_clauses(clauses: Sequence[_Clause]) -> list[_Clause]:
+def _work_clauses(clauses: Sequence[Clause]) -> list[Clause]:
     """The clauses that become steps, in order.
 
     Concrete clauses are steps, and so are specific verbs with an implied object ("add tests"). A short
@@ -171,8 +171,8 @@ def _work_clauses(clauses: Sequence[_Clause]) -> list[_Clause]:
     verb before it, it is the context of the next step ("README" + "fix the install link" -> "Fix the
     install link (README)"), and that step goes to any peer the context names.
     """
-    out: list[_Clause] = []
-    pending: list[_Clause] = []
+    out: list[Clause] = []
+    pending: list[Clause] = []
     previous: str | None = None
     for c in clauses:
         verbless = c.verb_word is None and not c.problem and not c.test_noun
@@ -184,7 +184,7 @@ def _work_clauses(clauses: Sequence[_Clause]) -> list[_Clause]:
                 continue
         if c.verb_word is not None:
             previous = c.verb_word
-        if c.concrete or (c.verb_word is not None and c.verb_word not in _VAGUE_VERBS):
+        if c.concrete or (c.verb_word is not None and c.verb_word not in VAGUE_VERBS):
             if pending:
                 c.context = [" ".join(p.text.split()).rstrip(" .,;:") for p in pending]
                 c.peers = list(dict.fromkeys([*c.peers, *(peer for p in pending for peer in p.peers)]))
@@ -208,11 +208,11 @@ def classify_heuristic(
     text = normalise_text("\n".join([description, *[a for a in answers if a.strip()]]))
     peer_list = [p for p in dict.fromkeys(p.strip() for p in peers) if p]
 
-    rejected = _reject_reason(text)
+    rejected = reject_reason(text)
     if rejected is not None:
         return Classification(scope="reject", reason=rejected, title=title, plan=[])
 
-    clauses = _analyse(text, peer_list)
+    clauses = analyse(text, peer_list)
     vague = _ambiguous(clauses, text, peer_list, answers, title)
     if vague is not None:
         return vague
@@ -220,8 +220,8 @@ def classify_heuristic(
     work = _work_clauses(clauses)
     local = [c for c in work if not c.peers and not c.is_test]
     tests = [c for c in work if not c.peers and c.is_test]
-    named_peers = _peers_in(text, peer_list)
-    remote: dict[str, list[_Clause]] = {p: [c for c in work if p in c.peers] for p in named_peers}
+    named_peers = peers_in(text, peer_list)
+    remote: dict[str, list[Clause]] = {p: [c for c in work if p in c.peers] for p in named_peers}
     remote = {p: cs for p, cs in remote.items() if cs}
 
     if remote:
@@ -240,7 +240,7 @@ def classify_heuristic(
             _large_plan(local, tests, {}),
         )
 
-    careful = _never_small(text, clauses)
+    careful = never_small(text, clauses)
     if careful is not None:
         return Classification("large", careful, title, _large_plan(local, tests, {}))
 
@@ -265,14 +265,14 @@ def classify_heuristic(
     return Classification("small", reason, title, steps)
 
 
-def _distinct_areas(local: Sequence[_Clause]) -> bool:
+def _distinct_areas(local: Sequence[Clause]) -> bool:
     """Two clauses touch different areas when neither's areas cover the other's."""
     a, b = set(local[0].areas), set(local[1].areas)
     return bool(a) and bool(b) and not (a & b)
 
 
 def _large_plan(
-    local: Sequence[_Clause], tests: Sequence[_Clause], remote: dict[str, list[_Clause]]
+    local: Sequence[Clause], tests: Sequence[Clause], remote: dict[str, list[Clause]]
 ) -> list[PlanStep]:
     steps: list[PlanStep] = []
     room = MAX_STEPS - 2 - len(remote)  # the test and verify steps, one delegate step per peer
@@ -286,13 +286,13 @@ def _large_plan(
     work_ns = [s.n for s in steps]
     if local or tests:
         desc = (
-            _cap("; ".join(_step_text(c)[1] for c in tests[:20]))
+            cap_step_text("; ".join(_step_text(c)[1] for c in tests[:20]))
             if tests
             else "Add or update tests covering the changes above, and run them"
         )
         steps.append(PlanStep(n=len(steps) + 1, verb="test", description=desc, depends_on=list(work_ns)))
     for peer, clauses in remote.items():
-        desc = _cap("; ".join(dict.fromkeys(_step_text(c)[1] for c in clauses[:20])))
+        desc = cap_step_text("; ".join(dict.fromkeys(_step_text(c)[1] for c in clauses[:20])))
         steps.append(PlanStep(n=len(steps) + 1, verb="delegate", description=desc, peer=peer,
                               depends_on=list(work_ns)))
     if remote:

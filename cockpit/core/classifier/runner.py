@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from cockpit.core.classifier.schema import _Failure
+from cockpit.core.classifier.schema import Unusable
 
 MAX_OUTPUT_BYTES = 1024 * 1024
 _STDERR_TAIL = 8192
@@ -94,19 +94,19 @@ async def _spawn(argv: list[str], cwd: Path | None) -> tuple[asyncio.subprocess.
     return asyncio.subprocess.Process(transport, protocol, loop), protocol
 
 
-async def _run(argv: list[str], prompt: str, timeout_s: float, cwd: Path | None) -> str:
-    """Run the command with `prompt` on stdin; return its stdout, or raise _Failure saying what went wrong."""
+async def run_command(argv: list[str], prompt: str, timeout_s: float, cwd: Path | None) -> str:
+    """Run the command with `prompt` on stdin; return its stdout, or raise Unusable saying what went wrong."""
     name = argv[0]
     try:
         proc, protocol = await _spawn(argv, cwd)
     except FileNotFoundError:
         if cwd is not None and not await asyncio.to_thread(os.path.isdir, cwd):
-            raise _Failure(f"classifier command cannot run: working directory {cwd} does not exist") from None
-        raise _Failure(f"classifier command not found: {name}") from None
+            raise Unusable(f"classifier command cannot run: working directory {cwd} does not exist") from None
+        raise Unusable(f"classifier command not found: {name}") from None
     except PermissionError:
-        raise _Failure(f"classifier command is not executable: {name}") from None
+        raise Unusable(f"classifier command is not executable: {name}") from None
     except OSError as exc:
-        raise _Failure(f"classifier command could not start: {name}: {exc.strerror or exc}") from None
+        raise Unusable(f"classifier command could not start: {name}: {exc.strerror or exc}") from None
 
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     out = bytearray()
@@ -120,7 +120,7 @@ async def _run(argv: list[str], prompt: str, timeout_s: float, cwd: Path | None)
             first: set[asyncio.Future[Any]] = {protocol.exited, out_task}
             await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
             if len(out) > MAX_OUTPUT_BYTES:
-                raise _Failure(too_much)
+                raise Unusable(too_much)
             await protocol.exited
             if not (out_task.done() and err_task.done()):
                 # The command exited but something it started still holds its output open: a moment's
@@ -131,10 +131,10 @@ async def _run(argv: list[str], prompt: str, timeout_s: float, cwd: Path | None)
                     _kill_group(proc.pid)
                     await asyncio.wait({out_task, err_task}, timeout=_STRAGGLER_GRACE_S)
             if len(out) > MAX_OUTPUT_BYTES:
-                raise _Failure(too_much)
+                raise Unusable(too_much)
             err = err_task.result() if err_task.done() else b""
     except TimeoutError:
-        raise _Failure(f"classifier command timed out after {float(timeout_s)}s") from None
+        raise Unusable(f"classifier command timed out after {float(timeout_s)}s") from None
     finally:
         if not protocol.exited.done() or not (out_task.done() and err_task.done()):
             _kill_group(proc.pid)  # timed out, cancelled, or a straggler still holds the output
@@ -152,8 +152,8 @@ async def _run(argv: list[str], prompt: str, timeout_s: float, cwd: Path | None)
     assert code is not None
 
     if code < 0:
-        raise _Failure(f"classifier command was killed by signal {-code}")
+        raise Unusable(f"classifier command was killed by signal {-code}")
     if code != 0:
         detail = _last_line(err) or _last_line(out)
-        raise _Failure(f"classifier command exited with status {code}" + (f": {detail}" if detail else ""))
+        raise Unusable(f"classifier command exited with status {code}" + (f": {detail}" if detail else ""))
     return bytes(out).decode("utf-8", "replace")

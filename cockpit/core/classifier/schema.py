@@ -7,11 +7,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from cockpit.core.classifier.titles import MAX_STEPS, _cap, make_title
+from cockpit.core.classifier.titles import MAX_STEPS, cap_step_text, make_title
 from cockpit.core.models import SCOPES, VERBS, Classification, PlanStep
 
 
-class _Failure(Exception):
+class Unusable(Exception):
     """Why the external classifier's answer is unusable; the message becomes `fallback_reason`."""
 
 
@@ -40,7 +40,7 @@ def _balanced_end(text: str, start: int) -> int | None:
     return None
 
 
-def _extract_json(text: str, *, unwrap: bool = True) -> dict[str, Any]:
+def extract_json(text: str, *, unwrap: bool = True) -> dict[str, Any]:
     """The first balanced `{...}` in `text` that parses as a JSON object (preferring one with a "scope")."""
     first_dict: dict[str, Any] | None = None
     first_error: str | None = None
@@ -68,41 +68,41 @@ def _extract_json(text: str, *, unwrap: bool = True) -> dict[str, Any]:
             inner = obj.get("result")
             if unwrap and isinstance(inner, str) and "{" in inner:
                 # `claude -p --output-format json` wraps the model's text: {"type": "result", "result": ...}.
-                with contextlib.suppress(_Failure):
-                    return _extract_json(inner, unwrap=False)
+                with contextlib.suppress(Unusable):
+                    return extract_json(inner, unwrap=False)
             if first_dict is None:
                 first_dict = obj
         pos = end + 1
     if first_dict is not None:
         return first_dict
     if first_error is not None:
-        raise _Failure(f"classifier command printed invalid JSON ({first_error})")
-    raise _Failure("classifier command printed no JSON object")
+        raise Unusable(f"classifier command printed invalid JSON ({first_error})")
+    raise Unusable("classifier command printed no JSON object")
 
 
 def extract_json_object(text: str) -> dict[str, Any]:
     """The first balanced JSON object in `text` (see `classify`); ValueError saying why when there is none."""
     try:
-        return _extract_json(text)
-    except _Failure as exc:
+        return extract_json(text)
+    except Unusable as exc:
         raise ValueError(str(exc)) from None
 
 
 def _as_int(value: Any, what: str) -> int:
     if isinstance(value, bool):
-        raise _Failure(f"{what} must be a number, got {json.dumps(value)}")
+        raise Unusable(f"{what} must be a number, got {json.dumps(value)}")
     if isinstance(value, int):
         return value
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    raise _Failure(f"{what} must be a number, got {json.dumps(value)}")
+    raise Unusable(f"{what} must be a number, got {json.dumps(value)}")
 
 
 def _as_text(value: Any, what: str) -> str:
     if not isinstance(value, str):
-        raise _Failure(f"{what} must be a string, got {json.dumps(value)[:40]}")
+        raise Unusable(f"{what} must be a string, got {json.dumps(value)[:40]}")
     return " ".join(value.split())
 
 
@@ -111,74 +111,74 @@ def parse_classification(
 ) -> Classification:
     """Validate a classifier's JSON object (see the module docstring); raise ValueError naming the problem."""
     try:
-        return _validate(obj, peers, description=description, classifier=classifier)
-    except _Failure as exc:
+        return validate_answer(obj, peers, description=description, classifier=classifier)
+    except Unusable as exc:
         raise ValueError(str(exc)) from None
 
 
-def _validate(obj: Any, peers: Sequence[str], *, description: str, classifier: str) -> Classification:
+def validate_answer(obj: Any, peers: Sequence[str], *, description: str, classifier: str) -> Classification:
     if not isinstance(obj, dict):
-        raise _Failure("the answer is not a JSON object")
+        raise Unusable("the answer is not a JSON object")
     raw_scope = obj.get("scope")
     if raw_scope is None:
-        raise _Failure('the answer has no "scope"')
+        raise Unusable('the answer has no "scope"')
     scope = _as_text(raw_scope, '"scope"').lower()
     if scope not in SCOPES:
-        raise _Failure(f"scope {json.dumps(raw_scope)} is not one of {', '.join(SCOPES)}")
-    reason = _cap(_as_text(obj.get("reason") or "", '"reason"')) or "the classifier gave no reason."
+        raise Unusable(f"scope {json.dumps(raw_scope)} is not one of {', '.join(SCOPES)}")
+    reason = cap_step_text(_as_text(obj.get("reason") or "", '"reason"')) or "the classifier gave no reason."
     raw_title = obj.get("title")
     title = make_title(_as_text(raw_title, '"title"')) if raw_title else make_title(description)
 
     raw_questions = obj.get("questions") or []
     if not isinstance(raw_questions, list):
-        raise _Failure('"questions" must be a list of strings')
-    questions = [_cap(q) for q in (_as_text(q, "each question") for q in raw_questions[:10]) if q]
+        raise Unusable('"questions" must be a list of strings')
+    questions = [cap_step_text(q) for q in (_as_text(q, "each question") for q in raw_questions[:10]) if q]
 
     raw_plan = obj.get("plan") or []
     if not isinstance(raw_plan, list):
-        raise _Failure('"plan" must be a list of steps')
+        raise Unusable('"plan" must be a list of steps')
     if len(raw_plan) > MAX_STEPS:
-        raise _Failure(f"the plan has {len(raw_plan)} steps (at most {MAX_STEPS})")
+        raise Unusable(f"the plan has {len(raw_plan)} steps (at most {MAX_STEPS})")
     canonical = {p.strip().lower(): p.strip() for p in peers if p.strip()}
     steps: list[PlanStep] = []
     seen: set[int] = set()
     for i, raw in enumerate(raw_plan, start=1):
         if not isinstance(raw, dict):
-            raise _Failure(f"plan step {i} is not an object")
+            raise Unusable(f"plan step {i} is not an object")
         n = _as_int(raw["n"], f'step {i} "n"') if raw.get("n") is not None else i
         label = f"step {n}"
         if n < 1:
-            raise _Failure(f"{label}: step numbers start at 1")
+            raise Unusable(f"{label}: step numbers start at 1")
         if n in seen:
-            raise _Failure(f"{label} is numbered twice")
+            raise Unusable(f"{label} is numbered twice")
         verb = _as_text(raw.get("verb", ""), f'{label} "verb"').lower()
         if verb not in VERBS:
-            raise _Failure(
+            raise Unusable(
                 f"{label} has unknown verb {json.dumps(raw.get('verb'))} (expected one of {', '.join(VERBS)})"
             )
-        desc = _cap(_as_text(raw.get("description", ""), f'{label} "description"'))
+        desc = cap_step_text(_as_text(raw.get("description", ""), f'{label} "description"'))
         if not desc:
-            raise _Failure(f"{label} has no description")
+            raise Unusable(f"{label} has no description")
         raw_peer = raw.get("peer")
         peer: str | None = None
         if verb == "delegate":
             if not raw_peer:
-                raise _Failure(f"{label} delegates but names no peer")
+                raise Unusable(f"{label} delegates but names no peer")
             name = _as_text(raw_peer, f'{label} "peer"')
             if name.lower() not in canonical:
                 known = ", ".join(canonical.values()) or "none"
-                raise _Failure(f"{label} delegates to {json.dumps(name)}, which is not a peer repo ({known})")
+                raise Unusable(f"{label} delegates to {json.dumps(name)}, which is not a peer repo ({known})")
             peer = canonical[name.lower()]
         elif raw_peer:
-            raise _Failure(f"{label} names peer {json.dumps(raw_peer)} but only delegate steps go to a peer")
+            raise Unusable(f"{label} names peer {json.dumps(raw_peer)} but only delegate steps go to a peer")
         raw_deps = raw.get("depends_on") or []
         if not isinstance(raw_deps, list):
-            raise _Failure(f'{label} "depends_on" must be a list of step numbers')
+            raise Unusable(f'{label} "depends_on" must be a list of step numbers')
         deps: list[int] = []
         for d in raw_deps:
             dep = _as_int(d, f"{label} depends_on entry")
             if dep not in seen:
-                raise _Failure(f"{label} depends on step {dep}, which is not an earlier step")
+                raise Unusable(f"{label} depends on step {dep}, which is not an earlier step")
             if dep not in deps:
                 deps.append(dep)
         seen.add(n)
@@ -188,14 +188,14 @@ def _validate(obj: Any, peers: Sequence[str], *, description: str, classifier: s
         steps = []
     elif scope == "ambiguous":
         if not questions:
-            raise _Failure("scope is ambiguous but there are no questions to ask")
+            raise Unusable("scope is ambiguous but there are no questions to ask")
     else:
         if not steps:
-            raise _Failure(f"scope is {scope} but the plan has no steps")
+            raise Unusable(f"scope is {scope} but the plan has no steps")
         if scope == "small":
             for s in steps:
                 if s.verb == "delegate":
-                    raise _Failure(
+                    raise Unusable(
                         f"scope is small but step {s.n} delegates to {s.peer} (cross-repo work is large)"
                     )
     return Classification(

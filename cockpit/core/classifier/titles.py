@@ -22,5 +22,5 @@ def make_title(description: str) -> str:
     return cut.rstrip(" ,;:.-") + "…"
 
 
-def _cap(text: str) -> str:
+def cap_step_text(text: str) -> str:
     return text if len(text) <= MAX_STEP_TEXT else text[: MAX_STEP_TEXT - 1].rstrip() + "…"

@@ -28,10 +28,10 @@ _VERB_GROUPS: dict[str, tuple[str, ...]] = {
     "test": ("test", "retest", "cover"),
     "verify": ("verify", "check", "confirm", "audit"),
 }
-_VERBS: dict[str, str] = {word: verb for verb, words in _VERB_GROUPS.items() for word in words}
+WORD_VERBS: dict[str, str] = {word: verb for verb, words in _VERB_GROUPS.items() for word in words}
 
 # Verbs that say nothing about *what* to do: a clause made of these and filler is context, not a step.
-_VAGUE_VERBS = frozenset(
+VAGUE_VERBS = frozenset(
     {
         "fix", "update", "change", "improve", "make", "handle", "clean", "tidy", "polish", "tweak", "enhance",
         "refine", "optimize", "optimise", "refactor", "rework", "rewrite", "redesign", "overhaul", "modify",
@@ -41,7 +41,7 @@ _VAGUE_VERBS = frozenset(
 )
 
 # Nouns and modifiers too general to be the object of a change.
-_VAGUE_WORDS = frozenset(
+VAGUE_WORDS = frozenset(
     {
         "better", "best", "good", "great", "nice", "nicer", "cleaner", "faster", "slower", "simpler", "more",
         "less", "stuff", "things", "thing", "everything", "something", "anything", "code", "codebase",
@@ -58,12 +58,12 @@ _VAGUE_WORDS = frozenset(
     }
 )
 
-_QUALITY_WORDS = frozenset(
+QUALITY_WORDS = frozenset(
     {"better", "best", "good", "great", "nice", "nicer", "cleaner", "faster", "simpler", "robust", "readable",
      "maintainable", "reliable", "usable", "efficient", "modern", "properly", "correctly", "nicely"}
 )
 
-_STOP_WORDS = frozenset(
+STOP_WORDS = frozenset(
     {
         "a", "an", "the", "this", "that", "these", "those", "it", "its", "it's", "they", "them", "their",
         "we", "us", "our", "i", "me", "my", "you", "your", "he", "she", "his", "her", "to", "of", "in", "on",
@@ -83,7 +83,7 @@ _STOP_WORDS = frozenset(
 )
 
 # A clause with no verb that names one of these is a fix ("typo in README" -> "Fix typo in README").
-_PROBLEM_WORDS = frozenset(
+PROBLEM_WORDS = frozenset(
     {
         "typo", "typos", "bug", "bugs", "crash", "crashes", "error", "errors", "exception", "exceptions",
         "warning", "warnings", "regression", "regressions", "failure", "failures", "traceback", "leak",
@@ -93,7 +93,7 @@ _PROBLEM_WORDS = frozenset(
 )
 
 # A clause holding one of these describes how things are ("the page is slow") rather than naming a thing.
-_STATEMENT_WORDS = frozenset(
+STATEMENT_WORDS = frozenset(
     {
         "is", "are", "was", "were", "isn't", "aren't", "wasn't", "doesn't", "don't", "does", "has", "have",
         "needs", "should", "must", "can't", "cannot", "won't", "fails", "breaks", "takes", "looks", "seems",
@@ -102,7 +102,7 @@ _STATEMENT_WORDS = frozenset(
 )
 
 # Words that make a task wide even as one clause.
-_LARGE_PATTERNS: tuple[tuple[str, str], ...] = (
+LARGE_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"\brefactor(?:s|ed|ing)?\b", "refactor"),
     (r"\bmigrat(?:e|es|ed|ing)\b", "migrate"),
     (r"\bredesign(?:s|ed|ing)?\b", "redesign"),
@@ -126,7 +126,7 @@ _LARGE_PATTERNS: tuple[tuple[str, str], ...] = (
 )
 
 # Areas a clause can touch; two clauses in different areas make a task large.
-_AREAS: dict[str, frozenset[str]] = {
+AREAS: dict[str, frozenset[str]] = {
     "api": frozenset(
         {"api", "apis", "endpoint", "endpoints", "route", "routes", "handler", "handlers", "server", "rest",
          "graphql", "grpc", "webhook", "webhooks", "backend", "request", "requests", "response", "http"}
@@ -157,8 +157,8 @@ _AREAS: dict[str, frozenset[str]] = {
     "config": frozenset({"config", "configuration", "settings", "setting", "env", "environment", "flag",
                          "flags", "option", "options"}),
 }
-_TEST_WORDS = frozenset({"test", "tests", "testing", "unittest", "unittests", "spec", "specs", "coverage"})
-_EXT_AREAS: dict[str, str] = {
+TEST_WORDS = frozenset({"test", "tests", "testing", "unittest", "unittests", "spec", "specs", "coverage"})
+EXT_AREAS: dict[str, str] = {
     ".md": "docs", ".rst": "docs", ".txt": "docs", ".css": "ui", ".scss": "ui", ".tsx": "ui", ".jsx": "ui",
     ".vue": "ui", ".svelte": "ui", ".html": "ui", ".sql": "data", ".yml": "config", ".yaml": "config",
     ".toml": "config", ".ini": "config", ".cfg": "config", ".env": "config",
@@ -169,7 +169,7 @@ _SECRET = (
     r"(?:\b(?:secrets?|credentials?|passwords?|api[ _-]?keys?|private[ _-]?keys?|ssh[ _-]?keys?|"
     r"access[ _-]?tokens?|auth[ _-]?tokens?|api[ _-]?tokens?)\b|\.env\b)"
 )
-_REJECT_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
+REJECT_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (
         re.compile(
             r"\b(?:delete|remove|destroy|wipe|nuke|erase|trash)\s+(?:the\s+|this\s+|our\s+|my\s+|whole\s+|"
@@ -233,7 +233,7 @@ _REJECT_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     ),
 )
 
-_LEAD_FILLERS = frozenset(
+LEAD_FILLERS = frozenset(
     {
         "please", "pls", "plz", "we", "i", "you", "need", "needs", "to", "should", "must", "let's", "lets",
         "let", "us", "can", "could", "would", "will", "also", "then", "and", "just", "so", "now", "go",
@@ -242,10 +242,10 @@ _LEAD_FILLERS = frozenset(
     }
 )
 
-# Runs of word characters; a run's trailing punctuation is cut in `_words` (a regex that backtracks over a
+# Runs of word characters; a run's trailing punctuation is cut in `words_of` (a regex that backtracks over a
 # long run of "-" or "." for each start position would be quadratic).
-_RUN_RE = re.compile(r"[A-Za-z0-9_./'*-]+")
-_RUN_TAIL_RE = re.compile(r"[./'-]+$")
-_BLANKS_RE = re.compile(r"[^\S\n]+")
-_SENTENCE_RE = re.compile(r"(?:\r?\n)+|(?<=[.!?])\s+")
-_CLAUSE_SEP_RE = re.compile(r"(\s*[,;]\s*|\s+(?:and|then|plus)\s+)", re.I)
+RUN_RE = re.compile(r"[A-Za-z0-9_./'*-]+")
+RUN_TAIL_RE = re.compile(r"[./'-]+$")
+BLANKS_RE = re.compile(r"[^\S\n]+")
+SENTENCE_RE = re.compile(r"(?:\r?\n)+|(?<=[.!?])\s+")
+CLAUSE_SEP_RE = re.compile(r"(\s*[,;]\s*|\s+(?:and|then|plus)\s+)", re.I)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from cockpit.core import limits
-from cockpit.core.delegation.peers import _store_states
+from cockpit.core.delegation.peers import store_states
 from cockpit.core.delegation.sender import DEFAULT_WAIT_CLASSIFIED_S, Delegation
 from cockpit.core.errors import (
     NotFoundError,
@@ -90,7 +90,7 @@ def install_ops(ops: Ops) -> None:
         ids = args.get("ids", [])
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise UsageError("ids must be a list of task ids", code="bad_request")
-        states = await _store_states(ops.service.store, sorted(set(ids)))
+        states = await store_states(ops.service.store, sorted(set(ids)))
         return {"states": {str(k): v for k, v in states.items()}}
 
     ops.handlers.update({

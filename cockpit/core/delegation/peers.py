@@ -20,7 +20,7 @@ from cockpit.core.errors import (
 )
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths, find_repo_root
-from cockpit.core.remote.daemons import HostedRepo, connect_peer, hosted_repo, hosted_status
+from cockpit.core.remote.daemons import HostedRepo, connect_peer, gate_refusal, hosted_repo, hosted_status
 from cockpit.core.service import TaskService
 from cockpit.core.states import State
 from cockpit.core.store import Store
@@ -196,7 +196,12 @@ class RemoteRepo:
     async def approve(self, task_id: int, *, from_repo: str) -> JSON:
         with self.naming_the_peer(task_id):
             if self.client is not None:
-                return await self.client.call("approve_task", {"id": task_id, "from_repo": from_repo})
+                try:
+                    return await self.client.call("approve_task", {"id": task_id, "from_repo": from_repo})
+                except CockpitError as exc:
+                    if self.ref.hosted is None:
+                        raise
+                    raise gate_refusal(self.ref.hosted, exc, task_id) from None
             return (await self._svc().approve_remote(task_id, from_repo=from_repo)).to_json()
 
     async def states(self, ids: Iterable[int]) -> dict[int, str]:
@@ -204,10 +209,10 @@ class RemoteRepo:
         if self.client is not None:
             result = await self.client.call("task_states", {"ids": wanted})
             return {int(k): str(v) for k, v in result.get("states", {}).items()}
-        return await _store_states(self._svc().store, wanted)
+        return await store_states(self._svc().store, wanted)
 
 
-async def _store_states(store: Store, ids: list[int]) -> dict[int, str]:
+async def store_states(store: Store, ids: list[int]) -> dict[int, str]:
     if not ids:
         return {}
     marks = ",".join("?" * len(ids))
@@ -224,8 +229,7 @@ async def open_peer(ref: PeerRef) -> AsyncIterator[RemoteRepo]:
         await remote.close()
 
 
-# -- describing a peer task ----------------------------------------------------------------------------------
-
+# -- a repo's status -----------------------------------------------------------------------------------------
 
 async def repo_status(name: str, root: Path, host: str | None = None) -> JSON:
     """A repo of the workspace: its path, whether its daemon is up, and its task counts by state."""
@@ -257,6 +261,3 @@ async def repo_status(name: str, root: Path, host: str | None = None) -> JSON:
             finally:
                 await store.close()
     return data
-
-
-# -- socket ops ----------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from cockpit.core.store import Store
 
 if TYPE_CHECKING:
     pass
-from cockpit.core.merge.plumbing import _short
+from cockpit.core.merge.plumbing import short
 from cockpit.core.merge.rebase import restore_branch
 
 log = logging.getLogger("cockpit.merge")
@@ -56,25 +56,25 @@ class MergeContext:
         return TddRule.from_settings(s.tdd_enabled, s["tdd.source_patterns"], s["tdd.test_patterns"])
 
 
-async def _blocking(fn: Callable[..., T], *args: Any) -> T:
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """Run a blocking step that may move a ref in a thread. A cancelled caller still waits for it to end, so
     nothing changes behind the back of whoever decides what the cancellation left behind."""
     future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
-        await _drain(future)
+        await drain(future)
         raise
 
 
-async def _drain(future: asyncio.Future[Any]) -> None:
+async def drain(future: asyncio.Future[Any]) -> None:
     """Wait for a shielded future to end and take its outcome, so no error goes unreported."""
     await asyncio.wait([future])
     if not future.cancelled() and future.exception() is not None:
         log.info("step ended after its caller was cancelled: %s", future.exception())
 
 
-def _clean_scratch(ctx: MergeContext) -> None:
+def clean_scratch(ctx: MergeContext) -> None:
     """Remove scratch worktrees a killed merge left behind (callers hold the merge lock: none is in use)."""
     if not ctx.scratch.is_dir():
         return
@@ -87,13 +87,13 @@ def _clean_scratch(ctx: MergeContext) -> None:
         git.run_git(ctx.root, "worktree", "prune", check=False)
 
 
-def _scratch_dir(ctx: MergeContext, what: str, task_id: int) -> Path:
+def scratch_for(ctx: MergeContext, what: str, task_id: int) -> Path:
     if ctx.scratch.is_dir() and any(ctx.scratch.iterdir()):
-        _clean_scratch(ctx)
+        clean_scratch(ctx)
     return ctx.scratch / f"{what}-{task_id}-{os.getpid()}"
 
 
-async def _run_gates(ctx: MergeContext, task_id: int, worktree: Path, base_sha: str,
+async def run_recorded_gates(ctx: MergeContext, task_id: int, worktree: Path, base_sha: str,
                      phase: str) -> list[GateResult]:
     """The repo's gates in `worktree`, recorded as gate.started / gate.finished events like the execution
     layer's, plus the phase ("rebase": the rebased task branch, "verify": the merge result)."""
@@ -110,16 +110,16 @@ async def _run_gates(ctx: MergeContext, task_id: int, worktree: Path, base_sha: 
                            log_path=ctx.paths.gate_log(task_id), on_started=started, on_finished=finished)
 
 
-def _failed_gates(results: list[GateResult]) -> list[GateResult]:
+def failed_gates(results: list[GateResult]) -> list[GateResult]:
     return [r for r in results if r.status != "passed"]
 
 
-def _gates_text(failed: list[GateResult]) -> str:
+def gates_text(failed: list[GateResult]) -> str:
     return ", ".join(f"{g.name} ({g.reason})" if g.reason else g.name for g in failed)
 
 
 @dataclass(frozen=True)
-class _Rebase:
+class BranchRebase:
     """A rebase this merge made of the task branch: what a refusal puts back."""
 
     worktree: Path
@@ -128,20 +128,20 @@ class _Rebase:
     base_sha: str | None  # the task's base before
 
 
-async def _refuse(ctx: MergeContext, task_id: int, step: str, message: str, *,
-                  details: dict[str, Any] | None = None, undo: _Rebase | None = None) -> NoReturn:
+async def refuse(ctx: MergeContext, task_id: int, step: str, message: str, *,
+                  details: dict[str, Any] | None = None, undo: BranchRebase | None = None) -> NoReturn:
     """Record merge.refused (a merging task returns to awaiting_review) and raise the refusal. With `undo`,
     the task branch this merge rebased is first put back exactly where it was."""
     extra = dict(details or {})
     cause = extra.pop("reason", None)
     if undo is not None:
-        left = await _blocking(restore_branch, undo.worktree, undo.rebased, undo.original)
+        left = await in_thread(restore_branch, undo.worktree, undo.rebased, undo.original)
         if left is None:
-            message += f"; the task branch was put back at {_short(undo.original)}, where it was before"
+            message += f"; the task branch was put back at {short(undo.original)}, where it was before"
             extra["branch_restored"] = {"from_sha": undo.rebased, "to_sha": undo.original,
                                         "base_sha": undo.base_sha}
         else:
-            message += f"; the rebased task branch could not be put back at {_short(undo.original)}: {left}"
+            message += f"; the rebased task branch could not be put back at {short(undo.original)}: {left}"
             extra["branch_left"] = left
     data: dict[str, Any] = {"step": step, "reason": message, **extra}
     if cause is not None:
@@ -180,12 +180,12 @@ class RollbackOutcome:
         return {"task": task, "rollback": self.rollback, "already_rolled_back": self.already_rolled_back}
 
 
-def _merge_json(task: Task, **extra: Any) -> JSON:
+def merge_json(task: Task, **extra: Any) -> JSON:
     data: JSON = task.merge.to_json() if task.merge is not None else {}
     return {**data, **extra}
 
 
-async def _finish(ctx: MergeContext, task_id: int, target: str, merge_sha: str, rollback_sha: str,
+async def finish(ctx: MergeContext, task_id: int, target: str, merge_sha: str, rollback_sha: str,
                   strategy: str, *, reconciled: bool = False) -> tuple[Task, JSON]:
     """The target is at the merge: remove the task's worktree (kept if it has uncommitted work), record it."""
     task = await ctx.store.get_task(task_id)
@@ -193,7 +193,7 @@ async def _finish(ctx: MergeContext, task_id: int, target: str, merge_sha: str, 
     note: str | None = None
     if task.worktree:
         try:
-            await _blocking(git.remove_worktree, ctx.root, Path(task.worktree))
+            await in_thread(git.remove_worktree, ctx.root, Path(task.worktree))
         except CockpitError as exc:
             kept, note = task.worktree, f"worktree kept: {exc.message}"
     data: dict[str, Any] = {"target": target, "merge_sha": merge_sha, "rollback_sha": rollback_sha,

@@ -26,21 +26,21 @@ if TYPE_CHECKING:
     pass
 from cockpit.core.merge.guards import (
     TreeChange,
-    _cockpit_refusal,
-    _guard_paths,
-    _overwrite_refusal,
     cockpit_paths,
+    cockpit_refusal,
+    guard_paths,
+    overwrite_refusal,
 )
 from cockpit.core.merge.plumbing import (
-    _FF_LINE,
+    FF_LINE_RE,
     STRATEGIES,
-    _commit_tree,
-    _list_files,
-    _read_tips,
-    _rev_parse,
-    _short,
+    commit_tree,
+    list_files,
+    read_tips,
+    rev_parse,
+    short,
 )
-from cockpit.core.merge.preflight import Preflight, _merged
+from cockpit.core.merge.preflight import Preflight, merged_tree
 
 # ---------------------------------------------------------------------------------------- build a merge
 
@@ -113,7 +113,7 @@ def build_merge_commit(
         if branch_sha in bases:  # the branch is an ancestor of the target exactly when it is their merge base
             raise RefusedError(f"{branch_name} has no commits that {target_name} lacks; nothing to merge")
     else:
-        target_sha, tip, branch_tree, read_bases = _read_tips(
+        target_sha, tip, branch_tree, read_bases = read_tips(
             repo, branch_ref(target_name), commit or branch_ref(branch_name)
         )
         if target_sha is None:
@@ -122,7 +122,7 @@ def build_merge_commit(
             )
         if tip is None:
             if commit:
-                raise RefusedError(f"commit {_short(commit)} of {branch_name} does not exist any more")
+                raise RefusedError(f"commit {short(commit)} of {branch_name} does not exist any more")
             raise RefusedError(f"task branch {branch_name} does not exist; retry the task to recreate it")
         rollback_sha, branch_sha, bases = target_sha, tip, read_bases
         nothing_new = (
@@ -130,20 +130,20 @@ def build_merge_commit(
         )
         if nothing_new:
             raise RefusedError(f"{branch_name} has no commits that {target_name} lacks; nothing to merge")
-        merged, changes = _merged(repo, rollback_sha, branch_sha, branch_tree, bases or [])
+        merged, changes = merged_tree(repo, rollback_sha, branch_sha, branch_tree, bases or [])
         if not merged.clean:
             raise RefusedError(
-                f"{branch_name} conflicts with {target_name} in {_list_files(merged.conflicts)}; "
+                f"{branch_name} conflicts with {target_name} in {list_files(merged.conflicts)}; "
                 "rebase the task branch and resolve",
                 details={"reason": "conflicts", "conflicts": list(merged.conflicts)},
             )
         tree = merged.tree
     cockpit = cockpit_paths(changes)
     if cockpit:
-        raise _cockpit_refusal(cockpit)
+        raise cockpit_refusal(cockpit)
     parents = [rollback_sha] + ([branch_sha] if strategy == "merge" else [])
     text = message.strip() or f"Merge branch '{branch_name}' into {target_name}"
-    merge_sha = _commit_tree(repo, tree, parents, text, "the merge")
+    merge_sha = commit_tree(repo, tree, parents, text, "the merge")
     return PlannedMerge(
         target=target_name,
         rollback_sha=rollback_sha,
@@ -187,15 +187,15 @@ def verify_in_scratch(repo: Path, sha: str, scratch_dir: Path, check: Callable[[
 # ---------------------------------------------------------------------------------------- moving a ref
 
 
-def _moved(target: str, expected: str, actual: str | None, what: str) -> RefusedError:
+def moved_refusal(target: str, expected: str, actual: str | None, what: str) -> RefusedError:
     return RefusedError(
-        f"{target} moved (now {_short(actual)}, expected {_short(expected)}) before the {what}; "
+        f"{target} moved (now {short(actual)}, expected {short(expected)}) before the {what}; "
         f"nothing was changed, retry the {what}",
         details={"reason": "target_moved", "target": target, "expected": expected, "actual": actual},
     )
 
 
-def _sole(target: str, holders: Sequence[WorktreeInfo]) -> WorktreeInfo | None:
+def sole(target: str, holders: Sequence[WorktreeInfo]) -> WorktreeInfo | None:
     if len(holders) > 1:
         raise RefusedError(
             f"{target} is checked out in several places ({', '.join(str(h.path) for h in holders)}); "
@@ -204,18 +204,18 @@ def _sole(target: str, holders: Sequence[WorktreeInfo]) -> WorktreeInfo | None:
     return holders[0] if holders else None
 
 
-def _cas_update_ref(repo: Path, target: str, new: str, old: str, what: str, reason: str) -> None:
+def cas_update_ref(repo: Path, target: str, new: str, old: str, what: str, reason: str) -> None:
     ref = branch_ref(target)
     result = run_git(repo, "update-ref", "-m", reason, ref, new, old, check=False)
     if result.ok:
         return
     actual = ref_sha(repo, ref)
     if actual != old:
-        raise _moved(target, old, actual, what)
+        raise moved_refusal(target, old, actual, what)
     raise GitError(f"git update-ref {ref} failed: {result.first_error_line()}")
 
 
-def _ff_checkout(checkout: Path, target: str, new: str, old: str, what: str, head: str | None) -> None:
+def ff_checkout(checkout: Path, target: str, new: str, old: str, what: str, head: str | None) -> None:
     """Fast-forward the checkout that has `target` checked out from `old` to `new` (local changes kept).
 
     `head` is the checkout's HEAD as just read by the caller; it must be `old`. `merge --ff-only` itself
@@ -223,7 +223,7 @@ def _ff_checkout(checkout: Path, target: str, new: str, old: str, what: str, hea
     confirms where the target went, so HEAD is read again only when that line is missing.
     """
     if head != old:
-        raise _moved(target, old, head, what)
+        raise moved_refusal(target, old, head, what)
     result = run_git(
         checkout,
         "-c",
@@ -242,23 +242,23 @@ def _ff_checkout(checkout: Path, target: str, new: str, old: str, what: str, hea
         after = head_sha(checkout)
         if after != old:  # never expected: git's fast-forward is all or nothing
             raise GitError(
-                f"`git merge --ff-only` in {checkout} failed and left {target} at {_short(after)}; inspect it"
+                f"`git merge --ff-only` in {checkout} failed and left {target} at {short(after)}; inspect it"
             )
         # git lists the files it would have written over, one per line indented with a tab.
         in_the_way = [line.strip() for line in result.stderr.splitlines() if line.startswith("\t")]
         if in_the_way and "untracked working tree files" in result.stderr:
-            raise _overwrite_refusal(checkout, in_the_way)
+            raise overwrite_refusal(checkout, in_the_way)
         raise RefusedError(
             f"cannot update the checkout of {target} at {checkout}: {result.first_error_line()}; "
             f"nothing was changed, commit or stash local changes there and retry the {what}",
             details={"reason": "local_changes", "checkout": str(checkout)},
         )
-    line = _FF_LINE.search(result.stdout)
+    line = FF_LINE_RE.search(result.stdout)
     if line is not None and line.group(2) == new:
         return
     after = head_sha(checkout)
     if after != new:
-        raise GitError(f"{target} is at {_short(after)} after the {what}, expected {_short(new)}; inspect it")
+        raise GitError(f"{target} is at {short(after)} after the {what}, expected {short(new)}; inspect it")
 
 
 def _descends(repo: Path, planned: PlannedMerge, parents: Sequence[str] | None) -> None:
@@ -267,7 +267,7 @@ def _descends(repo: Path, planned: PlannedMerge, parents: Sequence[str] | None) 
         return
     if not is_ancestor(repo, planned.rollback_sha, planned.merge_sha):
         raise GitError(
-            f"planned merge {_short(planned.merge_sha)} does not descend from {planned.target}'s tip"
+            f"planned merge {short(planned.merge_sha)} does not descend from {planned.target}'s tip"
         )
 
 
@@ -292,33 +292,33 @@ def move_target(repo: Path, planned: PlannedMerge, *, checkouts: Sequence[Path] 
     if checkouts is not None and len(checkouts) == 1:
         # One read in the checkout: its HEAD, the merge's parents, and which branch it has checked out.
         checkout = checkouts[0]
-        got = _rev_parse(checkout, "HEAD", f"{planned.merge_sha}^@", "--symbolic-full-name", "HEAD")
+        got = rev_parse(checkout, "HEAD", f"{planned.merge_sha}^@", "--symbolic-full-name", "HEAD")
         if got is not None and len(got[0]) >= 2 and got[0][-1] == ref:
             positive = got[0]
             _descends(repo, planned, positive[1:-1])
-            _guard_paths([checkout], planned.changes)
-            _ff_checkout(checkout, target, planned.merge_sha, planned.rollback_sha, "merge", positive[0])
+            guard_paths([checkout], planned.changes)
+            ff_checkout(checkout, target, planned.merge_sha, planned.rollback_sha, "merge", positive[0])
             return
         # The checkout changed branch since the preflight (or HEAD is unreadable): look at everything again.
 
-    got = _rev_parse(repo, ref, f"{planned.merge_sha}^@")
+    got = rev_parse(repo, ref, f"{planned.merge_sha}^@")
     _descends(repo, planned, got[0][1:] if got else None)
     current = got[0][0] if got else ref_sha(repo, ref)
     if current != planned.rollback_sha:
-        raise _moved(target, planned.rollback_sha, current, "merge")
+        raise moved_refusal(target, planned.rollback_sha, current, "merge")
     # Not checked out anywhere, as the preflight just found: the ref moves alone (update-ref is the
     # compare-and-set). Otherwise the checkouts are listed now, with their HEADs.
-    holder = None if checkouts is not None and not checkouts else _sole(target, checkout_infos(repo, target))
-    _guard_paths([holder.path] if holder is not None else [], planned.changes)
+    holder = None if checkouts is not None and not checkouts else sole(target, checkout_infos(repo, target))
+    guard_paths([holder.path] if holder is not None else [], planned.changes)
     if holder is None:
         reason = f"cockpit: merge ({planned.strategy}) into {target}"
-        _cas_update_ref(repo, target, planned.merge_sha, planned.rollback_sha, "merge", reason)
+        cas_update_ref(repo, target, planned.merge_sha, planned.rollback_sha, "merge", reason)
         return
     dirty = dirty_files(holder.path)
     if dirty:
         raise RefusedError(
-            f"{target} is checked out at {holder.path} with uncommitted changes ({_list_files(dirty, 3)}); "
+            f"{target} is checked out at {holder.path} with uncommitted changes ({list_files(dirty, 3)}); "
             "commit or stash them and retry the merge",
             details={"reason": "dirty_checkout", "checkout": str(holder.path), "files": dirty},
         )
-    _ff_checkout(holder.path, target, planned.merge_sha, planned.rollback_sha, "merge", holder.head or None)
+    ff_checkout(holder.path, target, planned.merge_sha, planned.rollback_sha, "merge", holder.head or None)

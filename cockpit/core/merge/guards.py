@@ -16,7 +16,7 @@ from cockpit.core.git import (
 
 if TYPE_CHECKING:
     pass
-from cockpit.core.merge.plumbing import _list_files
+from cockpit.core.merge.plumbing import list_files
 
 # ---------------------------------------------------------------------------------------- what a merge writes
 
@@ -106,28 +106,28 @@ def overwritten_paths(checkout: Path, changes: Sequence[TreeChange], limit: int 
     return found
 
 
-def _cockpit_refusal(paths: list[str]) -> RefusedError:
+def cockpit_refusal(paths: list[str]) -> RefusedError:
     return RefusedError(
-        f"the merge would add, change or remove {_list_files(paths)}: {COCKPIT_DIR}/ holds cockpit's own "
+        f"the merge would add, change or remove {list_files(paths)}: {COCKPIT_DIR}/ holds cockpit's own "
         "state and is never merged; remove those paths from the task branch",
         details={"reason": "cockpit_paths", "files": paths},
     )
 
 
-def _overwrite_refusal(checkout: Path, paths: list[str]) -> RefusedError:
+def overwrite_refusal(checkout: Path, paths: list[str]) -> RefusedError:
     return RefusedError(
-        f"the merge would write over {_list_files(paths)} in {checkout}, not tracked there (ignored or "
+        f"the merge would write over {list_files(paths)} in {checkout}, not tracked there (ignored or "
         "untracked); nothing was changed: move them away or drop them from the task branch, then merge again",
         details={"reason": "would_overwrite", "checkout": str(checkout), "files": paths},
     )
 
 
-def _guard_paths(checkouts: Sequence[Path], changes: Sequence[TreeChange]) -> None:
+def guard_paths(checkouts: Sequence[Path], changes: Sequence[TreeChange]) -> None:
     """Refuse a merge that touches `.cockpit/` or writes over a file that a checkout of the target lacks."""
     cockpit = cockpit_paths(changes)
     if cockpit:
-        raise _cockpit_refusal(cockpit)
+        raise cockpit_refusal(cockpit)
     for checkout in checkouts:
         hits = overwritten_paths(checkout, changes)
         if hits:
-            raise _overwrite_refusal(checkout, hits)
+            raise overwrite_refusal(checkout, hits)

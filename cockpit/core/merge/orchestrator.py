@@ -34,25 +34,25 @@ from cockpit.core.titles import one_line
 if TYPE_CHECKING:
     pass
 from cockpit.core.merge.context import (
+    BranchRebase,
     MergeContext,
     MergeOutcome,
-    _blocking,
-    _drain,
-    _failed_gates,
-    _finish,
-    _gates_text,
-    _merge_json,
-    _Rebase,
-    _refuse,
-    _run_gates,
-    _scratch_dir,
+    drain,
+    failed_gates,
+    finish,
+    gates_text,
+    in_thread,
+    merge_json,
+    refuse,
+    run_recorded_gates,
+    scratch_for,
 )
 from cockpit.core.merge.engine import PlannedMerge, build_merge_commit, move_target, verify_in_scratch
 from cockpit.core.merge.lock import merge_lock, pause_point
-from cockpit.core.merge.plumbing import _list_files, _short
+from cockpit.core.merge.plumbing import list_files, short
 from cockpit.core.merge.preflight import Preflight, preflight
 from cockpit.core.merge.rebase import rebase_branch
-from cockpit.core.merge.reconcile import _put_back, _settle
+from cockpit.core.merge.reconcile import put_back, settle
 
 log = logging.getLogger("cockpit.merge")
 
@@ -73,7 +73,7 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
     unfinished = task.state is State.MERGING or (task.merge is not None and task.merge.state == "preflight")
     if task.state is State.MERGING:
         # Left merging by a process that died mid-merge: the ref says how far it got.
-        task = await _settle(ctx, task, "a previous merge of this task was interrupted")
+        task = await settle(ctx, task, "a previous merge of this task was interrupted")
         if task.state is State.MERGING:
             m = task.merge
             raise RefusedError(
@@ -81,11 +81,11 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
                 + f"; once {m.target if m else 'the target'} is back at the rollback point or at the merge, "
                 f"run `cockpit task merge {task_id}` again",
                 code="needs_attention",
-                details={"task_id": task_id, "merge": _merge_json(task)},
+                details={"task_id": task_id, "merge": merge_json(task)},
             )
     if task.state is State.DONE and task.merge is not None and task.merge.state == "merged":
-        return MergeOutcome(task, _merge_json(task), None, dry_run=dry_run, already_merged=True)
-    if unfinished and task.state is State.AWAITING_REVIEW and await _put_back(
+        return MergeOutcome(task, merge_json(task), None, dry_run=dry_run, already_merged=True)
+    if unfinished and task.state is State.AWAITING_REVIEW and await put_back(
             ctx, task, "a previous merge of this task stopped after rebasing its branch"):
         task = await store.get_task(task_id)
     if task.state is not State.AWAITING_REVIEW:
@@ -109,24 +109,24 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
     await store.append(task_id, "merge.preflight", {**report, "strategy": strategy, "dry_run": dry_run})
     if dry_run:
         task = await store.get_task(task_id)
-        return MergeOutcome(task, _merge_json(task, would_rebase=pf.target_moved), report, dry_run=True)
+        return MergeOutcome(task, merge_json(task, would_rebase=pf.target_moved), report, dry_run=True)
     if not pf.ok:
         hint = ""
         if any(check.name == "branch_gated" for check in pf.failed()):
             hint = f"; run `cockpit task gates {task_id}` to check the branch's tip, then merge again"
-        await _refuse(ctx, task_id, "preflight", f"merge of task {task_id} refused: {pf.summary()}{hint}",
+        await refuse(ctx, task_id, "preflight", f"merge of task {task_id} refused: {pf.summary()}{hint}",
                       details={"reason": pf.reason(), "conflicts": list(pf.conflicts),
                                "files": pf.refused_files(), "preflight": report})
     await pause_point(ctx.paths, "preflight")
 
-    undo: _Rebase | None = None
+    undo: BranchRebase | None = None
     commit = pf.branch_sha
     if pf.target_moved:
         try:
             undo = await _rebase_and_regate(ctx, task, pf)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await _put_back(ctx, await store.get_task(task_id), "the merge was cancelled")
+                await put_back(ctx, await store.get_task(task_id), "the merge was cancelled")
             raise
         commit = undo.rebased
     rebased = undo is not None
@@ -138,7 +138,7 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
             build_merge_commit, ctx.root, branch, target, strategy, message,
             preflight=None if rebased else pf, commit=commit))
     except CockpitError as exc:  # a conflict that appeared meanwhile, nothing to merge, a git failure
-        await _refuse(ctx, task_id, "build", f"merge of task {task_id} refused: {exc.message}",
+        await refuse(ctx, task_id, "build", f"merge of task {task_id} refused: {exc.message}",
                       details=exc.details, undo=undo)
     # The rollback point and the planned merge are on record before anything moves.
     await store.append(task_id, "merge.started", {**planned.to_json(), "branch": branch})
@@ -151,39 +151,39 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
         await pause_point(ctx.paths, "started")
         if ctx.settings.merge_verify:
             step = "verify"
-            failed = _failed_gates(await _verify(ctx, task_id, planned))
+            failed = failed_gates(await _verify(ctx, task_id, planned))
             if failed:
                 raise RefusedError(
-                    f"the gates failed on the merge result {_short(planned.merge_sha)}: "
-                    f"{_gates_text(failed)}; {target} was not moved (see `cockpit task show {task_id}` and "
+                    f"the gates failed on the merge result {short(planned.merge_sha)}: "
+                    f"{gates_text(failed)}; {target} was not moved (see `cockpit task show {task_id}` and "
                     "the gate log)",
                     details={"reason": "verify_failed", "gates": [g.to_json() for g in failed]})
         await pause_point(ctx.paths, "verified")
         step = "move"
-        await _blocking(functools.partial(move_target, ctx.root, planned, checkouts=checkouts))
+        await in_thread(functools.partial(move_target, ctx.root, planned, checkouts=checkouts))
         step = "finish"
         await pause_point(ctx.paths, "moved")
     except RefusedError as exc:
         # A verify failure or a refused compare-and-set: nothing was written, the task can be merged again.
-        await _refuse(ctx, task_id, step, f"merge of task {task_id} refused: {exc.message}",
+        await refuse(ctx, task_id, step, f"merge of task {task_id} refused: {exc.message}",
                       details=exc.details, undo=undo)
     except BaseException as exc:
         # Anything unexpected (or a cancellation) after merge.started: the ref says what happened.
         reason = "the merge was cancelled" if isinstance(exc, asyncio.CancelledError) else \
             f"the merge failed at step {step}: {exc}"
         with contextlib.suppress(Exception):
-            settled = await _settle(ctx, await store.get_task(task_id), reason)
+            settled = await settle(ctx, await store.get_task(task_id), reason)
             if settled.state is State.DONE and not isinstance(exc, asyncio.CancelledError):
-                return MergeOutcome(settled, _merge_json(settled), report, rebased=rebased)
+                return MergeOutcome(settled, merge_json(settled), report, rebased=rebased)
             if settled.state is State.AWAITING_REVIEW:
-                await _put_back(ctx, settled, reason)
+                await put_back(ctx, settled, reason)
         raise
-    task, finished = await _finish(ctx, task_id, planned.target, planned.merge_sha, planned.rollback_sha,
+    task, finished = await finish(ctx, task_id, planned.target, planned.merge_sha, planned.rollback_sha,
                                    planned.strategy)
-    return MergeOutcome(task, _merge_json(task, **finished), report, rebased=rebased)
+    return MergeOutcome(task, merge_json(task, **finished), report, rebased=rebased)
 
 
-async def _rebase_and_regate(ctx: MergeContext, task: Task, pf: Preflight) -> _Rebase:
+async def _rebase_and_regate(ctx: MergeContext, task: Task, pf: Preflight) -> BranchRebase:
     """The target moved since the task branched: rebase the task branch onto its tip, run the gates again.
 
     Any refusal once the branch is rebased puts it back where it was (the gated commit)."""
@@ -194,48 +194,48 @@ async def _rebase_and_regate(ctx: MergeContext, task: Task, pf: Preflight) -> _R
     assert onto is not None and original is not None  # preflight passed
     worktree = Path(task.worktree) if task.worktree else None
     if worktree is None or not await asyncio.to_thread(worktree.is_dir):
-        await _refuse(ctx, task_id, "rebase",
+        await refuse(ctx, task_id, "rebase",
                       f"{target} moved since task {task_id} branched and the task's worktree is gone, so its "
                       f"branch cannot be rebased; run it again with `cockpit task retry {task_id}`",
                       details={"reason": "no_worktree"})
     try:
-        conflicts = await _blocking(functools.partial(rebase_branch, worktree, onto,
+        conflicts = await in_thread(functools.partial(rebase_branch, worktree, onto,
                                                       expected_head=original))
     except CockpitError as exc:
-        await _refuse(ctx, task_id, "rebase", f"merge of task {task_id} refused: {exc.message}",
+        await refuse(ctx, task_id, "rebase", f"merge of task {task_id} refused: {exc.message}",
                       details={**exc.details, "reason": exc.details.get("reason", "rebase_failed")})
     if conflicts:
-        await _refuse(
+        await refuse(
             ctx, task_id, "rebase",
             f"{target} moved since task {task_id} branched and rebasing {pf.branch} onto it conflicts in "
-            f"{_list_files(conflicts)}; the rebase was aborted and nothing changed: resolve it in {worktree} "
+            f"{list_files(conflicts)}; the rebase was aborted and nothing changed: resolve it in {worktree} "
             "or "
             f"run the task again with `cockpit task retry {task_id}`",
             details={"reason": "conflicts", "conflicts": conflicts})
     head = await asyncio.to_thread(git.head_sha, worktree)
     assert head is not None  # the rebase just succeeded
-    undo = _Rebase(worktree, head, original, task.base_sha)
+    undo = BranchRebase(worktree, head, original, task.base_sha)
     await ctx.store.append(task_id, "merge.rebased", {"onto": onto, "base_sha": onto, "target": target,
                                                       "from_sha": original, "to_sha": head,
                                                       "previous_base_sha": task.base_sha})
     await pause_point(ctx.paths, "rebased")
     if head == onto:
-        await _refuse(ctx, task_id, "rebase",
-                      f"rebasing {pf.branch} onto {target}'s new tip {_short(onto)} left no commits: "
+        await refuse(ctx, task_id, "rebase",
+                      f"rebasing {pf.branch} onto {target}'s new tip {short(onto)} left no commits: "
                       f"{target} already has the task's changes, so there is nothing to merge",
                       details={"reason": "nothing_to_merge"}, undo=undo)
-    failed = _failed_gates(await _run_gates(ctx, task_id, worktree, onto, "rebase"))
+    failed = failed_gates(await run_recorded_gates(ctx, task_id, worktree, onto, "rebase"))
     if failed:
-        await _refuse(ctx, task_id, "gates",
-                      f"task {task_id} was rebased onto {target}'s new tip {_short(onto)} and the gates "
-                      f"failed there: {_gates_text(failed)}; {target} was not moved (fix the branch, or "
+        await refuse(ctx, task_id, "gates",
+                      f"task {task_id} was rebased onto {target}'s new tip {short(onto)} and the gates "
+                      f"failed there: {gates_text(failed)}; {target} was not moved (fix the branch, or "
                       "retry the task)",
                       details={"reason": "gates_failed", "gates": [g.to_json() for g in failed]}, undo=undo)
     after = await asyncio.to_thread(git.head_sha, worktree)
     if after != head:
-        await _refuse(ctx, task_id, "gates",
-                      f"the task branch moved while the gates ran on the rebased commit {_short(head)} (now "
-                      f"{_short(after)}); nothing was merged: run `cockpit task gates {task_id}` and merge "
+        await refuse(ctx, task_id, "gates",
+                      f"the task branch moved while the gates ran on the rebased commit {short(head)} (now "
+                      f"{short(after)}); nothing was merged: run `cockpit task gates {task_id}` and merge "
                       "again", details={"reason": "branch_moved"}, undo=undo)
     return undo
 
@@ -248,12 +248,12 @@ async def _verify(ctx: MergeContext, task_id: int, planned: PlannedMerge) -> lis
 
     def check(path: Path) -> bool:  # runs in the engine's thread; the gates run on the event loop
         future = asyncio.run_coroutine_threadsafe(
-            _run_gates(ctx, task_id, path, planned.rollback_sha, "verify"), loop)
+            run_recorded_gates(ctx, task_id, path, planned.rollback_sha, "verify"), loop)
         running.append(future)
         results.extend(future.result())
-        return not _failed_gates(results)
+        return not failed_gates(results)
 
-    scratch = await asyncio.to_thread(_scratch_dir, ctx, "verify", task_id)
+    scratch = await asyncio.to_thread(scratch_for, ctx, "verify", task_id)
     job = asyncio.ensure_future(asyncio.to_thread(verify_in_scratch, ctx.root, planned.merge_sha,
                                                   scratch, check))
     try:
@@ -261,6 +261,6 @@ async def _verify(ctx: MergeContext, task_id: int, planned: PlannedMerge) -> lis
     except asyncio.CancelledError:
         for future in running:
             future.cancel()
-        await _drain(job)
+        await drain(job)
         raise
     return results

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cockpit.core import gitobjects
 from cockpit.core.errors import GitError
 from cockpit.core.git import (
     GitResult,
@@ -22,22 +23,22 @@ if TYPE_CHECKING:
 
 STRATEGIES = ("merge", "squash")
 
-_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+SHA_RE = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 # `merge --ff-only` (without --quiet, with core.abbrev=no) prints "Updating <old>..<new>" in full.
-_FF_LINE = re.compile(r"\b([0-9a-f]{40}(?:[0-9a-f]{24})?)\.\.([0-9a-f]{40}(?:[0-9a-f]{24})?)\b")
+FF_LINE_RE = re.compile(r"\b([0-9a-f]{40}(?:[0-9a-f]{24})?)\.\.([0-9a-f]{40}(?:[0-9a-f]{24})?)\b")
 _USAGE_ERROR = 129  # git's exit status for an option it does not know
 
 
-def _short(sha: str | None) -> str:
+def short(sha: str | None) -> str:
     return sha[:10] if sha else "(none)"
 
 
-def _list_files(files: list[str], limit: int = 8) -> str:
+def list_files(files: list[str], limit: int = 8) -> str:
     shown = ", ".join(files[:limit])
     return shown + (f" and {len(files) - limit} more" if len(files) > limit else "")
 
 
-def _rev_parse(cwd: Path, *revs: str) -> tuple[list[str], list[str]] | None:
+def rev_parse(cwd: Path, *revs: str) -> tuple[list[str], list[str]] | None:
     """Resolve several revisions in one `git rev-parse`: (the positive lines in order, the `^`-lines without
     their caret), or None when any of them does not resolve. `A...B` adds `B`, `A` and `^<merge base>` for
     every merge base of A and B (none for unrelated histories)."""
@@ -57,12 +58,12 @@ def _rev_parse(cwd: Path, *revs: str) -> tuple[list[str], list[str]] | None:
     return positive, negative
 
 
-def _read_tips(
+def read_tips(
     repo: Path, target_ref: str, branch_rev: str
 ) -> tuple[str | None, str | None, str | None, list[str] | None]:
     """(target tip, branch tip, the branch tip's tree, their merge bases) in one git call; the tree and the
     bases are None when a branch is missing (each tip is then read on its own, to say which)."""
-    got = _rev_parse(repo, target_ref, branch_rev, f"{branch_rev}^{{tree}}", f"{target_ref}...{branch_rev}")
+    got = rev_parse(repo, target_ref, branch_rev, f"{branch_rev}^{{tree}}", f"{target_ref}...{branch_rev}")
     if got is not None and len(got[0]) >= 3:
         positive, bases = got
         return positive[0], positive[1], positive[2], bases
@@ -158,7 +159,7 @@ def revert_tree(repo: Path, tip: str, commit: str, parent: str, parent_tree: str
     Which way a git takes is probed once a process (`--merge-base` refused with a usage error: older git).
     """
     global _merge_base_option
-    what = f"the revert of {_short(commit)} onto {_short(tip)}"
+    what = f"the revert of {short(commit)} onto {short(tip)}"
     if _merge_base_option is not False:
         result = run_git(
             repo, *_MERGE_TREE_ARGS, f"--merge-base={commit}", tip, parent, check=False, strip=False
@@ -184,34 +185,18 @@ def revert_tree(repo: Path, tip: str, commit: str, parent: str, parent_tree: str
 
 
 def _stand_in(repo: Path, tree: str, parent: str) -> str | None:
-    """Write the unreferenced stand-in commit (`tree`, sole parent `parent`) as a loose object from this
-    process, with no git process; None where the repository is not the plain layout of a SHA-1 repo (a `.git`
-    file, another object format): the caller runs `commit-tree` then."""
-    git_dir = repo / ".git"
-    if not (_SHA.fullmatch(tree) and len(tree) == 40 and git_dir.is_dir()):
+    """Write the unreferenced stand-in commit (`tree`, sole parent `parent`) from this process, with no git
+    process; None where the repository is not plain enough for that (the caller runs `commit-tree` then)."""
+    git_dir = gitobjects.plain_git_dir(repo)
+    if git_dir is None or not SHA_RE.fullmatch(tree) or len(tree) != 40:
         return None
-    try:
-        if "objectformat" in (git_dir / "config").read_text(errors="replace").lower():
-            return None
-    except OSError:
-        return None
-    import io
-    import time
-
-    from gitdb import IStream, LooseObjectDB  # GitPython's object store; loaded on the first revert only
-
-    stamp = f"cockpit <cockpit@localhost> {int(time.time())} +0000"
-    body = (f"tree {tree}\nparent {parent}\nauthor {stamp}\ncommitter {stamp}\n\n"
-            f"cockpit: revert base for {parent}\n").encode()
-    stored = LooseObjectDB(str(git_dir / "objects")).store(IStream(b"commit", len(body), io.BytesIO(body)))
-    sha = stored.hexsha
-    return sha.decode() if isinstance(sha, bytes) else str(sha)
+    return gitobjects.write_commit(git_dir, tree, (parent,), f"cockpit: revert base for {parent}")
 
 
-def _commit_tree(repo: Path, tree: str, parents: Sequence[str], message: str, what: str) -> str:
+def commit_tree(repo: Path, tree: str, parents: Sequence[str], message: str, what: str) -> str:
     args = [arg for parent in parents for arg in ("-p", parent)]
     created = run_git_with_identity(repo, "commit-tree", "--no-gpg-sign", tree, *args, "-m", message)
     sha = created.stdout.strip()
-    if not _SHA.fullmatch(sha):
+    if not SHA_RE.fullmatch(sha):
         raise GitError(f"git commit-tree printed no commit id for {what}; check the repository's objects")
     return sha

@@ -20,13 +20,13 @@ if TYPE_CHECKING:
 from cockpit.core.merge.guards import (
     COCKPIT_DIR,
     TreeChange,
-    _cockpit_refusal,
-    _overwrite_refusal,
     cockpit_paths,
+    cockpit_refusal,
+    overwrite_refusal,
     overwritten_paths,
     tree_changes,
 )
-from cockpit.core.merge.plumbing import MergeTreeResult, _list_files, _read_tips, _short, merge_tree
+from cockpit.core.merge.plumbing import MergeTreeResult, list_files, merge_tree, read_tips, short
 
 # -------------------------------------------------------------------------------------------- preflight
 
@@ -97,7 +97,7 @@ class Preflight:
         }
 
 
-def _merged(
+def merged_tree(
     repo: Path, target_sha: str, branch_sha: str, branch_tree: str | None, bases: list[str]
 ) -> tuple[MergeTreeResult, tuple[TreeChange, ...]]:
     """The merged tree and what it changes relative to the target. When the target is the merge base (it has
@@ -123,7 +123,7 @@ def preflight(repo: Path, branch: str, target: str, *, gated: str | None = None)
     worktree list, the checkout's status, and what the merge changes (a target that moved adds merge-tree).
     """
     target_name, branch_name = short_branch(target), short_branch(branch)
-    target_sha, branch_sha, branch_tree, bases = _read_tips(
+    target_sha, branch_sha, branch_tree, bases = read_tips(
         repo, branch_ref(target_name), branch_ref(branch_name)
     )
     pf = Preflight(target=target_name, target_sha=target_sha, branch=branch_name, branch_sha=branch_sha)
@@ -132,7 +132,7 @@ def preflight(repo: Path, branch: str, target: str, *, gated: str | None = None)
         PreflightCheck(
             "target_exists",
             target_sha is not None,
-            f"{target_name} at {_short(target_sha)}"
+            f"{target_name} at {short(target_sha)}"
             if target_sha
             else f"target branch {target_name} does not exist; create it or set task.target_branch",
         )
@@ -141,7 +141,7 @@ def preflight(repo: Path, branch: str, target: str, *, gated: str | None = None)
         PreflightCheck(
             "branch_exists",
             branch_sha is not None,
-            f"{branch_name} at {_short(branch_sha)}"
+            f"{branch_name} at {short(branch_sha)}"
             if branch_sha
             else f"task branch {branch_name} does not exist; retry the task to recreate it",
         )
@@ -151,11 +151,11 @@ def preflight(repo: Path, branch: str, target: str, *, gated: str | None = None)
             detail = f"no commit of {branch_name} has passed the gates on record; run the gates again"
         elif branch_sha != gated:
             detail = (
-                f"{branch_name} moved since its gates passed (they passed on {_short(gated)}, the branch is "
-                f"at {_short(branch_sha)}): the new commits were never checked; run the gates on the new tip"
+                f"{branch_name} moved since its gates passed (they passed on {short(gated)}, the branch is "
+                f"at {short(branch_sha)}): the new commits were never checked; run the gates on the new tip"
             )
         else:
-            detail = f"the gates passed on {_short(gated)}, the branch's tip"
+            detail = f"the gates passed on {short(gated)}, the branch's tip"
         pf.checks.append(PreflightCheck("branch_gated", bool(gated) and branch_sha == gated, detail))
 
     if target_sha is not None:
@@ -164,7 +164,7 @@ def preflight(repo: Path, branch: str, target: str, *, gated: str | None = None)
     for checkout in pf.checkouts:
         files = dirty_files(checkout)
         if files:
-            dirty.append(f"{checkout} ({_list_files(files, 3)})")
+            dirty.append(f"{checkout} ({list_files(files, 3)})")
     if dirty:
         where = "; ".join(dirty)
         detail = f"{target_name} is checked out with uncommitted changes at {where}; commit or stash them"
@@ -187,7 +187,7 @@ def preflight(repo: Path, branch: str, target: str, *, gated: str | None = None)
     pf.merge_bases = bases
     pf.target_moved = bases != [target_sha]
     try:
-        merged, changes = _merged(repo, target_sha, branch_sha, branch_tree, bases)
+        merged, changes = merged_tree(repo, target_sha, branch_sha, branch_tree, bases)
     except GitError as exc:
         pf.checks.append(PreflightCheck("no_conflicts", False, exc.message))
         return pf
@@ -200,7 +200,7 @@ def preflight(repo: Path, branch: str, target: str, *, gated: str | None = None)
             merged.clean,
             "merges cleanly"
             if merged.clean
-            else f"conflicts with {target_name} in {_list_files(merged.conflicts)}; rebase and resolve",
+            else f"conflicts with {target_name} in {list_files(merged.conflicts)}; rebase and resolve",
         )
     )
     if not merged.clean:
@@ -210,14 +210,14 @@ def preflight(repo: Path, branch: str, target: str, *, gated: str | None = None)
         PreflightCheck(
             "no_cockpit_paths",
             not cockpit,
-            _cockpit_refusal(cockpit).message if cockpit else f"nothing under {COCKPIT_DIR}/",
+            cockpit_refusal(cockpit).message if cockpit else f"nothing under {COCKPIT_DIR}/",
         )
     )
     in_the_way: list[str] = []
     for checkout in pf.checkouts:
         hits = overwritten_paths(checkout, changes)
         if hits:
-            in_the_way.append(_overwrite_refusal(checkout, hits).message)
+            in_the_way.append(overwrite_refusal(checkout, hits).message)
             pf.overwritten.extend(hits)
     pf.checks.append(
         PreflightCheck(

@@ -18,7 +18,7 @@ from cockpit.core.git import (
 if TYPE_CHECKING:
     pass
 from cockpit.core.merge.guards import overwritten_paths, tree_changes
-from cockpit.core.merge.plumbing import _list_files, _short
+from cockpit.core.merge.plumbing import list_files, short
 
 # ----------------------------------------------------------------------------------------------- rebase
 
@@ -55,7 +55,7 @@ def rebase_branch(worktree: Path, onto: str, *, expected_head: str | None = None
     dirty = dirty_files(worktree, untracked=False)
     if dirty:
         raise RefusedError(
-            f"{worktree} has uncommitted changes ({_list_files(dirty, 3)}); commit them before rebasing"
+            f"{worktree} has uncommitted changes ({list_files(dirty, 3)}); commit them before rebasing"
         )
     onto_sha = ref_sha(worktree, onto)
     if onto_sha is None:
@@ -63,7 +63,7 @@ def rebase_branch(worktree: Path, onto: str, *, expected_head: str | None = None
     before = head_sha(worktree)
     if expected_head is not None and before != expected_head:
         raise RefusedError(
-            f"{branch} is at {_short(before)}, not at {_short(expected_head)} as expected; "
+            f"{branch} is at {short(before)}, not at {short(expected_head)} as expected; "
             "nothing was changed",
             details={"reason": "branch_moved", "expected": expected_head, "actual": before},
         )
@@ -72,7 +72,7 @@ def rebase_branch(worktree: Path, onto: str, *, expected_head: str | None = None
         hits = overwritten_paths(worktree, tree_changes(worktree, before, onto_sha))
         if hits:
             raise RefusedError(
-                f"rebasing {branch} onto {onto} would write over {_list_files(hits)} in {worktree}, not "
+                f"rebasing {branch} onto {onto} would write over {list_files(hits)} in {worktree}, not "
                 "tracked there (ignored or untracked); nothing was changed: move them away and merge again",
                 details={"reason": "would_overwrite", "checkout": str(worktree), "files": hits},
             )
@@ -104,7 +104,7 @@ def rebase_branch(worktree: Path, onto: str, *, expected_head: str | None = None
     after = head_sha(worktree)
     if after != before:
         raise GitError(
-            f"rebase of {branch} failed and left HEAD at {_short(after)} instead of {_short(before)}; "
+            f"rebase of {branch} failed and left HEAD at {short(after)} instead of {short(before)}; "
             f"inspect {worktree}"
         )
     if conflicts:
@@ -122,8 +122,8 @@ def restore_branch(worktree: Path, rebased: str, original: str) -> str | None:
     if head == original:
         return None
     if head != rebased:
-        return f"it moved since the rebase (now {_short(head)}), so it was left there"
+        return f"it moved since the rebase (now {short(head)}), so it was left there"
     result = run_git(worktree, "reset", "--keep", "--quiet", original, check=False)
     if not result.ok:
-        return f"`git reset --keep {_short(original)}` refused: {result.first_error_line()}"
+        return f"`git reset --keep {short(original)}` refused: {result.first_error_line()}"
     return None

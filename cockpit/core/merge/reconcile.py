@@ -5,7 +5,7 @@ process that dies between `merge.started` and `merge.finished` leaves the task `
 (the daemon runs it on start, and a later merge of the task runs it first) reads the target ref: at the
 planned merge the record is completed, at the rollback point the task returns to awaiting_review, anything
 else is flagged for a person (`merge.needs_attention`) and nothing is touched. A merge that stopped after
-rebasing the task branch puts the branch back (`_put_back`).
+rebasing the task branch puts the branch back (`put_back`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from cockpit.core.states import State
 
 if TYPE_CHECKING:
     pass
-from cockpit.core.merge.context import MergeContext, _blocking, _clean_scratch, _finish, _Rebase
+from cockpit.core.merge.context import BranchRebase, MergeContext, clean_scratch, finish, in_thread
 from cockpit.core.merge.lock import merge_lock
-from cockpit.core.merge.plumbing import _short
+from cockpit.core.merge.plumbing import short
 from cockpit.core.merge.rebase import restore_branch
 from cockpit.core.merge.rollback import rollback_plan
 
@@ -54,7 +54,7 @@ def reconcile(repo: Path, target: str, planned_merge_sha: str, rollback_sha: str
 _REBASE_SETTLED = frozenset({"merge.finished", "task.awaiting_review", "task.executing", "task.approved"})
 
 
-async def _dangling_rebase(ctx: MergeContext, task: Task) -> _Rebase | None:
+async def _dangling_rebase(ctx: MergeContext, task: Task) -> BranchRebase | None:
     """The rebase a merge made of the task branch and never concluded (merged, or put back), if any."""
     kinds = sorted({*_REBASE_SETTLED, "merge.rebased", "merge.refused"})
     rows = await ctx.store.query(
@@ -68,21 +68,21 @@ async def _dangling_rebase(ctx: MergeContext, task: Task) -> _Rebase | None:
         if kind == "merge.rebased":
             if not task.worktree or not d.get("from_sha") or not d.get("to_sha"):
                 return None
-            return _Rebase(Path(task.worktree), str(d["to_sha"]), str(d["from_sha"]),
+            return BranchRebase(Path(task.worktree), str(d["to_sha"]), str(d["from_sha"]),
                            d.get("previous_base_sha"))
     return None
 
 
-async def _put_back(ctx: MergeContext, task: Task, why: str) -> bool:
+async def put_back(ctx: MergeContext, task: Task, why: str) -> bool:
     """Put back a task branch that a stopped merge rebased (see `_dangling_rebase`); True when it recorded
     something."""
     undo = await _dangling_rebase(ctx, task)
     if undo is None:
         return False
-    left = await _blocking(restore_branch, undo.worktree, undo.rebased, undo.original)
+    left = await in_thread(restore_branch, undo.worktree, undo.rebased, undo.original)
     data: dict[str, Any] = {"step": "reconcile", "cause": "interrupted"}
     if left is None:
-        data["reason"] = f"{why}; the task branch was put back at {_short(undo.original)} (before the rebase)"
+        data["reason"] = f"{why}; the task branch was put back at {short(undo.original)} (before the rebase)"
         data["branch_restored"] = {"from_sha": undo.rebased, "to_sha": undo.original,
                                    "base_sha": undo.base_sha}
     else:
@@ -92,10 +92,10 @@ async def _put_back(ctx: MergeContext, task: Task, why: str) -> bool:
     return True
 
 
-# --------------------------------------------------------------------------------------------- reconcile
+# ---------------------------------------------------------------------------------------- reconcile, recorded
 
 
-async def _settle(ctx: MergeContext, task: Task, why: str) -> Task:
+async def settle(ctx: MergeContext, task: Task, why: str) -> Task:
     """Decide a task left `merging` from the target ref; never moves a ref."""
     m = task.merge
     if task.state is not State.MERGING:
@@ -109,18 +109,18 @@ async def _settle(ctx: MergeContext, task: Task, why: str) -> Task:
     if outcome == "merged":
         log.info("task %d: %s is at the planned merge %s; completing the record", task.id, m.target,
                  m.merge_sha)
-        settled, _ = await _finish(ctx, task.id, m.target, m.merge_sha, m.rollback_sha, m.strategy,
+        settled, _ = await finish(ctx, task.id, m.target, m.merge_sha, m.rollback_sha, m.strategy,
                                    reconciled=True)
         return settled
     if outcome == "not_merged":
         await ctx.store.append(task.id, "merge.refused", {
             "step": "reconcile", "cause": "interrupted",
-            "reason": f"{why}; {m.target} is still at the rollback point {_short(m.rollback_sha)}, so "
+            "reason": f"{why}; {m.target} is still at the rollback point {short(m.rollback_sha)}, so "
                       f"nothing was merged: merge it again"})
         return await ctx.store.get_task(task.id)
     tip = await asyncio.to_thread(git.ref_sha, ctx.root, git.branch_ref(m.target))
-    reason = (f"{why}; {m.target} is at {_short(tip) if tip else '(missing)'}, which is neither the planned "
-              f"merge {_short(m.merge_sha)} nor the rollback point {_short(m.rollback_sha)}: a person must "
+    reason = (f"{why}; {m.target} is at {short(tip) if tip else '(missing)'}, which is neither the planned "
+              f"merge {short(m.merge_sha)} nor the rollback point {short(m.rollback_sha)}: a person must "
               "look (nothing was changed)")
     if m.state != "needs_attention" or m.detail != reason:
         await ctx.store.append(task.id, "merge.needs_attention", {
@@ -135,13 +135,13 @@ async def reconcile_merging(ctx: MergeContext, *, wait: bool = True) -> list[Tas
     Returns the settled tasks. With `wait=False` it raises LockBusy when another process holds the merge lock.
     """
     async with merge_lock(ctx.paths, wait=wait):
-        await asyncio.to_thread(_clean_scratch, ctx)
+        await asyncio.to_thread(clean_scratch, ctx)
         settled: list[Task] = []
         why = "the merge was interrupted (the process running it stopped)"
         for task in await ctx.store.list_tasks([State.MERGING]):
-            settled.append(await _settle(ctx, task, why))
+            settled.append(await settle(ctx, task, why))
         # A merge that stopped after rebasing the task branch (killed, or cancelled) puts it back.
         for task in await ctx.store.list_tasks([State.AWAITING_REVIEW]):
-            if await _put_back(ctx, task, why):
+            if await put_back(ctx, task, why):
                 settled.append(await ctx.store.get_task(task.id))
         return settled

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cockpit.core import git
+from cockpit.core import git, gitobjects
 from cockpit.core.errors import GitError, RefusedError
 from cockpit.core.git import (
     WorktreeInfo,
@@ -26,10 +26,10 @@ from cockpit.core.titles import one_line
 
 if TYPE_CHECKING:
     pass
-from cockpit.core.merge.context import MergeContext, RollbackOutcome, _blocking
-from cockpit.core.merge.engine import _cas_update_ref, _ff_checkout, _moved, _sole
+from cockpit.core.merge.context import MergeContext, RollbackOutcome, in_thread
+from cockpit.core.merge.engine import cas_update_ref, ff_checkout, moved_refusal, sole
 from cockpit.core.merge.lock import merge_lock, pause_point
-from cockpit.core.merge.plumbing import _SHA, _commit_tree, _list_files, _rev_parse, _short, revert_tree
+from cockpit.core.merge.plumbing import SHA_RE, commit_tree, list_files, rev_parse, revert_tree, short
 
 # --------------------------------------------------------------------------------------------- rollback
 
@@ -66,25 +66,62 @@ class RollbackPlan:
 
 def rollback_plan(repo: Path, target: str, merge_sha: str) -> RollbackPlan:
     """Read the target's tip and its tree, the merge's parents, its first parent's tree and whether the tip
-    contains the merge (one `rev-parse`: `<ref> <merge>...<ref> <ref>^{tree} <merge>^1^{tree} <merge>^@`,
-    the symmetric difference giving the merge base)."""
+    contains the merge: from git's files where that is sure (`_plan_from_files`: no git process), else in one
+    `rev-parse` (`<ref> <merge>...<ref> <ref>^{tree} <merge>^1^{tree} <merge>^@`, the symmetric difference
+    giving the merge base)."""
     name = short_branch(target)
     ref = branch_ref(name)
+    read_here = _plan_from_files(repo, name, ref, merge_sha)
+    if read_here is not None:
+        return read_here
     got = None
-    if _SHA.fullmatch(merge_sha):
-        got = _rev_parse(repo, ref, f"{merge_sha}...{ref}", f"{ref}^{{tree}}", f"{merge_sha}^1^{{tree}}",
+    if SHA_RE.fullmatch(merge_sha):
+        got = rev_parse(repo, ref, f"{merge_sha}...{ref}", f"{ref}^{{tree}}", f"{merge_sha}^1^{{tree}}",
                          f"{merge_sha}^@")
         if got is not None and len(got[0]) >= 5:
             positive, bases = got
             return RollbackPlan(name, merge_sha, positive[0], tuple(positive[5:]), bases == [merge_sha],
                                 tip_tree=positive[3], first_parent_tree=positive[4])
         # Missing target or merge commit, or a merge without parents: read again, without the parent's tree.
-        got = _rev_parse(repo, ref, f"{merge_sha}...{ref}", f"{ref}^{{tree}}", f"{merge_sha}^@")
+        got = rev_parse(repo, ref, f"{merge_sha}...{ref}", f"{ref}^{{tree}}", f"{merge_sha}^@")
     if got is None or len(got[0]) < 4:  # the target or the merge commit does not exist
         return RollbackPlan(name, merge_sha, ref_sha(repo, ref), (), False)
     positive, bases = got
     return RollbackPlan(name, merge_sha, positive[0], tuple(positive[4:]), bases == [merge_sha],
                         tip_tree=positive[3])
+
+
+# How far below the tip (first parents) the plan read from files looks for the merge before asking git.
+_PLAN_DEPTH = 32
+
+
+def _plan_from_files(repo: Path, name: str, ref: str, merge_sha: str) -> RollbackPlan | None:
+    """The plan read by this process from git's files, with no git process, where that is sure: the merge is
+    the tip or a few first-parent commits below it, every commit on the way still a loose object. None
+    otherwise (`rollback_plan` asks git then)."""
+    git_dir = gitobjects.plain_git_dir(repo)
+    tip = gitobjects.read_ref(git_dir, ref) if git_dir is not None else None
+    if git_dir is None or tip is None:
+        return None
+    merge = gitobjects.read_commit(git_dir, merge_sha)
+    if merge is None or not merge.parents:
+        return None
+    parent = gitobjects.read_commit(git_dir, merge.parents[0])
+    parent_tree = parent.tree if parent is not None else ""  # a revert's stand-in needs it (else commit-tree)
+    if tip == merge_sha:
+        return RollbackPlan(name, merge_sha, tip, merge.parents, True, tip_tree=merge.tree,
+                            first_parent_tree=parent_tree)
+    head = gitobjects.read_commit(git_dir, tip)
+    commit = head
+    for _ in range(_PLAN_DEPTH):
+        if commit is None or not commit.parents:
+            return None
+        if commit.parents[0] == merge_sha:
+            assert head is not None
+            return RollbackPlan(name, merge_sha, tip, merge.parents, True, tip_tree=head.tree,
+                                first_parent_tree=parent_tree)
+        commit = gitobjects.read_commit(git_dir, commit.parents[0])
+    return None
 
 
 def rollback_method(repo: Path, target: str, merge_sha: str) -> str:
@@ -100,26 +137,26 @@ def _holder_at_tip(repo: Path, plan: RollbackPlan) -> WorktreeInfo | None:
     """
     paths = checkout_paths(repo, plan.target)
     if paths is None:
-        return _sole(plan.target, checkout_infos(repo, plan.target))
-    return _sole(plan.target, [WorktreeInfo(path, plan.target, plan.tip or "") for path in paths])
+        return sole(plan.target, checkout_infos(repo, plan.target))
+    return sole(plan.target, [WorktreeInfo(path, plan.target, plan.tip or "") for path in paths])
 
 
 def _reset_back(repo: Path, plan: RollbackPlan, rollback_sha: str) -> RollbackResult:
     target, merge_sha = plan.target, plan.merge_sha
     if plan.parents[:1] != (rollback_sha,) and not is_ancestor(repo, rollback_sha, merge_sha):
         raise RefusedError(
-            f"rollback point {_short(rollback_sha)} is not an ancestor of merge {_short(merge_sha)}; "
+            f"rollback point {short(rollback_sha)} is not an ancestor of merge {short(merge_sha)}; "
             f"refusing to move {target} there"
         )
     holder = _holder_at_tip(repo, plan)
     if holder is None:
-        _cas_update_ref(
+        cas_update_ref(
             repo, target, rollback_sha, merge_sha, "rollback", f"cockpit: roll back merge {merge_sha}"
         )
     else:
         # The plan read the checkout's HEAD (its branch's tip) just now: the compare of the compare-and-set.
         if holder.head != merge_sha:
-            raise _moved(target, merge_sha, holder.head or None, "rollback")
+            raise moved_refusal(target, merge_sha, holder.head or None, "rollback")
         result = run_git(holder.path, "reset", "--keep", "--quiet", rollback_sha, check=False)
         if not result.ok:
             if head_sha(holder.path) != merge_sha:  # never expected: reset --keep is all or nothing
@@ -148,21 +185,21 @@ def _build_revert(repo: Path, plan: RollbackPlan, message: str) -> str:
     target, merge_sha, tip = plan.target, plan.merge_sha, plan.tip
     assert tip is not None
     if len(plan.parents) > 2:
-        raise RefusedError(f"{_short(merge_sha)} is an octopus merge; revert it by hand")
+        raise RefusedError(f"{short(merge_sha)} is an octopus merge; revert it by hand")
     if not plan.parents:
-        raise RefusedError(f"{_short(merge_sha)} has no parent to revert to; revert it by hand")
+        raise RefusedError(f"{short(merge_sha)} has no parent to revert to; revert it by hand")
     # mainline: the target's side
     reverted = revert_tree(repo, tip, merge_sha, plan.parents[0], plan.first_parent_tree)
     if not reverted.clean:
         raise RefusedError(
-            f"reverting {_short(merge_sha)} conflicts with later commits on {target} in "
-            f"{_list_files(reverted.conflicts)}; nothing was changed, revert it by hand",
+            f"reverting {short(merge_sha)} conflicts with later commits on {target} in "
+            f"{list_files(reverted.conflicts)}; nothing was changed, revert it by hand",
             details={"reason": "conflicts", "conflicts": list(reverted.conflicts)},
         )
     if reverted.tree == plan.tip_tree:
-        raise AlreadyReverted(f"{target} no longer has the changes of merge {_short(merge_sha)}")
+        raise AlreadyReverted(f"{target} no longer has the changes of merge {short(merge_sha)}")
     text = _revert_message(repo, merge_sha, message)
-    return _commit_tree(repo, reverted.tree, [tip], text, "the revert")
+    return commit_tree(repo, reverted.tree, [tip], text, "the revert")
 
 
 def rollback(
@@ -188,7 +225,7 @@ def rollback(
     method = plan.method
     if method == "gone":
         raise RefusedError(
-            f"merge {_short(merge_sha)} is not in {name}'s history any more; nothing to roll back"
+            f"merge {short(merge_sha)} is not in {name}'s history any more; nothing to roll back"
         )
     if method == "reset":
         return _reset_back(repo, plan, rollback_sha)
@@ -197,13 +234,13 @@ def rollback(
     revert_sha = _build_revert(repo, plan, message)
     holder = _holder_at_tip(repo, plan)
     if holder is None:
-        _cas_update_ref(repo, name, revert_sha, tip, "rollback", f"cockpit: revert merge {merge_sha}")
+        cas_update_ref(repo, name, revert_sha, tip, "rollback", f"cockpit: revert merge {merge_sha}")
     else:
-        _ff_checkout(holder.path, name, revert_sha, tip, "rollback", holder.head or None)
+        ff_checkout(holder.path, name, revert_sha, tip, "rollback", holder.head or None)
     return RollbackResult(method="revert", from_sha=tip, to_sha=revert_sha)
 
 
-# ---------------------------------------------------------------------------------------------- rollback
+# ----------------------------------------------------------------------------------------- rollback, recorded
 
 
 def _find_revert(repo: Path, target: str, merge_sha: str) -> tuple[str, str] | None:
@@ -228,7 +265,7 @@ def _undo(ctx: MergeContext, target: str, merge_sha: str, rollback_sha: str,
         reverted = _find_revert(ctx.root, target, merge_sha)
         if reverted is not None:
             return (RollbackResult(method="revert", from_sha=reverted[1], to_sha=reverted[0]),
-                    f"{target} already has the revert commit {_short(reverted[0])}")
+                    f"{target} already has the revert commit {short(reverted[0])}")
         assert plan.tip is not None
         return RollbackResult(method="revert", from_sha=plan.tip, to_sha=plan.tip), exc.message
     except RefusedError:
@@ -266,7 +303,7 @@ async def _rollback_locked(ctx: MergeContext, task_id: int) -> RollbackOutcome:
     message = (f'Revert "Merge task {task_id}: {one_line(task.title)} (cockpit)"\n\n'
                f"This reverts commit {merge_sha}, rolling back task {task_id}.")
     try:
-        result, note = await _blocking(_undo, ctx, target, merge_sha, rollback_sha, message)
+        result, note = await in_thread(_undo, ctx, target, merge_sha, rollback_sha, message)
     except RefusedError as exc:
         raise RefusedError(f"rollback of task {task_id} refused: {exc.message}",
                            details={"task_id": task_id, **exc.details}) from None

@@ -165,6 +165,17 @@ def trust_host(host: SshHost) -> JSON:
     return data
 
 
+def gate_refusal(repo: HostedRepo, exc: CockpitError, task_id: int) -> CockpitError:
+    """A hosted peer's `human_gate` refusal of a remote approval, with where the person approves it."""
+    if exc.code != "human_gate":
+        return exc
+    where = repo.host.destination
+    return RefusedError(
+        f"{exc.message} ({repo.name} is on {where}: `ssh {where} cockpit task approve {task_id} --repo "
+        f"{repo.root}`, or the cockpit's {repo.name} tab once {where} is trusted with `cockpit workspace add "
+        f"{repo.name} --host {where} --path {repo.root} --trust`)", code=exc.code, details=exc.details)
+
+
 _PERSON_VERBS = {"approve_task": "approve", "send_input": "send", "merge_task": "merge",
                  "rollback_task": "rollback", "retry_task": "retry", "rework_task": "rework"}
 
@@ -184,8 +195,8 @@ def person_refusal(repo: HostedRepo, exc: CockpitError, op: str = "",
         f"{repo.root} --trust` so this cockpit acts for you there", code=exc.code, details=exc.details)
 
 
-__all__ = ["HostUnreachable", "HostedRepo", "connect_peer", "hosted_repo", "hosted_status", "install_hint",
-           "local_version", "person_refusal", "remote_version", "trust_host"]
+__all__ = ["HostUnreachable", "HostedRepo", "connect_peer", "gate_refusal", "hosted_repo", "hosted_status",
+           "install_hint", "local_version", "person_refusal", "remote_version", "trust_host"]
 
 
 # One HostedRepo per (host, path) in a process, so the remote socket seen once is reused by every later op.

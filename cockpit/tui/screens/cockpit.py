@@ -1,15 +1,17 @@
 """The main view: one tab per repo with its live task list, the selected task's detail below.
 
-The screen only renders: tasks come from the app's models (folded by the links), and every action goes
-through the app, which sends the op in a worker and reports the outcome on the flash line.
+The screen only renders: tasks come from the repos' models (folded by the links), and every action is a
+`TaskAction` message the app carries out (it sends the op in a worker and reports the outcome on the flash
+line). The task keys are bound to `task('<action>')`, one action for all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import events, on, work
@@ -19,21 +21,19 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from cockpit.core import filewatch
 from cockpit.core.models import Task
 from cockpit.core.states import State
-from cockpit.tui.messages import AgentOutput
+from cockpit.tui.messages import AgentOutput, RepoAction, Say, TaskAction
 from cockpit.tui.repo_model import CONNECTING, LIVE, OFFLINE, STORE, UNINITIALISED, RepoModel
+from cockpit.tui.repos import Repos
 from cockpit.tui.screens.keys import bar_keys
 from cockpit.tui.usage import Usage, day_start
 from cockpit.tui.widgets.bars import FlashLine, KeyBar, StatusBar
 from cockpit.tui.widgets.task_detail import AgentOutputView, DetailContext, TaskDetail
 from cockpit.tui.widgets.task_table import TaskTable
-
-if TYPE_CHECKING:
-    from cockpit.tui.app import CockpitApp
 
 # States whose agent output is worth following.
 FOLLOWED = frozenset({State.EXECUTING, State.GATING, State.AWAITING_REVIEW, State.FAILED, State.INTERRUPTED})
@@ -47,6 +47,15 @@ BANNERS = {
     UNINITIALISED: "⊘ no cockpit store yet · D starts the daemon (which creates it)",
     OFFLINE: "⊘ daemon unreachable",
 }
+
+
+TASK_BINDING = re.compile(r"^task\('(\w+)'\)$")
+
+
+def task_action(action: str) -> str | None:
+    """'approve' for a binding's `task('approve')`; None for any other action."""
+    found = TASK_BINDING.match(action)
+    return found.group(1) if found else None
 
 
 def pane_id(index: int) -> str:
@@ -81,20 +90,20 @@ class RepoPane(Vertical):
 
 class CockpitScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("a", "approve", "Approve"),
-        Binding("r", "reject", "Reject"),
-        Binding("c", "clarify", "Clarify"),
-        Binding("i", "answer", "Answer the agent (enter on the agent pane)", show=False),
-        Binding("t", "attach", "Attach"),
-        Binding("s", "shell", "Shell"),
-        Binding("d", "diff", "Diff"),
-        Binding("m", "merge", "Merge"),
-        Binding("u", "rollback", "Roll back the task's merge", show=False),
-        Binding("g", "run_gates", "Run the gates again", show=False),
-        Binding("l", "log", "Log: the whole gate log (or the agent's)", show=False),
-        Binding("x", "cancel_task", "Stop the agent (executing) or cancel the task", show=False),
-        Binding("f", "mark_done", "Mark the agent's work done (the gates run)", show=False),
-        Binding("R", "retry", "Retry the task", show=False),
+        Binding("a", "task('approve')", "Approve"),
+        Binding("r", "task('reject')", "Reject"),
+        Binding("c", "task('clarify')", "Clarify"),
+        Binding("i", "task('answer')", "Answer the agent (enter on the agent pane)", show=False),
+        Binding("t", "task('attach')", "Attach"),
+        Binding("s", "task('shell')", "Shell"),
+        Binding("d", "task('diff')", "Diff"),
+        Binding("m", "task('merge')", "Merge"),
+        Binding("u", "task('rollback')", "Roll back the task's merge", show=False),
+        Binding("g", "task('run_gates')", "Run the gates again", show=False),
+        Binding("l", "task('log')", "Log: the whole gate log (or the agent's)", show=False),
+        Binding("x", "task('cancel_task')", "Stop the agent (executing) or cancel the task", show=False),
+        Binding("f", "task('mark_done')", "Mark the agent's work done (the gates run)", show=False),
+        Binding("R", "task('retry')", "Retry the task", show=False),
         Binding("D", "start_daemon", "Start this repo's daemon", show=False),
         *(Binding(str(n), f"switch_tab({n})", "", show=False) for n in range(1, 10)),
         # The task tables never take the focus (see TaskTable): these move the active one's cursor.
@@ -107,11 +116,13 @@ class CockpitScreen(Screen[None]):
         Binding("enter", "cursor('select')", "", show=False),
     ]
 
-    def __init__(self, repos: list[str], title: str) -> None:
+    def __init__(self, repos: Repos, title: str, app_keys: list[BindingType]) -> None:
         super().__init__()
-        self.repos = repos
-        self.index = {name: i for i, name in enumerate(repos)}
+        self.cockpit = repos
+        self.repos = list(repos.models)
+        self.index = {name: i for i, name in enumerate(self.repos)}
         self.bar_title = title
+        self._app_keys = app_keys
         self._labels: dict[str, Content] = {}
         self._shown: tuple[str, int] | None = None  # (repo, task id) in the detail
         self._follow_stop: asyncio.Event | None = None
@@ -121,13 +132,6 @@ class CockpitScreen(Screen[None]):
         self._stale: set[str] = set()
         self._hidden_changes: dict[str, set[int]] = {}
         self._summary_timer: Timer | None = None
-
-    @property
-    def cockpit(self) -> CockpitApp:
-        from cockpit.tui.app import CockpitApp
-
-        assert isinstance(self.app, CockpitApp)
-        return self.app
 
     # -- layout ----------------------------------------------------------------------------------------------
 
@@ -139,7 +143,7 @@ class CockpitScreen(Screen[None]):
                     yield RepoPane(repo, i)
         yield TaskDetail(id="detail")
         yield FlashLine(id="flash")
-        yield KeyBar(bar_keys(self.BINDINGS) + bar_keys(self.cockpit.BINDINGS, "app"), id="keys")
+        yield KeyBar(bar_keys(self.BINDINGS) + bar_keys(self._app_keys, "app"), id="keys")
 
     def on_resize(self, event: events.Resize) -> None:
         # No media queries in Textual CSS: the size classes do it (see app.tcss).
@@ -269,14 +273,8 @@ class CockpitScreen(Screen[None]):
         if self._labels.get(repo) == label:
             return
         self._labels[repo] = label
-        tab = self.query_one("#repos", TabbedContent).get_tab(pane_id(self.index[repo]))
-        if tab.label.cell_length == label.cell_length:
-            # Same width: repaint the tab alone. `Tab.label = ...` would lay out the whole screen (and move
-            # the underline), which is what a new width needs but a changed count does not.
-            tab._label = label
-            Static.update(tab, label, layout=False)
-        else:
-            tab.label = label
+        # Through the tab's public label (a screen-wide layout, which is why titles trail bursts: `_later`).
+        self.query_one("#repos", TabbedContent).get_tab(pane_id(self.index[repo])).label = label
 
     def _update_bar(self) -> None:
         models = self.cockpit.models
@@ -331,9 +329,9 @@ class CockpitScreen(Screen[None]):
         detail.show(task, self.detail_context(repo, task))
         self._follow(key if task.state in FOLLOWED and (task.pane or task.agent) else None)
 
-    @on(DataTable.RowHighlighted)
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if isinstance(event.data_table, TaskTable) and event.data_table.repo == self.active_repo:
+    @on(TaskTable.Highlighted)
+    def _row_highlighted(self, event: TaskTable.Highlighted) -> None:
+        if event.table.repo == self.active_repo:
             self.refresh_detail()
 
     @on(TabbedContent.TabActivated)
@@ -350,19 +348,19 @@ class CockpitScreen(Screen[None]):
         self.refresh_detail()
         self._update_bar()  # the bar shows the active repo's usage
 
-    @on(DataTable.RowSelected)
-    def _row_selected(self, event: DataTable.RowSelected) -> None:
+    @on(TaskTable.Selected)
+    def _row_selected(self, event: TaskTable.Selected) -> None:
         chosen = self.selected()
         if chosen is not None and chosen[1].state is State.EXECUTING:
-            self.action_answer()
+            self.action_task("answer")
 
     @on(AgentOutputView.AnswerRequested)
     def _answer_requested(self) -> None:
-        self.action_answer()
+        self.action_task("answer")
 
     @on(TaskDetail.ActionPressed)
-    async def _action_pressed(self, message: TaskDetail.ActionPressed) -> None:
-        await self.run_action(message.action)
+    def _action_pressed(self, message: TaskDetail.ActionPressed) -> None:
+        self.action_task(message.action)
 
     # -- agent output: fetched when the selection rests, then followed on each write to the task's log -------
 
@@ -384,12 +382,12 @@ class CockpitScreen(Screen[None]):
         if stop.is_set():
             return
         repo, task_id = key
-        app = self.cockpit
-        log = app.links[repo].paths.task_log(task_id)
+        link = self.cockpit.links[repo]
+        log = link.paths.task_log(task_id)
         changes = None
         pending: asyncio.Future[Any] | None = None
         # A hosted repo's log is on its host: its output is fetched through the daemon on each event instead.
-        if app.config.watch and app.links[repo].hosted is None and log.parent.is_dir():
+        if self.cockpit.config.watch and link.hosted is None and log.parent.is_dir():
 
             def is_log(change: filewatch.Change, path: str) -> bool:
                 return Path(path).name == log.name
@@ -400,7 +398,7 @@ class CockpitScreen(Screen[None]):
         try:
             while not stop.is_set():
                 poke.clear()
-                self.post_message(await app.fetch_output(repo, task_id))
+                self.post_message(await link.fetch_output(task_id))
                 waits: set[asyncio.Future[object]] = {
                     asyncio.ensure_future(poke.wait()),
                     asyncio.ensure_future(stop.wait()),
@@ -439,12 +437,6 @@ class CockpitScreen(Screen[None]):
 
     # -- actions: resolve the selection, hand over to the app ------------------------------------------------
 
-    def _chosen(self) -> tuple[str, Task] | None:
-        chosen = self.selected()
-        if chosen is None:
-            self.cockpit.say("no task selected", "warning")
-        return chosen
-
     def action_cursor(self, move: str) -> None:
         repo = self.active_repo
         if repo is None:
@@ -472,67 +464,16 @@ class CockpitScreen(Screen[None]):
         self.call_after_refresh(table.select, task_id)
         self.refresh_detail()
 
-    def action_approve(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.approve(*chosen)
-
-    def action_reject(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.reject(*chosen)
-
-    def action_clarify(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.clarify(*chosen)
-
-    def action_answer(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.answer(*chosen, context=self._output)
-
-    def action_attach(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.attach(*chosen)
-
-    def action_shell(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.shell(*chosen)
-
-    def action_diff(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.open_diff(*chosen)
-
-    def action_merge(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.merge(*chosen)
-
-    def action_rollback(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.rollback(*chosen)
-
-    def action_run_gates(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.run_gates(*chosen)
-
-    def action_cancel_task(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.cancel(*chosen)
-
-    def action_log(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.open_log(*chosen)
-
-    def action_mark_done(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.mark_done(*chosen)
-
-    def action_stop(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.stop(*chosen)
-
-    def action_retry(self) -> None:
-        if chosen := self._chosen():
-            self.cockpit.retry(*chosen)
+    def action_task(self, action: str) -> None:
+        """A task key, button or palette entry: the app carries it out on the selected task."""
+        chosen = self.selected()
+        if chosen is None:
+            self.post_message(Say("no task selected", "warning"))
+            return
+        context = self._output if action == "answer" else []
+        self.post_message(TaskAction(action, *chosen, context=context))
 
     def action_start_daemon(self) -> None:
         repo = self.active_repo
         if repo is not None:
-            self.cockpit.start_daemon(repo)
+            self.post_message(RepoAction("start_daemon", repo))

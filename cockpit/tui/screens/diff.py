@@ -1,16 +1,15 @@
 """Review a task like a pull request: its diff against the target with a file list, file by file and hunk by
 hunk, the plan, classification, approval and gates beside it, and a comment box whose text goes back to the
-agent as a rework request. git runs in a thread worker.
+agent as a rework request.
 
-For a repo on another host the diff comes from its daemon (`task_diff`), never from files read here.
+The diff comes from the repo's daemon (`task_diff`; its store's ops while it is down), so the cockpit runs
+no git itself, and a repo on another host reads the same as one here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
 from rich.syntax import Syntax
 from rich.text import Text
@@ -23,17 +22,14 @@ from textual.screen import Screen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from cockpit.core import git
-from cockpit.core.config import load_settings
 from cockpit.core.errors import CockpitError
-from cockpit.core.models import JSON, Task
-from cockpit.core.states import State
+from cockpit.core.models import Task
+from cockpit.tui.messages import TaskAction
+from cockpit.tui.repos import Repos
+from cockpit.tui.screens.forms import CommentScreen
 from cockpit.tui.screens.keys import bar_keys
 from cockpit.tui.widgets.bars import FlashLine, KeyBar
 from cockpit.tui.widgets.task_detail import DetailContext, gates_text, plan_text
-
-if TYPE_CHECKING:
-    from cockpit.tui.app import CockpitApp
 
 
 @dataclass(frozen=True)
@@ -83,13 +79,6 @@ def split_diff(text: str) -> list[FileDiff]:
     return files
 
 
-def diff_base(task: Task, target: str) -> str:
-    """What to diff against: the target, or once merged the target's tip before the merge."""
-    if task.state in (State.DONE, State.ROLLED_BACK) and task.merge and task.merge.rollback_sha:
-        return task.merge.rollback_sha
-    return task.merge.target if task.merge else target
-
-
 class DiffScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,d", "app.pop_screen", "Back"),
@@ -108,23 +97,14 @@ class DiffScreen(Screen[None]):
         base: str
         error: str | None = None
 
-    def __init__(self, repo: str, root: Path, task: Task,
-                 remote: Callable[[str, dict[str, Any]], Awaitable[JSON]] | None = None) -> None:
+    def __init__(self, repos: Repos, repo: str, task: Task) -> None:
         super().__init__()
+        self.repos = repos
         self.repo = repo
-        self.root = root
-        self.remote = remote
         self.subject = task
         self.files: list[FileDiff] = []
         self.current = 0
         self.hunk = -1  # index in the current file's hunks; -1: its top
-
-    @property
-    def cockpit(self) -> CockpitApp:
-        from cockpit.tui.app import CockpitApp
-
-        assert isinstance(self.app, CockpitApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -143,18 +123,24 @@ class DiffScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#diff-info").border_title = "plan · gates"
         self.show_info()
-        if self.remote is not None:
-            self.load_remote()
-        else:
-            self.load()
+        self.repos.tasks_changed.subscribe(self, self._tasks_changed)
+        self.load()
+
+    def _tasks_changed(self, change: tuple[str, set[int]]) -> None:
+        repo, ids = change
+        if repo == self.repo and self.subject.id in ids:
+            self.task_changed()
 
     @work(exclusive=True, exit_on_error=False, group="diff")
-    async def load_remote(self) -> None:
-        assert self.remote is not None
+    async def load(self) -> None:
+        """The diff as the repo's daemon (or its store's ops) reads it from git (`task_diff`)."""
         try:
-            result = await self.remote("task_diff", {"id": self.subject.id})
+            result = await self.repos.links[self.repo].call("task_diff", {"id": self.subject.id})
         except CockpitError as exc:
             self.post_message(self.Loaded([], "", exc.message))
+            return
+        if result.get("message") and not result.get("text"):
+            self.post_message(self.Loaded([], "", str(result["message"])))
             return
         self.post_message(self.Loaded(split_diff(str(result.get("text", ""))), str(result.get("base", ""))))
 
@@ -163,28 +149,13 @@ class DiffScreen(Screen[None]):
 
     def show_info(self) -> None:
         """The task's plan, classification reason, who approved it and its gates, from the live model."""
-        task = self.cockpit.models[self.repo].tasks.get(self.subject.id, self.subject)
+        task = self.repos.models[self.repo].tasks.get(self.subject.id, self.subject)
         self.subject = task
-        ctx = DetailContext(repo=self.repo, now=self.cockpit.now())
+        ctx = DetailContext(repo=self.repo, now=self.repos.now())
         self.query_one("#diff-plan", Static).update(plan_text(task, ctx))
         gates = gates_text(task)
         gates.append("\n")
         self.query_one("#diff-gates", Static).update(gates)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="diff")
-    def load(self) -> None:
-        task = self.subject
-        if not task.branch:
-            self.post_message(self.Loaded([], "", f"task {task.id} has no branch yet: nothing to diff"))
-            return
-        try:
-            target = load_settings(self.root / ".cockpit" / "config.toml").target_branch
-            base = diff_base(task, target)
-            text = git.diff(self.root, base, task.branch)
-        except CockpitError as exc:
-            self.post_message(self.Loaded([], "", exc.message))
-            return
-        self.post_message(self.Loaded(split_diff(text), base))
 
     def on_diff_screen_loaded(self, message: Loaded) -> None:
         self.files = message.files
@@ -267,22 +238,20 @@ class DiffScreen(Screen[None]):
         return f"{current.path}" + (f" ({header})" if header else "")
 
     def action_comment(self) -> None:
-        from cockpit.tui.screens.forms import CommentScreen
-
-        task = self.cockpit.models[self.repo].tasks.get(self.subject.id, self.subject)
+        task = self.repos.models[self.repo].tasks.get(self.subject.id, self.subject)
         where = self.where()
 
         def done(text: str | None) -> None:
             if text:
-                self.cockpit.rework(self.repo, task, text)
+                self.post_message(TaskAction("rework", self.repo, task, message=text))
 
         self.app.push_screen(
-            CommentScreen(f"{self.repo}#{task.id}", where, blink=self.cockpit.config.cursor_blink), done
+            CommentScreen(f"{self.repo}#{task.id}", where, blink=self.repos.config.cursor_blink), done
         )
 
     def action_merge(self) -> None:
-        task = self.cockpit.models[self.repo].tasks.get(self.subject.id, self.subject)
-        self.cockpit.merge(self.repo, task)
+        task = self.repos.models[self.repo].tasks.get(self.subject.id, self.subject)
+        self.post_message(TaskAction("merge", self.repo, task))
 
     def action_toggle_info(self) -> None:
         self.toggle_class("-no-info")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,11 +13,10 @@ from textual.widgets.data_table import RowDoesNotExist
 
 from cockpit.core.models import Task
 from cockpit.tui.cells import state_text
+from cockpit.tui.messages import Say, TaskAction
+from cockpit.tui.repos import Repos
 from cockpit.tui.screens.keys import bar_keys
 from cockpit.tui.widgets.bars import FlashLine, KeyBar
-
-if TYPE_CHECKING:
-    from cockpit.tui.app import CockpitApp
 
 MERGE_STYLES = {
     "merged": "green",
@@ -63,16 +62,10 @@ class MergesScreen(Screen[None]):
         Binding("d", "diff", "Diff"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, repos: Repos) -> None:
         super().__init__()
+        self.repos = repos
         self._shown: dict[str, tuple[str, ...]] = {}
-
-    @property
-    def cockpit(self) -> CockpitApp:
-        from cockpit.tui.app import CockpitApp
-
-        assert isinstance(self.app, CockpitApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -92,13 +85,17 @@ class MergesScreen(Screen[None]):
         yield KeyBar(bar_keys(self.BINDINGS), id="keys")
 
     def on_mount(self) -> None:
-        for repo in self.cockpit.models:
+        for repo in self.repos.models:
             self.repo_changed(repo, None)
+        self.repos.tasks_changed.subscribe(self, self._tasks_changed)
+
+    def _tasks_changed(self, change: tuple[str, set[int]]) -> None:
+        self.repo_changed(*change)
 
     def repo_changed(self, repo: str, ids: set[int] | None) -> None:
         """Add or update the rows of the repo's merged tasks (all of them when `ids` is None)."""
         table = self.query_one("#merges", DataTable)
-        model = self.cockpit.models[repo]
+        model = self.repos.models[repo]
         tasks = model.tasks.values() if ids is None else (model.tasks[i] for i in ids if i in model.tasks)
         for task in tasks:
             if task.merge is None or task.merge.state == "preflight":
@@ -131,17 +128,17 @@ class MergesScreen(Screen[None]):
         if key is None:
             return None
         repo, _, task_id = key.rpartition(":")
-        task = self.cockpit.models[repo].tasks.get(int(task_id))
+        task = self.repos.models[repo].tasks.get(int(task_id))
         return (repo, task) if task is not None else None
 
     def action_rollback(self) -> None:
         chosen = self.selected()
         if chosen is None:
-            self.cockpit.say("no merge selected", "warning")
+            self.post_message(Say("no merge selected", "warning"))
             return
-        self.cockpit.rollback(*chosen)
+        self.post_message(TaskAction("rollback", *chosen))
 
     def action_diff(self) -> None:
         chosen = self.selected()
         if chosen is not None:
-            self.cockpit.open_diff(*chosen)
+            self.post_message(TaskAction("diff", *chosen))

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import events
 from textual.widgets import Static
 
+from cockpit.tui.messages import Flash
 from cockpit.tui.usage import Usage, short_text
-
-if TYPE_CHECKING:
-    from cockpit.tui.app import Flash
 
 FLASH_STYLES = {"info": "", "ok": "green", "warning": "yellow", "error": "bold red"}
 

@@ -1,7 +1,10 @@
 """The four wire protocols the real agents speak, each rendering a scripted step as that protocol's response.
 
 - Anthropic Messages (`POST /v1/messages`, SSE when `stream`): Claude Code. Tool calls are `tool_use` blocks
-  for its `Bash` tool.
+  for its `Bash` tool, and for its MCP tools (`mcp__SERVER__NAME`) where a step calls one. Claude Code 2.1
+  defers MCP tools behind its `ToolSearch` tool (and its MCP servers may connect after the first request):
+  until a tool's schema came back from a search, the step is answered with a `ToolSearch` call instead,
+  marked `ck-load N` (not a step marker, so the step is answered again once the tool is loaded).
 - OpenAI Responses (`POST /v1/responses`, SSE): Codex. Tool calls are `function_call` items for whichever
   shell tool the request offers (`shell` takes an argv, `exec_command` a `cmd`, `shell_command` a `command`).
 - OpenAI chat completions (`POST /v1/chat/completions`, streaming or not): aider. It has no tools: a `Write`
@@ -16,11 +19,12 @@ tests can compare what cockpit recorded with what the model said.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tests.support.model_server.script import Shell, Step, Write, step_command, text_of
+from tests.support.model_server.script import Shell, Step, Write, step_command, text_of, tool_calls
 
 CLASSIFIER_ALLOW = "<block>no</block>"
 COMMIT_MESSAGE_ASK = "Git commit messages"
@@ -43,6 +47,37 @@ def usage_for(body_text: str, out_text: str) -> Usage:
 
 def anthropic_tools(body: dict[str, Any]) -> list[str]:
     return [str(t.get("name")) for t in body.get("tools") or [] if isinstance(t, dict)]
+
+
+def _result_text(block: dict[str, Any]) -> str:
+    """The text of one `tool_result` block (its content is a string or a list of text blocks)."""
+    inner = block.get("content")
+    if isinstance(inner, list):
+        return "\n".join(str(b.get("text", "")) for b in inner if isinstance(b, dict))
+    return inner if isinstance(inner, str) else ""
+
+
+def _results(message: Any) -> list[str]:
+    content = message.get("content") if isinstance(message, dict) else None
+    blocks = content if isinstance(content, list) else []
+    return [_result_text(b) for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
+
+
+def anthropic_last_result(body: dict[str, Any]) -> str:
+    """The text of the tool results in the request's last message (what the agent's last tool calls gave)."""
+    messages = body.get("messages") or []
+    return "\n".join(_results(messages[-1])) if messages else ""
+
+
+MAX_LOADS = 40  # ToolSearch calls for one step before giving up (the MCP server never connected)
+
+
+def anthropic_loaded(body: dict[str, Any], name: str) -> bool:
+    """Whether tool `name` can be called: offered in the request, or its schema came back from a search."""
+    if name in anthropic_tools(body):
+        return True
+    found = re.compile(r'"name":\s*"' + re.escape(name) + '"')
+    return any(found.search(text) for message in body.get("messages") or [] for text in _results(message))
 
 
 def anthropic_events(
@@ -81,12 +116,27 @@ def anthropic_events(
 
 
 def anthropic_blocks(step: Step, index: int | None, body: dict[str, Any]) -> list[dict[str, Any]]:
+    offered = anthropic_tools(body)
+    wanted = [f"mcp__{tool.server}__{tool.name}" for tool in tool_calls(step)]
+    missing = [name for name in wanted if not anthropic_loaded(body, name)]
+    if missing and index is not None and "ToolSearch" in offered:
+        load = f"ck-load {index}."
+        if json.dumps(body.get("messages") or []).count(load) < MAX_LOADS:
+            return [{"type": "text", "text": load},
+                    {"type": "tool_use", "id": f"toolu_ckload{index}_{uuid.uuid4().hex[:8]}",
+                     "name": "ToolSearch",
+                     "input": {"query": "select:" + ",".join(missing), "max_results": len(missing)}}]
     blocks: list[dict[str, Any]] = [{"type": "text", "text": text_of(step, index)}]
     call = step_command(step)
     if call is not None and "Bash" in anthropic_tools(body):
         blocks.append({"type": "tool_use", "id": f"toolu_ck{index}_{uuid.uuid4().hex[:8]}",
                        "name": "Bash",
                        "input": {"command": call.command, "description": "Run a shell command"}})
+    for tool in tool_calls(step):
+        name = f"mcp__{tool.server}__{tool.name}"
+        if anthropic_loaded(body, name):
+            blocks.append({"type": "tool_use", "id": f"toolu_ck{index}_{uuid.uuid4().hex[:8]}",
+                           "name": name, "input": tool.args})
     return blocks
 
 

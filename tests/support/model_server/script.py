@@ -6,7 +6,11 @@ step to answer with is found from the conversation itself, since every response 
 reworked session that continues its conversation, and an agent that retries a request all get the right step.
 
 Actions are agent-neutral: `Write` and `Commit` become shell commands for the agents with a shell tool, and
-whole-file edits (and aider's own auto-commit) for aider; `Done` runs `$COCKPIT_HOOK done`.
+whole-file edits (and aider's own auto-commit) for aider; `Done` runs `$COCKPIT_HOOK done`. `Tool` calls one
+of an MCP server's tools by its name (for Claude Code, `mcp__SERVER__NAME`, when the request offers it).
+
+A step with `again_if` (a regex) is answered again, same marker, while the result of the tool call it made
+matches: "wait, and wait again" for a tool that returns `timed_out`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
+from typing import Any
 
 MARKER = re.compile(r"ck-step (\d+)")
 
@@ -42,7 +47,16 @@ class Done:
     message: str = ""
 
 
-Action = Shell | Write | Commit | Done
+@dataclass(frozen=True)
+class Tool:
+    """A call of tool `name` of the agent's MCP server `server`, with `args` as its input."""
+
+    server: str
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+Action = Shell | Write | Commit | Done | Tool
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,7 @@ class Step:
 
     say: str = ""
     actions: tuple[Action, ...] = ()
+    again_if: str = ""  # answer this step again while its tool call's result matches this regex
 
 
 @dataclass
@@ -59,7 +74,7 @@ class Script:
     steps: list[Step] = field(default_factory=list)
 
 
-def shell_line(action: Action) -> str:
+def shell_line(action: Shell | Write | Commit | Done) -> str:
     """The shell command an action stands for, for the agents that have a shell tool."""
     if isinstance(action, Shell):
         return action.command
@@ -76,10 +91,15 @@ def step_command(step: Step) -> Shell | None:
 
     One call per response: Codex runs a response's tool calls in parallel, so order holds only this way.
     """
-    if not step.actions:
+    shell = [a for a in step.actions if not isinstance(a, Tool)]
+    if not shell:
         return None
-    line = " && ".join(shell_line(a) for a in step.actions)
-    return Shell(line, ask=any(isinstance(a, Shell) and a.ask for a in step.actions))
+    line = " && ".join(shell_line(a) for a in shell)
+    return Shell(line, ask=any(isinstance(a, Shell) and a.ask for a in shell))
+
+
+def tool_calls(step: Step) -> list[Tool]:
+    return [a for a in step.actions if isinstance(a, Tool)]
 
 
 def next_step_index(body_text: str) -> int:
@@ -110,10 +130,14 @@ class Scripts:
         self._scripts.append(script)
         return script
 
-    def pick(self, body_text: str) -> tuple[Step, int] | None:
+    def pick(self, body_text: str, last_result: str = "") -> tuple[Step, int] | None:
+        """The step to answer with; `last_result` is the text of the tool results the request ends with."""
         for script in self._scripts:
             if script.match in body_text:
                 index = next_step_index(body_text)
+                previous = script.steps[index - 1] if 0 < index <= len(script.steps) else None
+                if previous is not None and previous.again_if and re.search(previous.again_if, last_result):
+                    index -= 1
                 step = script.steps[index] if index < len(script.steps) else IDLE
                 return step, index
         return None

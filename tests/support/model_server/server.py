@@ -139,8 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _record(self, text: str, body: dict[str, Any], step: int | None, usage: p.Usage | None) -> None:
         self.model.record(Recorded(self.command, self.path, dict(self.headers), body, step, usage))
 
-    def _pick(self, text: str, has_tools: bool) -> tuple[Step, int | None]:
-        picked = self.model.scripts.pick(text) if has_tools else None
+    def _pick(self, text: str, has_tools: bool, last_result: str = "") -> tuple[Step, int | None]:
+        picked = self.model.scripts.pick(text, last_result) if has_tools else None
         if picked is None:
             return IDLE, None
         return picked
@@ -189,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
             # Claude Code's auto-mode permission check: allow the action.
             step, index = Step(say=p.CLASSIFIER_ALLOW), None
         else:
-            step, index = self._pick(text, bool(p.anthropic_tools(body)))
+            step, index = self._pick(text, bool(p.anthropic_tools(body)), p.anthropic_last_result(body))
         usage = p.usage_for(text, json.dumps(p.anthropic_blocks(step, index, body)))
         self._record(text, body, index, usage)
         if body.get("stream"):

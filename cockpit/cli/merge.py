@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cockpit.cli import out, run_async, task_id, with_backend
+from cockpit.cli.args import task_id
+from cockpit.cli.output import out
+from cockpit.cli.running import run_async, with_backend
 from cockpit.core.backend import Backend
 from cockpit.core.models import JSON
 

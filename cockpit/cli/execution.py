@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cockpit.cli.args import ArgParser, read_text_arg, seconds_arg, task_id
+from cockpit.cli.output import out, say
+from cockpit.cli.running import run_async, with_backend
 from cockpit.core.backend import Backend
 from cockpit.core.errors import CockpitError, UsageError
 from cockpit.core.models import JSON
@@ -20,30 +23,23 @@ from cockpit.core.states import State
 LIVE_STATES = frozenset({State.APPROVED.value, State.EXECUTING.value, State.GATING.value})
 
 
-def _cli() -> Any:
-    import cockpit.cli as cli  # late: cockpit.cli imports this module while building its parser
-
-    return cli
-
-
 # -- attach ------------------------------------------------------------------------------------------------
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    cli = _cli()
 
     async def body(b: Backend) -> JSON:
         info: JSON = await b.call("attach_info", {"id": args.id})
         return info
 
-    info = cli.run_async(_with_result(args, body))
+    info = run_async(_with_result(args, body))
     from cockpit.core.tmux import PaneRef, TmuxPanes
 
     # The argv depends on this terminal ($TMUX): build it here, not in the daemon.
     panes = TmuxPanes(info.get("socket_name"), str(info["session"]))
     argv = panes.attach_argv(PaneRef(str(info["session"]), str(info["window"]), str(info["pane_id"])))
     if args.json or args.print:
-        cli.out(args, {**info, "argv": argv}, lambda: print(" ".join(argv)))
+        out(args, {**info, "argv": argv}, lambda: print(" ".join(argv)))
         return 0
     sys.stdout.flush()
     os.execvp(argv[0], argv)
@@ -51,14 +47,13 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 async def _with_result(args: argparse.Namespace, body: Any) -> Any:
-    cli = _cli()
     result: list[Any] = []
 
     async def run(b: Backend) -> int:
         result.append(await body(b))
         return 0
 
-    await cli.with_backend(args, run)
+    await with_backend(args, run)
     return result[0]
 
 
@@ -66,27 +61,25 @@ async def _with_result(args: argparse.Namespace, body: Any) -> Any:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    cli = _cli()
-    text = cli.read_text_arg(args.text)
+    text = read_text_arg(args.text)
 
     async def body(b: Backend) -> int:
         result = await b.call("send_input", {"id": args.id, "text": text, "enter": not args.no_enter})
-        cli.out(args, result, lambda: cli.say(args, f"sent to task {args.id} ({result['pane']})"))
+        out(args, result, lambda: say(args, f"sent to task {args.id} ({result['pane']})"))
         return 0
 
-    return int(cli.run_async(cli.with_backend(args, body)))
+    return int(run_async(with_backend(args, body)))
 
 
 # -- tail ----------------------------------------------------------------------------------------------------
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    cli = _cli()
 
     async def body(b: Backend) -> int:
         result = await b.call("tail", {"id": args.id, "lines": args.lines})
         if args.json and not args.follow:
-            cli.out(args, result)
+            out(args, result)
             return 0
         lines = list(result["lines"])
         if args.follow and result.get("partial"):
@@ -102,7 +95,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
         return 0
 
     try:
-        return int(cli.run_async(cli.with_backend(args, body)))
+        return int(run_async(with_backend(args, body)))
     except KeyboardInterrupt:
         return 0
 
@@ -173,7 +166,6 @@ async def _follow(args: argparse.Namespace, b: Backend, log: Path, offset: int) 
 
 
 def cmd_gates(args: argparse.Namespace) -> int:
-    cli = _cli()
 
     async def body(b: Backend) -> int:
         if b.via != "daemon":
@@ -184,18 +176,18 @@ def cmd_gates(args: argparse.Namespace) -> int:
             )
         task = await b.call("run_gates", {"id": args.id})
         if args.no_wait:
-            cli.out(args, task, lambda: cli.say(args, f"task {args.id}: gates queued"))
+            out(args, task, lambda: say(args, f"task {args.id}: gates queued"))
             return 0
         states = [State.AWAITING_REVIEW.value, State.FAILED.value, State.INTERRUPTED.value]
         result = await b.call("wait_task", {"id": args.id, "states": states, "timeout_s": args.timeout})
         task = result["task"]
-        cli.out(args, task, lambda: _print_gates(task))
+        out(args, task, lambda: _print_gates(task))
         if result.get("timed_out"):
             print(f"cockpit: timed out: task {args.id} is still {task['state']}", file=sys.stderr)
             return 1
         return 0 if task["state"] == State.AWAITING_REVIEW.value else 1
 
-    return int(cli.run_async(cli.with_backend(args, body)))
+    return int(run_async(with_backend(args, body)))
 
 
 def _say(text: str) -> None:
@@ -218,47 +210,43 @@ def _print_gates(task: JSON) -> None:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    cli = _cli()
 
     async def body(b: Backend) -> int:
         task = await b.call("stop_task", {"id": args.id, "reason": args.reason or ""})
-        cli.out(args, task, lambda: cli.say(args, f"task {args.id} is {task['state']}"))
+        out(args, task, lambda: say(args, f"task {args.id} is {task['state']}"))
         return 0
 
-    return int(cli.run_async(cli.with_backend(args, body)))
+    return int(run_async(with_backend(args, body)))
 
 
 def cmd_rework(args: argparse.Namespace) -> int:
-    cli = _cli()
-    message = cli.read_text_arg(args.message)
+    message = read_text_arg(args.message)
 
     async def body(b: Backend) -> int:
         task = await b.call("rework_task", {"id": args.id, "message": message})
-        cli.out(args, task, lambda: cli.say(args, f"task {args.id} is {task['state']}: changes requested"))
+        out(args, task, lambda: say(args, f"task {args.id} is {task['state']}: changes requested"))
         return 0
 
-    return int(cli.run_async(cli.with_backend(args, body)))
+    return int(run_async(with_backend(args, body)))
 
 
 def cmd_done(args: argparse.Namespace) -> int:
-    cli = _cli()
 
     async def body(b: Backend) -> int:
         call: JSON = {"id": args.id}
         if args.message is not None:
             call["message"] = args.message
         task = await b.call("done_task", call)
-        cli.out(args, task, lambda: cli.say(args, f"task {args.id} is {task['state']}: agent done"))
+        out(args, task, lambda: say(args, f"task {args.id} is {task['state']}: agent done"))
         return 0
 
-    return int(cli.run_async(cli.with_backend(args, body)))
+    return int(run_async(with_backend(args, body)))
 
 
 # -- gc ------------------------------------------------------------------------------------------------------
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    cli = _cli()
 
     async def body(b: Backend) -> int:
         report = await b.call("gc", {"dry_run": args.dry_run, "force": args.force})
@@ -289,10 +277,10 @@ def cmd_gc(args: argparse.Namespace) -> int:
             ):
                 _say(f"nothing to collect ({report['kept']} worktree(s) in use)")
 
-        cli.out(args, report, human)
+        out(args, report, human)
         return 0
 
-    return int(cli.run_async(cli.with_backend(args, body)))
+    return int(run_async(with_backend(args, body)))
 
 
 # -- hooks ---------------------------------------------------------------------------------------------------
@@ -327,9 +315,6 @@ def cmd_hook(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
-    cli = _cli()
-    task_id = cli.task_id
-
     p = tsub.add_parser("attach", parents=[common], help="show the task's agent pane (tmux)")
     p.add_argument("id", type=task_id)
     p.add_argument("--print", action="store_true", help="print the tmux command instead of running it")
@@ -350,7 +335,7 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
     p = tsub.add_parser("gates", parents=[common], help="run the task's gates again (needs the daemon)")
     p.add_argument("id", type=task_id)
     p.add_argument("--no-wait", action="store_true", help="return once the re-run is queued")
-    p.add_argument("--timeout", type=cli.seconds_arg, metavar="S", help="give up waiting after S seconds")
+    p.add_argument("--timeout", type=seconds_arg, metavar="S", help="give up waiting after S seconds")
     p.set_defaults(func=cmd_gates)
 
     p = tsub.add_parser(
@@ -389,7 +374,7 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_gc)
 
     hook = sub.add_parser("hook", help="for agents' hooks: report waiting, done, or the end of a turn")
-    hsub = hook.add_subparsers(dest="hook_command", metavar="KIND", required=True, parser_class=cli.ArgParser)
+    hsub = hook.add_subparsers(dest="hook_command", metavar="KIND", required=True, parser_class=ArgParser)
     for kind, text in (
         ("needs-input", "the agent waits for a person"),
         ("resolved", "the agent no longer waits"),

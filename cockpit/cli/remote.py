@@ -22,7 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cockpit import cli
+from cockpit.cli.args import ArgParser, read_text_arg, seconds_arg, state_arg, task_id
+from cockpit.cli.output import out, say
+from cockpit.cli.repo import ensure_excluded, init_repo
+from cockpit.cli.running import repo_paths, run_async, with_backend
 from cockpit.core import daemonfile, git
 from cockpit.core.backend import Backend, backend_for
 from cockpit.core.delegation.peers import repo_status
@@ -49,7 +52,7 @@ def cmd_workspace_init(args: argparse.Namespace) -> int:
     workspace, created = Workspace.init(directory)
     repos = {k: str(v) for k, v in workspace.repos.items()}
     data = {"file": str(workspace.file), "created": created, "repos": repos}
-    cli.out(args, data, lambda: cli.say(
+    out(args, data, lambda: say(
         args, f"created {workspace.file}" if created else f"{workspace.file} already exists (kept)"))
     return 0
 
@@ -78,7 +81,7 @@ def cmd_workspace_add(args: argparse.Namespace) -> int:
     if not initialised:
         wants = args.init if args.init is not None else (not args.json and _ask_init(path))
         if wants:
-            cli.init_repo(paths)
+            init_repo(paths)
             initialised = did_init = True
     data: JSON = {"file": str(workspace.file), "name": args.name, "path": str(path),
                   "initialised": initialised, "init_done": did_init,
@@ -88,13 +91,13 @@ def cmd_workspace_add(args: argparse.Namespace) -> int:
                         f"start --repo {path}`) sets it up; until then peers cannot delegate to it")
 
     def human() -> None:
-        cli.say(args, f"added {args.name} ({path}) to {workspace.file}")
+        say(args, f"added {args.name} ({path}) to {workspace.file}")
         if did_init:
-            cli.say(args, f"initialised {paths.cockpit}")
+            say(args, f"initialised {paths.cockpit}")
         elif not initialised:
-            cli.say(args, str(data["hint"]))
+            say(args, str(data["hint"]))
 
-    cli.out(args, data, human)
+    out(args, data, human)
     return 0
 
 
@@ -134,22 +137,22 @@ def _workspace_add_hosted(args: argparse.Namespace, workspace: Workspace) -> int
                            "same version on both if they disagree")
 
     def human() -> None:
-        cli.say(args, f"added {args.name} ({args.host}:{where}, cockpit {version}) to {workspace.file}")
+        say(args, f"added {args.name} ({args.host}:{where}, cockpit {version}) to {workspace.file}")
         if data.get("warning"):
             from cockpit.render import esc
 
-            cli.say(args, f"[yellow]{esc(data['warning'])}[/yellow]", markup=True)
+            say(args, f"[yellow]{esc(data['warning'])}[/yellow]", markup=True)
         if trusted is not None:
-            cli.say(args, f"{args.host} accepts you as the person now (your token is in "
+            say(args, f"{args.host} accepts you as the person now (your token is in "
                           f"{trusted.get('file')} there; remove that file to take it back)")
         else:
-            cli.say(args, f"this cockpit is a peer on {args.host}: approve its large tasks there, or add it "
+            say(args, f"this cockpit is a peer on {args.host}: approve its large tasks there, or add it "
                           "again with --trust")
         if not status.get("running"):
-            cli.say(args, f"its daemon is not running there; the cockpit starts it (D), or "
+            say(args, f"its daemon is not running there; the cockpit starts it (D), or "
                           f"`ssh {args.host} cockpit daemon start --repo {where}`")
 
-    cli.out(args, data, human)
+    out(args, data, human)
     return 0
 
 
@@ -162,7 +165,7 @@ def cmd_token_accept(args: argparse.Namespace) -> int:
                          "does it for you)")
     file, added = principals.accept_token(sys.stdin.read(4096), args.origin)
     data: JSON = {"file": str(file), "added": added, "from": args.origin}
-    cli.out(args, data, lambda: cli.say(
+    out(args, data, lambda: say(
         args, f"accepted the person token of {args.origin} ({file})" if added
         else f"the person token of {args.origin} was accepted already ({file})"))
     return 0
@@ -202,10 +205,10 @@ def cmd_workspace_list(args: argparse.Namespace) -> int:
                 table.add_row(plain(r["name"]), daemon, counts, plain(where))
             console.print(table)
 
-        cli.out(args, data, human)
+        out(args, data, human)
         return 0
 
-    return cli.run_async(body())
+    return run_async(body())
 
 
 # -- remote --------------------------------------------------------------------------------------------------
@@ -215,17 +218,17 @@ def _print_remote(args: argparse.Namespace, result: JSON, headline: str | None =
         from cockpit.render import print_task
 
         if headline:
-            cli.say(args, headline)
+            say(args, headline)
         print_task(result["task"])
         from cockpit.render import esc
 
-        cli.say(args, f"[dim]{esc(result['hint'])}[/dim]", markup=True)
+        say(args, f"[dim]{esc(result['hint'])}[/dim]", markup=True)
 
-    cli.out(args, result, human)
+    out(args, result, human)
 
 
 def cmd_remote_create(args: argparse.Namespace) -> int:
-    text = cli.read_text_arg(args.text)
+    text = read_text_arg(args.text)
 
     async def body(b: Backend) -> int:
         payload: dict[str, Any] = {"repo": args.peer, "text": text, "force": args.force,
@@ -236,7 +239,7 @@ def cmd_remote_create(args: argparse.Namespace) -> int:
         _print_remote(args, result, str(result.get("message") or ""))
         return 0
 
-    return cli.run_async(cli.with_backend(args, body))
+    return run_async(with_backend(args, body))
 
 
 def cmd_remote_show(args: argparse.Namespace) -> int:
@@ -244,25 +247,25 @@ def cmd_remote_show(args: argparse.Namespace) -> int:
         _print_remote(args, await b.call("get_remote_task", {"repo": args.peer, "id": args.id}))
         return 0
 
-    return cli.run_async(cli.with_backend(args, body))
+    return run_async(with_backend(args, body))
 
 
 def cmd_remote_approve(args: argparse.Namespace) -> int:
     async def body(b: Backend) -> int:
         result = await b.call("approve_remote_task", {"repo": args.peer, "id": args.id})
-        cli.out(args, result, lambda: cli.say(
+        out(args, result, lambda: say(
             args, f"{args.peer}#{args.id} is {result['state']} (approved by {result.get('approved_by')})"
             + (f"; {result['message']}" if result.get("message") else "")))
         return 0
 
-    return cli.run_async(cli.with_backend(args, body))
+    return run_async(with_backend(args, body))
 
 
 def cmd_remote_wait(args: argparse.Namespace) -> int:
     until = [s for group in args.until or [] for s in group]
 
     async def body() -> int:
-        paths = cli.repo_paths(args)
+        paths = repo_paths(args)
         deadline = None if args.timeout is None else time.monotonic() + args.timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -279,15 +282,15 @@ def cmd_remote_wait(args: argparse.Namespace) -> int:
                     raise
         if result.get("timed_out"):
             if args.json:
-                cli.out(args, {"error": {"code": "timeout", "message": f"{result['status']} (timed out)"},
+                out(args, {"error": {"code": "timeout", "message": f"{result['status']} (timed out)"},
                                **result})
             else:
                 print(f"cockpit: timed out: {result['status']}", file=sys.stderr)
             return 1
-        cli.out(args, result, lambda: cli.say(args, result["status"]))
+        out(args, result, lambda: say(args, result["status"]))
         return 0
 
-    return cli.run_async(body())
+    return run_async(body())
 
 
 # -- mcp -----------------------------------------------------------------------------------------------------
@@ -370,7 +373,7 @@ def install_mcp_json(root: Path, *, shared: bool = False) -> JSON:
                                       f"Add the {MCP_SERVER_NAME} MCP server to {MCP_FILE}", "--", MCP_FILE)
             committed = git.run_git(root, "rev-parse", "HEAD").stdout.strip()
     else:
-        excluded = cli.ensure_excluded(root, f"/{MCP_FILE}")
+        excluded = ensure_excluded(root, f"/{MCP_FILE}")
     return {"file": str(file), "server": MCP_SERVER_NAME, "entry": entry, "changed": changed,
             "updated": previous is not None and changed, "servers": sorted(servers), "shared": shared,
             "excluded_added": excluded, "committed": committed,
@@ -379,7 +382,7 @@ def install_mcp_json(root: Path, *, shared: bool = False) -> JSON:
 
 def cmd_mcp(args: argparse.Namespace) -> int:
     if args.action == "install":
-        root = cli.repo_paths(args).root
+        root = repo_paths(args).root
         result = install_mcp_json(root, shared=bool(args.shared))
         where = ("committed it" if result["committed"] else "it is shared: commit it") if result["shared"] \
             else "it stays on this machine (listed in .git/info/exclude)"
@@ -388,7 +391,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         line += f"; {where}. Claude Code picks it up in this repo (approve it when asked)"
         if not result["on_path"]:
             line += f"; note: `{result['entry']['command']}` is not on PATH here"
-        cli.out(args, result, lambda: cli.say(args, line))
+        out(args, result, lambda: say(args, line))
         return 0
     if args.shared:
         raise UsageError("--shared goes with `cockpit mcp install`")
@@ -401,16 +404,10 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 # -- parser --------------------------------------------------------------------------------------------------
 
-def _seconds(value: str) -> float:
-    from cockpit.cli import seconds_arg
-
-    return seconds_arg(value)
-
-
 def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
     ws = sub.add_parser("workspace", help="the set of repos that delegate to each other")
     wsub = ws.add_subparsers(dest="workspace_command", metavar="VERB", required=True,
-                             parser_class=cli.ArgParser)
+                             parser_class=ArgParser)
     p = wsub.add_parser("init", parents=[common], help="create cockpit-workspace.toml in DIR (default: here)")
     p.add_argument("dir", nargs="?")
     p.set_defaults(func=cmd_workspace_init)
@@ -433,7 +430,7 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_workspace_list)
 
     tk = sub.add_parser("token", help="the person tokens this machine accepts")
-    tksub = tk.add_subparsers(dest="token_command", metavar="VERB", required=True, parser_class=cli.ArgParser)
+    tksub = tk.add_subparsers(dest="token_command", metavar="VERB", required=True, parser_class=ArgParser)
     p = tksub.add_parser("accept", parents=[common],
                          help="accept the token on stdin as the person's (what `workspace add --trust` runs)")
     p.add_argument("--from", dest="origin", required=True, metavar="ORIGIN",
@@ -441,31 +438,31 @@ def register(sub: Any, tsub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_token_accept)
 
     rm = sub.add_parser("remote", help="tasks in a peer repo of the workspace")
-    rsub = rm.add_subparsers(dest="remote_command", metavar="VERB", required=True, parser_class=cli.ArgParser)
+    rsub = rm.add_subparsers(dest="remote_command", metavar="VERB", required=True, parser_class=ArgParser)
     p = rsub.add_parser("create", parents=[common], help="create a task in peer REPO (TEXT, or - for stdin)")
     p.add_argument("peer", metavar="REPO")
     p.add_argument("text")
-    p.add_argument("--wait-classified", type=_seconds, default=DEFAULT_WAIT_CLASSIFIED_S, metavar="S",
+    p.add_argument("--wait-classified", type=seconds_arg, default=DEFAULT_WAIT_CLASSIFIED_S, metavar="S",
                    help="wait up to S seconds for the peer to classify it "
                         f"(default {DEFAULT_WAIT_CLASSIFIED_S:g})")
-    p.add_argument("--task", type=cli.task_id, metavar="ID",
+    p.add_argument("--task", type=task_id, metavar="ID",
                    help="the task in this repo it is delegated from")
     p.add_argument("--force", action="store_true", help="create it even if the peer has a similar task")
     p.set_defaults(func=cmd_remote_create)
     p = rsub.add_parser("show", parents=[common], help="show task ID of peer REPO")
     p.add_argument("peer", metavar="REPO")
-    p.add_argument("id", type=cli.task_id)
+    p.add_argument("id", type=task_id)
     p.set_defaults(func=cmd_remote_show)
     p = rsub.add_parser("approve", parents=[common],
                         help="approve a peer's task, as far as its [task] remote_approval allows")
     p.add_argument("peer", metavar="REPO")
-    p.add_argument("id", type=cli.task_id)
+    p.add_argument("id", type=task_id)
     p.set_defaults(func=cmd_remote_approve)
     p = rsub.add_parser("wait", parents=[common], help="block until a peer's task finishes")
     p.add_argument("peer", metavar="REPO")
-    p.add_argument("id", type=cli.task_id)
-    p.add_argument("--timeout", type=_seconds, metavar="S")
-    p.add_argument("--until", action="append", type=cli.state_arg, nargs="+", metavar="STATE",
+    p.add_argument("id", type=task_id)
+    p.add_argument("--timeout", type=seconds_arg, metavar="S")
+    p.add_argument("--until", action="append", type=state_arg, nargs="+", metavar="STATE",
                    help="also stop at these states, e.g. awaiting_review (finished states always stop it)")
     p.set_defaults(func=cmd_remote_wait)
 

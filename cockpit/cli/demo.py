@@ -1,6 +1,6 @@
 """`cockpit demo [--dir PATH] [--keep] [--agent NAME] [--no-ui]` and `cockpit demo --stop --dir PATH`.
 
-Builds the demo workspace (`cockpit.core.demo`): two real git repos, their daemons, a private tmux server, and
+Builds the demo workspace (`cockpit.demo`): two real git repos, their daemons, a private tmux server, and
 tasks in every interesting state, seeded with the script agent; then opens the cockpit on it. Quitting the
 cockpit (or Ctrl-C, SIGTERM, SIGHUP) stops both daemons and the private tmux server, and removes the
 workspace when it was a temporary directory, unless --keep.
@@ -21,9 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cockpit.core import demo
+from cockpit.cli.output import out
+from cockpit.cli.running import run_async
 from cockpit.core.agents import BACKENDS
 from cockpit.core.errors import CockpitError, UsageError
+from cockpit.demo import seeding, workspace
 
 AGENTS = tuple(b for b in BACKENDS if b != "custom")
 AGENT_EXECUTABLES = {"claude": "claude", "codex": "codex", "aider": "aider", "gemini": "gemini"}
@@ -50,12 +52,6 @@ scripts: `cockpit demo --dir D --no-ui` builds and seeds D, prints it as JSON an
 daemons, the tmux server: --no-ui implies --keep); `cockpit --workspace D` opens it, and
 `cockpit demo --stop --dir D` stops it.
 """
-
-
-def _cli() -> Any:
-    import cockpit.cli as cli  # late: cockpit.cli imports this module while building its parser
-
-    return cli
 
 
 def _check_agent(agent: str) -> None:
@@ -110,7 +106,6 @@ class _Signals:
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.stop:
         return cmd_stop(args)
-    cli = _cli()
     quiet = bool(args.json or args.no_ui)
 
     def say(message: str) -> None:
@@ -122,20 +117,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _check_agent(args.agent)
     temporary = args.dir is None
     root = Path(tempfile.mkdtemp(prefix="cockpit-demo-") if temporary else args.dir).expanduser().resolve()
-    demo.check_target(root)  # before anything is created: what the clean-up below removes is ours
-    socket_name = demo.new_tmux_socket()
-    ws: demo.DemoWorkspace | None = None
+    workspace.check_target(root)  # before anything is created: what the clean-up below removes is ours
+    socket_name = workspace.new_tmux_socket()
+    ws: workspace.DemoWorkspace | None = None
     ok = False
     with _Signals() as signals:
         try:
             started = time.monotonic()
-            ws = demo.build(root, tmux_socket=socket_name, agent=args.agent, progress=say)
-            demo.start(ws, progress=say)
+            ws = workspace.build(root, tmux_socket=socket_name, agent=args.agent, progress=say)
+            workspace.start(ws, progress=say)
             say("seeding tasks with the script agent")
-            cli.run_async(_seed(ws, say))
+            run_async(_seed(ws, say))
             say(f"ready in {time.monotonic() - started:.1f}s: {ws.root}")
             if args.no_ui:
-                cli.out(args, ws.to_json(), lambda: print(_json_line(ws)))
+                out(args, ws.to_json(), lambda: print(_json_line(ws)))
                 ok = True
                 return 0
             from cockpit.tui.app import make_app
@@ -154,18 +149,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
             _finish(root, ws, socket_name, keep=keep, temporary=temporary, say=say, quiet=quiet)
 
 
-def _json_line(ws: demo.DemoWorkspace) -> str:
+def _json_line(ws: workspace.DemoWorkspace) -> str:
     import json
 
     return json.dumps(ws.to_json())
 
 
-async def _seed(ws: demo.DemoWorkspace, say: Callable[[str], None]) -> int:
-    await demo.seed(ws, progress=say)
+async def _seed(ws: workspace.DemoWorkspace, say: Callable[[str], None]) -> int:
+    await seeding.seed(ws, progress=say)
     return 0
 
 
-def _finish(root: Path, ws: demo.DemoWorkspace | None, socket_name: str, *, keep: bool, temporary: bool,
+def _finish(root: Path, ws: workspace.DemoWorkspace | None, socket_name: str, *, keep: bool, temporary: bool,
             say: Callable[[str], None], quiet: bool) -> None:
     """Stop what the demo started (unless kept), and say how to come back to a kept one."""
     if keep and ws is not None:
@@ -177,7 +172,7 @@ def _finish(root: Path, ws: demo.DemoWorkspace | None, socket_name: str, *, keep
         return
     say("stopping the daemons and the tmux server")
     # With no workspace the build failed part way: stop whatever of it is up.
-    problems = demo.stop(ws) if ws is not None else _stop_partial(root, socket_name)
+    problems = workspace.stop(ws) if ws is not None else _stop_partial(root, socket_name)
     for problem in problems:
         _emit(f"demo: {problem}", err=True)
     if temporary:
@@ -185,20 +180,19 @@ def _finish(root: Path, ws: demo.DemoWorkspace | None, socket_name: str, *, keep
 
 
 def _stop_partial(root: Path, socket_name: str) -> list[str]:
-    repos = {name: root / name for name in demo.REPO_NAMES if (root / name / ".git").exists()}
-    return demo.stop(demo.DemoWorkspace(root=root, tmux_socket=socket_name, repos=repos))
+    repos = {name: root / name for name in workspace.REPO_NAMES if (root / name / ".git").exists()}
+    return workspace.stop(workspace.DemoWorkspace(root=root, tmux_socket=socket_name, repos=repos))
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    cli = _cli()
     if args.dir is None:
         raise UsageError("`cockpit demo --stop` needs --dir: the demo's directory")
     root = Path(args.dir).expanduser().resolve()
-    ws = demo.DemoWorkspace.load(root)
-    problems = demo.stop(ws)
+    ws = workspace.DemoWorkspace.load(root)
+    problems = workspace.stop(ws)
     data = {"workspace": str(root), "stopped": not problems, "problems": problems,
             "tmux_socket": ws.tmux_socket}
-    cli.out(args, data, lambda: print(
+    out(args, data, lambda: print(
         f"stopped the demo in {root} (its daemons and tmux server -L {ws.tmux_socket}); its files are kept"
         if not problems else "\n".join(f"demo: {p}" for p in problems)))
     if problems:

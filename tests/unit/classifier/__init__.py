@@ -1,0 +1,1 @@
+"""Tests of cockpit.core.classifier, one module per module of the package."""

@@ -1,0 +1,1 @@
+"""Tests of cockpit.core.merge: the git engine, the orchestrator recording it, the guards a merge keeps."""
