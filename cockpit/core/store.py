@@ -23,6 +23,7 @@ from typing import Any
 import aiosqlite
 
 from cockpit.core.errors import CockpitError, NotFoundError
+from cockpit.core.events import EventType, event_type
 from cockpit.core.models import Event, Task
 from cockpit.core.projection import apply, target_state
 from cockpit.core.states import State, check_transition
@@ -187,7 +188,9 @@ class Tx:
         # Fold exactly what a replay will read back from the row, so the two can never disagree.
         data = json.loads(_dumps(dict(data or {})))
         task: Task | None = None
-        if type_ == "task.created" and task_id is not None:
+        if task_id is not None:
+            type_ = event_type(type_)  # an event about a task is one of the vocabulary's (refused otherwise)
+        if type_ == EventType.TASK_CREATED and task_id is not None:
             if await self._exists(task_id):
                 raise CockpitError(f"task {task_id} already exists; a task is created once", code="exists")
             self._rows[task_id] = {}
