@@ -32,21 +32,21 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 def test_the_vocabulary_holds_every_designed_type_and_each_has_a_fold() -> None:
-    assert DESIGNED <= {t.value for t in EventType}
+    assert {t.value for t in EventType} >= DESIGNED
     assert set(FOLDS) | {EventType.TASK_CREATED} == set(EventType)
     assert event_type("agent.usage") is EventType.AGENT_USAGE
     assert str(EventType.TASK_FAILED) == "task.failed"
 
 
 def test_a_misspelt_type_is_refused_by_name() -> None:
-    with pytest.raises(UsageError, match="unknown event type 'task.faild'") as info:
+    with pytest.raises(UsageError, match=r"unknown event type 'task\.faild'") as info:
         event_type("task.faild")
     assert info.value.code == "bad_request"
 
 
 def test_the_fold_refuses_an_unknown_type_about_a_task() -> None:
     tasks = {1: Task(1, "t", "t")}
-    with pytest.raises(UsageError, match="unknown event type 'task.faild'"):
+    with pytest.raises(UsageError, match=r"unknown event type 'task\.faild'"):
         apply(tasks, Event(seq=2, ts=0.0, task_id=1, type="task.faild", data={}))
     assert apply(tasks, Event(seq=3, ts=0.0, task_id=None, type="repo.note", data={})) is None
 
@@ -55,7 +55,7 @@ async def test_the_store_refuses_an_unknown_type_and_writes_nothing(store: Store
     _, task = await store.append(1, "task.created", {"description": "add a health endpoint"})
     assert task is not None
     before = await store.last_seq()
-    with pytest.raises(UsageError, match="unknown event type 'task.aproved'"):
+    with pytest.raises(UsageError, match=r"unknown event type 'task\.aproved'"):
         await store.append(1, "task.aproved", {})
     assert await store.last_seq() == before
     assert (await store.get_task(1)).state == task.state
