@@ -15,7 +15,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -264,6 +264,26 @@ def private_dir(path: Path) -> None:
         path.chmod(0o700)
 
 
+async def _through(statement: Awaitable[Any]) -> None:
+    """Await a statement to its end even when the caller is cancelled meanwhile, then pass the cancel on.
+
+    aiosqlite runs a statement in its own thread whatever happens to the coroutine awaiting it: a BEGIN,
+    COMMIT or ROLLBACK left behind by a cancel would leave the connection in a transaction state nobody knows.
+    """
+    running = asyncio.ensure_future(statement)
+    cancelled = False
+    while not running.done():
+        try:
+            await asyncio.shield(running)
+        except asyncio.CancelledError:
+            if running.cancelled():
+                raise
+            cancelled = True
+    running.result()
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 class Store:
     """An open connection to one repo's `index.db`."""
 
@@ -322,14 +342,23 @@ class Store:
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[Tx]:
         async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                await _through(self.db.execute("BEGIN IMMEDIATE"))
+            except asyncio.CancelledError:
+                # The BEGIN ran all the same: end that transaction before another coroutine takes `db`.
+                await _through(self.db.execute("ROLLBACK"))
+                raise
             tx = Tx(self.db)
             try:
                 yield tx
             except BaseException:
-                await self.db.execute("ROLLBACK")
+                await _through(self.db.execute("ROLLBACK"))
                 raise
-            await self.db.execute("COMMIT")
+            cancelled = False
+            try:
+                await _through(self.db.execute("COMMIT"))
+            except asyncio.CancelledError:
+                cancelled = True  # committed: its listeners hear of it before the cancel goes on
         if tx.events:
             for listener in list(self._listeners):
                 try:
@@ -337,6 +366,8 @@ class Store:
                 except Exception:
                     # The change is committed: a failing listener must not turn it into an error.
                     log.exception("a store listener failed")
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def append(
         self, task_id: int | None, type_: str, data: dict[str, Any] | None = None, *,
@@ -423,11 +454,16 @@ class Store:
         """Compare the stored projections with a replay of the events; [] when they agree exactly."""
         # One read transaction: events and projections come from the same snapshot even while others write.
         async with self._read_lock:
-            await self.reader.execute("BEGIN")
+            try:
+                await _through(self.reader.execute("BEGIN"))
+            except asyncio.CancelledError:
+                # A reader left inside a transaction would see this snapshot for ever.
+                await _through(self.reader.execute("COMMIT"))
+                raise
             try:
                 return await self._replay_differences()
             finally:
-                await self.reader.execute("COMMIT")
+                await _through(self.reader.execute("COMMIT"))
 
     async def _replay_differences(self) -> list[str]:
         expected: dict[str, list[tuple[Any, ...]]] = {name: [] for name in PROJECTION_TABLES}

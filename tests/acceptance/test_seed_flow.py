@@ -16,19 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from cockpit.core.paths import RepoPaths
 from tests.support.daemons import cli, cli_json
 from tests.support.waiting import wait_until
 from tests.support.workspaces import build_workspace, configure, script_agent
 
 Daemons = Callable[[Path], dict[str, Any]]
-
-# Known race, open: about one run in three a parent stays `executing` after its delegated child is merged (the
-# continuation run after the hold does not start). Each test is re-run once while it is being fixed; a second
-# failure still fails the suite.
-pytestmark = pytest.mark.flaky(reruns=1)
 
 REQUEST = "add the /export endpoint to the API and rewrite the JS client in frontend for it"
 WAIT_S = 90

@@ -33,8 +33,9 @@ Daemons = Callable[[Path], dict[str, Any]]
 
 def private_tmux(repo: Path) -> None:
     """`cockpit init`'s files, with the execution layer kept off any real tmux server (a socket name no server
-    listens on)."""
+    listens on), and the script agent as the backend (`doctor` checks it; no installed agent is needed)."""
     config = DEFAULT_CONFIG.replace('socket_name = ""', f'socket_name = "ck-none-{os.getpid()}-{repo.name}"')
+    config = config.replace('backend = "claude"', 'backend = "script"')
     paths = init_cockpit(repo, config=config)
 
     async def create_store() -> None:

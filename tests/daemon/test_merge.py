@@ -81,7 +81,8 @@ def daemons() -> Iterator[Daemons]:
 
 def setup_repo(repo_factory: Callable[..., Path], config: str = "") -> Path:
     root = repo_factory("repo", files=BASE_FILES)
-    init_cockpit(root, config=config or None)
+    # The script agent: `doctor` checks the configured backend, and these tests need no installed agent.
+    init_cockpit(root, config=config or None, backend="script")
     return root
 
 

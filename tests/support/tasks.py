@@ -23,10 +23,10 @@ from cockpit.core.store import Store
 from tests.support.gitrepos import git
 
 
-def init_cockpit(root: Path, *, config: str | None = None) -> RepoPaths:
+def init_cockpit(root: Path, *, config: str | None = None, backend: str = "claude") -> RepoPaths:
     """What `cockpit init` does, callable from async tests: `.cockpit/` (excluded from git) and its config.
 
-    `config`, when given, replaces the default config.toml.
+    `config`, when given, replaces the default config.toml (written for `backend` otherwise).
     """
     paths = RepoPaths(root)
     for d in (paths.cockpit, paths.plans, paths.worktrees, paths.logs, paths.signals):
@@ -35,7 +35,7 @@ def init_cockpit(root: Path, *, config: str | None = None) -> RepoPaths:
     if config is not None:
         paths.config.write_text(config)
     else:
-        write_default(paths.config)
+        write_default(paths.config, backend=backend)
     return paths
 
 

@@ -19,6 +19,7 @@ from cockpit.core.models import Event
 from cockpit.core.projection import EVENT_STATE
 from cockpit.core.states import REENTRANT, TRANSITIONS, State
 from cockpit.core.store import PROJECTION_TABLES, SCHEMA_VERSION, Store
+from tests.support.waiting import async_wait_until
 
 
 @pytest.fixture
@@ -211,6 +212,29 @@ async def test_two_connections_writing_at_once_lose_nothing(tmp_path: Path) -> N
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_write_cancelled_while_its_transaction_begins_leaves_the_store_writable(store: Store) -> None:
+    """aiosqlite runs a statement in its thread even when the awaiting coroutine is cancelled: a BEGIN that
+    lands after the cancel must not leave the connection inside a transaction nobody ends."""
+    task_id = await create(store)
+    seen: list[str] = []
+    store.add_listener(lambda events: seen.extend(e.type for e in events))
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: the store's BEGIN waits in aiosqlite's thread
+    try:
+        writer = asyncio.ensure_future(store.append(task_id, "agent.progress", {"text": "cancelled"}))
+        # The writer holds the store's lock once its BEGIN is queued to the connection's thread.
+        await async_wait_until(store._lock.locked, timeout=5, message="the write should be under way")
+        writer.cancel()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    await store.append(task_id, "agent.progress", {"text": "after"})
+    texts = [e.data.get("text") for e in await store.events_since(0) if e.type == "agent.progress"]
+    assert texts == ["after"] and seen == ["agent.progress"]
 
 
 # -- replay equals projections after random operation sequences ----------------------------------------

@@ -60,6 +60,3 @@ def hint_for(repo: str, task: JSON, *, via: str, root: Path | None = None) -> st
         return (f"{repo}#{tid} is {state}: a person in {repo} can retry it (`cockpit task retry {tid}` "
                 "there); do not build on it")
     return f"{repo}#{tid} is {state} and will not be done; tell the person and do not build on it"
-
-
-# -- waiting -------------------------------------------------------------------------------------------------

@@ -229,8 +229,7 @@ async def open_peer(ref: PeerRef) -> AsyncIterator[RemoteRepo]:
         await remote.close()
 
 
-# -- describing a peer task ----------------------------------------------------------------------------------
-
+# -- a repo's status -----------------------------------------------------------------------------------------
 
 async def repo_status(name: str, root: Path, host: str | None = None) -> JSON:
     """A repo of the workspace: its path, whether its daemon is up, and its task counts by state."""
@@ -262,6 +261,3 @@ async def repo_status(name: str, root: Path, host: str | None = None) -> JSON:
             finally:
                 await store.close()
     return data
-
-
-# -- socket ops ----------------------------------------------------------------------------------------------

@@ -162,6 +162,3 @@ async def _wait_store(remote: RemoteRepo, waiting: _Waiting) -> WaitOutcome | No
     finally:
         stop.set()
         await filewatch.close_watch(pending, changes)
-
-
-# -- the remote operations on behalf of a sender -------------------------------------------------------------

@@ -74,7 +74,7 @@ async def merge_lock(paths: RepoPaths, *, wait: bool = True) -> AsyncIterator[No
             os.close(fd)
 
 
-# ----------------------------------------------------------------------------------------------- helpers
+# ---------------------------------------------------------------------------------------------- the test hook
 
 
 async def pause_point(paths: RepoPaths, step: str) -> None:

@@ -94,7 +94,7 @@ async def put_back(ctx: MergeContext, task: Task, why: str) -> bool:
     return True
 
 
-# --------------------------------------------------------------------------------------------- reconcile
+# ---------------------------------------------------------------------------------------- reconcile, recorded
 
 
 async def settle(ctx: MergeContext, task: Task, why: str) -> Task:

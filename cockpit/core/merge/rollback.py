@@ -241,7 +241,7 @@ def rollback(
     return RollbackResult(method="revert", from_sha=tip, to_sha=revert_sha)
 
 
-# ---------------------------------------------------------------------------------------------- rollback
+# ----------------------------------------------------------------------------------------- rollback, recorded
 
 
 def _find_revert(repo: Path, target: str, merge_sha: str) -> tuple[str, str] | None:

@@ -1,0 +1,1 @@
+"""Tests of cockpit.core.delegation that need no daemon."""
