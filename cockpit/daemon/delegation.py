@@ -58,8 +58,8 @@ RUNNING = frozenset({State.EXECUTING, State.GATING})
 DEFERRED = "deferred"
 # A child's finish its parent hears of, from the child's side.
 FINISH_EVENTS = frozenset({EventType.TASK_FAILED, EventType.TASK_REJECTED, EventType.TASK_CANCELLED,
-                           EventType.TASK_INTERRUPTED,
-                           EventType.MERGE_ROLLED_BACK, EventType.MERGE_FINISHED, EventType.TASK_DONE})
+                           EventType.TASK_INTERRUPTED, EventType.MERGE_ROLLED_BACK, EventType.MERGE_FINISHED,
+                           EventType.TASK_DONE})
 NOTIFY_TIMEOUT_S = 15.0
 
 
@@ -258,8 +258,7 @@ class StepExecutor:
             self.daemon.spawn(self._kick(task_id), f"delegate-kick-{task_id}")
             return
         if event.type in (EventType.TASK_FAILED, EventType.TASK_INTERRUPTED, EventType.TASK_CANCELLED,
-                          EventType.TASK_REJECTED,
-                          EventType.TASK_AWAITING_REVIEW):
+                          EventType.TASK_REJECTED, EventType.TASK_AWAITING_REVIEW):
             runner = self.runners.get(task_id)
             if runner is not None and event.type != EventType.TASK_AWAITING_REVIEW:
                 self._cancel(runner)
