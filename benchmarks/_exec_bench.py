@@ -118,7 +118,7 @@ class Session:
 
     @classmethod
     async def open(cls, paths: RepoPaths) -> Session:
-        client = await DaemonClient.for_repo(paths)
+        client = await DaemonClient.for_repo(paths, person=True)
         assert client is not None, "the daemon is not running"
         events: asyncio.Queue[Event] = asyncio.Queue()
         session = cls(client, events)

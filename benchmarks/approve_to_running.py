@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _exec_bench import SETTLED, Bench, Session, bench_repo, summary
 
 ROUNDS = 25
-AGENT = "bash -c 'echo $EPOCHREALTIME > \"$COCKPIT_REPO/.cockpit/started-$COCKPIT_TASK_ID\"'"
+# Into the task's worktree: the one place the agent's sandbox is sure to let it write.
+AGENT = "bash -c 'echo $EPOCHREALTIME > \"$COCKPIT_WORKTREE/.started\"'"
 
 
 async def rounds(bench: Bench) -> dict[str, list[float]]:
@@ -35,7 +36,7 @@ async def rounds(bench: Bench) -> dict[str, list[float]]:
             executing = await session.wait_event(task_id, {"task.executing"})
             pane = await session.wait_event(task_id, {"task.pane"})
             await session.wait_event(task_id, SETTLED)
-            marker = bench.paths.cockpit / f"started-{task_id}"
+            marker = Path(str(executing.data["worktree"])) / ".started"
             running = float(marker.read_text())
             if n < 2:
                 continue  # warm-up: the tmux server and session start with the first task

@@ -60,7 +60,7 @@ async def measure(workspace: Path) -> dict[str, object]:
         gc.collect()
         after = proc_status()
         tasks = sum(len(m.tasks) for m in app.models.values())
-        objects = len(gc.get_objects())
+        objects = len(gc.get_objects()) + gc.get_freeze_count()  # the app freezes its settled tasks
     return {"rss_mb": after["VmRSS"], "loaded_rss_mb": loaded, "peak_rss_mb": after["VmHWM"],
             "gc_objects": objects, "tasks_loaded": tasks, "load_s": round(load_s, 2)}
 

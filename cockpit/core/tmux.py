@@ -7,6 +7,7 @@ tmux write the exit status into a signal file that the daemon watches.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -366,16 +367,19 @@ class TmuxPanes:
             died_signal.parent.mkdir(parents=True, exist_ok=True)
             died_signal.unlink(missing_ok=True)
         pane_id = self._new_window(window_name, cwd, list(_PLACEHOLDER))
+        log_command = _format_literal(f"cat >> {shlex.quote(str(log_path))}")
+        hook: tuple[str, ...] = () if died_signal is None else (
+            "set-hook", "-p", "-t", pane_id, "pane-died", _arg(died_hook_command(died_signal)), ";")
         try:
-            self._tmux("set-option", "-p", "-t", pane_id, "remain-on-exit", "on")
-            # The window is found by name later: programs must not rename it.
-            self._tmux("set-option", "-w", "-t", pane_id, "allow-rename", "off")
-            self._tmux("set-option", "-w", "-t", pane_id, "automatic-rename", "off")
-            log_command = _format_literal(f"cat >> {shlex.quote(str(log_path))}")
-            self._tmux("pipe-pane", "-o", "-t", pane_id, _arg(log_command))
-            if died_signal is not None:
-                self._tmux("set-hook", "-p", "-t", pane_id, "pane-died", died_hook_command(died_signal))
+            # One tmux client for the whole set-up (each is a process start): tmux runs them in order and
+            # stops at the first that fails.
             self._tmux(
+                "set-option", "-p", "-t", pane_id, "remain-on-exit", "on", ";",
+                # The window is found by name later: programs must not rename it.
+                "set-option", "-w", "-t", pane_id, "allow-rename", "off", ";",
+                "set-option", "-w", "-t", pane_id, "automatic-rename", "off", ";",
+                "pipe-pane", "-o", "-t", pane_id, _arg(log_command), ";",
+                *hook,
                 "respawn-pane", "-k", "-t", pane_id, "-c", _arg(_format_literal(str(cwd))), *env_args,
                 "/bin/sh", "-c", _WRAPPER, "cockpit-task", _arg(command),
             )  # fmt: skip
@@ -518,6 +522,9 @@ class TmuxPanes:
         shape = ["-d", "-P", "-F", "#{pane_id}", "-n", _arg(_format_literal(window_name)),
                  "-c", _arg(_format_literal(str(cwd)))]
         command = [_arg(arg) for arg in argv]
+        # The session is there almost always: asking first would cost a tmux process every time.
+        with contextlib.suppress(_Missing):
+            return self._tmux("new-window", "-t", f"={self.session_name}:", *shape, *command)[0]
         if self._tmux_or_none("has-session", "-t", f"={self.session_name}") is None:
             width, height = SESSION_SIZE
             try:

@@ -128,6 +128,7 @@ class Run:
     progress_sent: str | None = None
     progress_at: float = -1e9
     progress_handle: asyncio.TimerHandle | None = None
+    progress_busy: bool = False  # a screen progress event is being written
     extra: dict[str, Any] = field(default_factory=dict)
     setup: Setup | None = None
     done: bool = False  # the agent reported done for its current work (its session may still be open)
@@ -1041,8 +1042,8 @@ class Executor:
         if not text or text == run.progress_sent:
             return
         run.progress_text = text
-        if run.progress_handle is not None:
-            return
+        if run.progress_handle is not None or run.progress_busy:
+            return  # the one due (or the write in flight) takes the latest text
         loop = asyncio.get_running_loop()
         wait = run.progress_at + PROGRESS_INTERVAL_S - loop.time()
         if wait <= 0:
@@ -1056,8 +1057,19 @@ class Executor:
         if run.exited or text is None or text == run.progress_sent:
             return
         run.progress_sent = text
-        run.progress_at = asyncio.get_running_loop().time()
-        self.daemon.spawn(self._progress_event(run, text, {"source": "screen"}), f"progress-{run.task_id}")
+        run.progress_busy = True
+        self.daemon.spawn(self._screen_progress(run, text), f"progress-{run.task_id}")
+
+    async def _screen_progress(self, run: Run, text: str) -> None:
+        try:
+            await self._progress_event(run, text, {"source": "screen"})
+        finally:
+            # The interval counts from the write: a slow store never lets two events land closer together.
+            run.progress_busy = False
+            loop = asyncio.get_running_loop()
+            run.progress_at = loop.time()
+            if not run.exited and run.progress_text not in (None, run.progress_sent):
+                run.progress_handle = loop.call_later(PROGRESS_INTERVAL_S, self._flush_progress, run)
 
     async def _progress_event(self, run: Run, text: str, extra: JSON) -> None:
         async with self.store.tx() as tx:

@@ -160,15 +160,27 @@ def test_hook_entry_point_sets_and_clears_the_flag_even_with_the_daemon_down(
 def test_no_more_than_max_parallel_tasks_run_at_once(repo: Path, tmux_socket: str, daemons: Daemons) -> None:
     setup_repo(repo, tmux_socket, **{"task.max_parallel": "2"})
     daemons(repo)
-    ids = [
-        create(
-            repo, f"Add note file number {n} to the notes folder", commit_script(f"notes/{n}.txt", sleep=0.6)
-        )
-        for n in range(4)
-    ]
+    # Each agent holds its slot until the test releases it: the overlap is certain, not a matter of timing.
+    # (In the repo's git directory: the agents' sandbox lets them see it.)
+    release = repo / ".git" / "cockpit-test-release"
+    hold = f'[[step]]\nrun = "until [ -e {release} ]; do sleep 0.05; done"\n'
+    ids = [create(repo, f"Add note file number {n} to the notes folder",
+                  hold + commit_script(f"notes/{n}.txt")) for n in range(4)]
 
     for task_id in ids:
         approve(repo, task_id)
+
+    def states() -> dict[int, str]:
+        return {t["id"]: t["state"] for t in cli_json("task", "list", "--all", repo=repo)["tasks"]}
+
+    def holding() -> bool:
+        progressed = {e["task_id"] for e in events(repo) if e["type"] == "agent.progress"}
+        held = progressed == set(ids[:2])  # both agents are at their first step, none of the others
+        return held and states() == {ids[0]: "executing", ids[1]: "executing",
+                                     ids[2]: "approved", ids[3]: "approved"}
+
+    wait_until(holding, timeout=60, message="the two oldest tasks should run and the others wait their turn")
+    release.touch()
     for task_id in ids:
         assert wait(repo, task_id, "awaiting_review", "failed")["state"] == "awaiting_review"
 

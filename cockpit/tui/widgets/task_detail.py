@@ -19,6 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Button, Static
 
@@ -48,6 +49,7 @@ STEP_MARKS = {
     "pending": ("·", "dim"),
 }
 GATE_TAIL = 4
+STRIP_CACHE = 200  # agent output lines kept drawn
 STEP_PREFIX = re.compile(r"^\[(\d+)/(\d+)\]")
 
 
@@ -304,17 +306,37 @@ class AgentOutputView(Widget, can_focus=True):
         super().__init__(id=id)
         self.lines: list[str] = []
         self.note = "no output yet"
+        # Each line drawn once: a streaming agent's new output moves the tail up a line, and the lines it
+        # moves are not rendered again.
+        self._strips: dict[str, Strip] = {}
 
     def set_lines(self, lines: list[str], note: str = "") -> None:
+        note = note or ("" if lines else "no output yet")
+        if (lines, note) == (self.lines, self.note):
+            return
         self.lines = lines
-        self.note = note or ("" if lines else "no output yet")
+        self.note = note
+        if len(self._strips) > 4 * STRIP_CACHE:
+            self._strips.clear()
         self.refresh()
 
-    def render(self) -> RenderableType:
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        style = self.rich_style
         if self.note:
-            return Text(self.note, style="dim italic")
-        height = max(1, self.size.height)
-        return Text(printable("\n".join(self.lines[-height:])), no_wrap=True, overflow="crop")
+            if y:
+                return Strip.blank(width, style)
+            note = Text(self.note, style="dim italic", no_wrap=True, overflow="crop")
+            return Strip(note.render(self.app.console)).apply_style(style).crop_extend(0, width, style)
+        shown = self.lines[-max(1, self.size.height):]
+        if y >= len(shown):
+            return Strip.blank(width, style)
+        line = shown[y]
+        strip = self._strips.get(line)
+        if strip is None:
+            text = Text(printable(line), no_wrap=True, overflow="crop")
+            strip = self._strips[line] = Strip(text.render(self.app.console))
+        return strip.apply_style(style).crop_extend(0, width, style)
 
     def action_answer(self) -> None:
         self.post_message(self.AnswerRequested())
@@ -332,6 +354,8 @@ class TaskDetail(Vertical):
         super().__init__(id=id)
         self._shown: dict[str, Text] = {}
         self._buttons: list[Button] | None = None  # the action buttons, looked up once
+        self._statics: dict[str, Static] = {}
+        self._heights: dict[str, tuple[int, int]] = {}  # (width, lines) each Static's text last wrapped to
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-head")
@@ -363,11 +387,21 @@ class TaskDetail(Vertical):
 
     def _put(self, widget_id: str, content: Text, *, layout: bool = True) -> None:
         """Update a Static only when its content changed: an update that may change its height lays out the
-        whole screen, which is most of what moving the cursor costs."""
+        whole screen, which is most of what moving the cursor costs, so a text that wraps to as many lines
+        as the one before at the Static's width is only repainted."""
         if self._shown.get(widget_id) == content:
             return
         self._shown[widget_id] = content
-        self.query_one(f"#{widget_id}", Static).update(safe_text(content), layout=layout)
+        widget = self._statics.get(widget_id)
+        if widget is None:
+            widget = self._statics[widget_id] = self.query_one(f"#{widget_id}", Static)
+        shown = safe_text(content)
+        if layout:
+            width = widget.content_region.width
+            height = len(shown.wrap(self.app.console, width)) if width > 0 and isinstance(shown, Text) else -1
+            layout = height < 0 or (width, height) != self._heights.get(widget_id)
+            self._heights[widget_id] = (width, height)
+        widget.update(shown, layout=layout)
 
     def _set_classes(self, wanted: dict[str, bool]) -> None:
         """Change the panel classes in one go: a change restyles the whole detail, so once, not per class."""

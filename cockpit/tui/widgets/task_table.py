@@ -89,7 +89,7 @@ class TaskTable(ScrollView, can_focus=False):
         self._index: dict[int, int] = {}
         self._widths = [width for _, _, width in COLUMNS]
         self._lines: dict[int, Strip] = {}  # rendered rows (not the cursor's), by task id
-        self._styles_key: object = None
+        self._base: Style | None = None
         self.cursor_row = 0
         self._update_virtual_size()
 
@@ -250,6 +250,14 @@ class TaskTable(ScrollView, can_focus=False):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._lines.clear()
+        self._base = None
+
+    @property
+    def _base_style(self) -> Style:
+        """The table's own style (looked up once per restyle: it walks every ancestor's background)."""
+        if self._base is None:
+            self._base = self.rich_style
+        return self._base
 
     def _line(self, cells: list[Text], style: Style, post: Style | None = None, *,
               header: bool = False) -> Strip:
@@ -270,7 +278,7 @@ class TaskTable(ScrollView, can_focus=False):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         scroll_x = int(self.scroll_x)
-        base = self.rich_style
+        base = self._base_style
         if y < self.header_height:
             header = self.get_component_rich_style("task-table--header")
             labels = [Text(label) for _, label, _ in COLUMNS]

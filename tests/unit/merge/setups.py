@@ -9,19 +9,12 @@ from pathlib import Path
 from cockpit.core import git as cg
 from cockpit.core.merge.engine import PlannedMerge, build_merge_commit, move_target
 from tests.support.gitrepos import git
+from tests.support.tasks import commit_files
 
 BRANCH = "cockpit/task-1-demo"
 BASE_FILES = {"README.md": "# demo\n", "app.txt": "line 1\nline 2\nline 3\n"}
 
 
-def commit_files(checkout: Path, files: dict[str, str], message: str = "change") -> str:
-    for name, content in files.items():
-        path = checkout / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-    git(checkout, "add", "-A")
-    git(checkout, "commit", "-q", "-m", message)
-    return git(checkout, "rev-parse", "HEAD")
 
 
 def parents(repo: Path, sha: str) -> list[str]:
@@ -45,10 +38,10 @@ class Setup:
         self.wt = tmp / "wt" / "task-1"
         self.base = cg.create_worktree(repo, self.wt, BRANCH, "main")
 
-    def work(self, files: dict[str, str], message: str = "task work") -> str:
+    def work(self, files: dict[str, str | None], message: str = "task work") -> str:
         return commit_files(self.wt, files, message)
 
-    def on_main(self, files: dict[str, str], message: str = "main moved") -> str:
+    def on_main(self, files: dict[str, str | None], message: str = "main moved") -> str:
         return commit_files(self.repo, files, message)
 
     def tip(self) -> str | None:

@@ -1,5 +1,5 @@
-"""The git side of a rollback: a reset while the merge is the tip, a plumbing-built revert after, on real git
-repos; refusals change nothing."""
+"""Rollback on real git repos: the git side (a reset while the merge is the tip, a plumbing-built revert
+after) and `rollback_task`, which records it; refusals change nothing."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ from cockpit.core.merge import rollback as rollback_module
 from cockpit.core.merge.engine import build_merge_commit
 from cockpit.core.merge.plumbing import revert_tree
 from cockpit.core.merge.rollback import RollbackResult, rollback, rollback_method
+from cockpit.core.service import TaskService
+from cockpit.core.states import State
 from tests.support.gitrepos import git
+from tests.support.tasks import commit_files
+from tests.unit.merge.envs import Env, expected_tree, tree
 from tests.unit.merge.setups import (
     BASE_FILES,
     BRANCH,
     Setup,
-    commit_files,
     merged,
     parents,
     snapshot,
@@ -342,3 +345,100 @@ def test_reset_rollback_is_one_git_call(setup: Setup, monkeypatch: pytest.Monkey
     assert counted.commands() == ["reset"] and counted.processes == 1  # the plan is read from git's files
     assert ("reset", "--keep", "--quiet", planned.rollback_sha) in counted.calls
     assert result.method == "reset" and git(setup.repo, "rev-parse", "HEAD") == setup.base
+
+
+# ----------------------------------------------------------------------------------------------- rollback
+
+
+async def test_rollback_by_reset_restores_the_exact_sha_and_files(env: Env) -> None:
+    task = await env.task({"feature.txt": "new\n", "app.txt": "line 1\nchanged\nline 3\n"})
+    before = env.tip()
+    merged = await env.merge(task.id)
+    outcome = await env.rollback(task.id)
+    assert outcome.rollback == {"method": "reset", "from_sha": merged.merge["merge_sha"], "to_sha": before}
+    assert env.tip() == before and git(env.root, "rev-parse", "HEAD") == before
+    assert not (env.root / "feature.txt").exists()
+    assert (env.root / "app.txt").read_text() == BASE_FILES["app.txt"]
+    assert git(env.root, "status", "--porcelain") == ""
+    task_after = outcome.task
+    assert task_after.state is State.ROLLED_BACK
+    assert task_after.merge is not None and task_after.merge.rollback_method == "reset"
+    event = (await env.store.task_events(task.id))[-1]
+    assert event.type == "merge.rolled_back" and event.data["to_sha"] == before
+    # Twice: the recorded result, nothing changes.
+    again = await env.rollback(task.id)
+    assert again.already_rolled_back is True and again.rollback["method"] == "reset"
+    assert (await env.store.task_events(task.id))[-1].seq == event.seq
+    # The branch was kept, and the task can be run again.
+    assert env.tip(task.branch or "") is not None
+    service = TaskService(env.paths, env.store, env.settings)
+    assert (await service.retry(task.id)).state is State.APPROVED
+
+
+async def test_rollback_after_a_later_commit_creates_a_revert(env: Env) -> None:
+    task = await env.task({"feature.txt": "new\n"})
+    before = env.tip() or ""
+    await env.merge(task.id)
+    later = commit_files(env.root, {"later.txt": "later\n"}, "later work")
+    outcome = await env.rollback(task.id)
+    assert outcome.rollback["method"] == "revert" and outcome.rollback["from_sha"] == later
+    revert = env.tip() or ""
+    assert outcome.rollback["to_sha"] == revert and parents(env.root, revert) == [later]
+    # Expected tree: the rollback point plus the later commit's file.
+    assert tree(env.root, revert) == expected_tree(env.root, before, later, "later.txt")
+    assert not (env.root / "feature.txt").exists() and (env.root / "later.txt").exists()
+    assert "This reverts commit" in git(env.root, "log", "-1", "--format=%B", revert)
+    assert env.worktrees() == [env.root]
+    assert outcome.task.state is State.ROLLED_BACK
+
+
+async def test_rollback_refused_when_the_revert_conflicts(env: Env) -> None:
+    task = await env.task({"feature.txt": "new\n"})
+    await env.merge(task.id)
+    later = commit_files(env.root, {"feature.txt": "rewritten later\n"}, "later edits the feature")
+    seq = await env.store.last_seq()
+    with pytest.raises(RefusedError) as caught:
+        await env.rollback(task.id)
+    assert "feature.txt" in caught.value.message and caught.value.details["conflicts"] == ["feature.txt"]
+    assert env.tip() == later and (env.root / "feature.txt").read_text() == "rewritten later\n"
+    assert git(env.root, "status", "--porcelain") == ""
+    assert await env.store.last_seq() == seq
+    assert (await env.store.get_task(task.id)).state is State.DONE
+    assert env.worktrees() == [env.root]
+
+
+async def test_rollback_refuses_a_task_that_is_not_done(env: Env) -> None:
+    task = await env.task({"feature.txt": "new\n"})
+    with pytest.raises(RefusedError, match="only a done"):
+        await env.rollback(task.id)
+
+
+async def test_rollback_keeps_local_changes_or_refuses(env: Env) -> None:
+    task = await env.task({"feature.txt": "new\n"})
+    merged = await env.merge(task.id)
+    (env.root / "feature.txt").write_text("my local edit\n")
+    with pytest.raises(RefusedError, match="local changes"):
+        await env.rollback(task.id)
+    assert env.tip() == merged.merge["merge_sha"]
+    assert (env.root / "feature.txt").read_text() == "my local edit\n"
+    assert (await env.store.get_task(task.id)).state is State.DONE
+
+
+async def test_rollback_whose_record_was_lost_is_found_not_redone(env: Env) -> None:
+    # A crash after the revert moved main but before merge.rolled_back was recorded.
+    task = await env.task({"feature.txt": "new\n"})
+    merged = await env.merge(task.id)
+    commit_files(env.root, {"later.txt": "later\n"}, "later work")
+    merge_sha = merged.merge["merge_sha"]
+    git(env.root, "revert", "--no-edit", "-m", "1", merge_sha)
+    reverted = env.tip()
+    outcome = await env.rollback(task.id)
+    assert outcome.rollback["to_sha"] == reverted and env.tip() == reverted
+    assert outcome.task.state is State.ROLLED_BACK
+    # And a reset whose record was lost.
+    other = await env.task({"other.txt": "o\n"}, title="other task")
+    before = env.tip()
+    await env.merge(other.id)
+    git(env.root, "reset", "--keep", "-q", before or "")
+    outcome = await env.rollback(other.id)
+    assert outcome.rollback["method"] == "reset" and outcome.rollback["to_sha"] == before
