@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cockpit.core.errors import RefusedError, TmuxError, UsageError
+from cockpit.core.events import EventType
 from cockpit.core.models import JSON, Task
 from cockpit.core.ops import Ops, arg_bool, arg_int, arg_opt_str, arg_str
 from cockpit.core.service import TaskService
@@ -159,9 +160,10 @@ async def record_stop(
             data: JSON = {"by": by, "reason": text, "how": how, "attempt": task.attempt}
             if cancel:
                 data["then"] = "cancel"
-            await tx.append(task_id, "task.stopped", data, action="stop")
+            await tx.append(task_id, EventType.TASK_STOPPED, data, action="stop")
         if cancel:
-            await tx.append(task_id, "task.cancelled", {"by": by, "reason": reason or None}, action="cancel")
+            await tx.append(task_id, EventType.TASK_CANCELLED, {"by": by, "reason": reason or None},
+                            action="cancel")
         return await tx.get_task(task_id)
 
 
@@ -215,7 +217,7 @@ def install_ops(ops: Ops) -> None:
         async with service.store.tx() as tx:
             current = await tx.get_task(task_id)
             if current.needs_input and current.state is State.EXECUTING:
-                await tx.append(task_id, "agent.input_resolved", {"source": "send"})
+                await tx.append(task_id, EventType.AGENT_INPUT_RESOLVED, {"source": "send"})
             after = await tx.get_task(task_id)
         return {
             "sent": True,
@@ -254,7 +256,7 @@ def install_ops(ops: Ops) -> None:
         removed_tasks = {int(item["task"]) for item in report.removed if item.get("task") is not None}
         if not dry_run:
             for task_id in sorted(removed_tasks):
-                await service.store.append(task_id, "worktree.removed", {"by": "gc"})
+                await service.store.append(task_id, EventType.WORKTREE_REMOVED, {"by": "gc"})
         # Close the windows of tasks that are over (their panes are kept after exit for reading).
         closed: list[str] = []
         over = [t.id for t in tasks if t.state in COLLECTED_STATES or t.state is State.DONE]
@@ -306,7 +308,7 @@ def install_ops(ops: Ops) -> None:
                 data: JSON = {"by": by, "attempt": task.attempt, "source": arg_str(args, "source", "op")}
                 if message:
                     data["message"] = message[:MAX_MESSAGE]
-                await tx.append(task_id, "agent.done", data)
+                await tx.append(task_id, EventType.AGENT_DONE, data)
             after = await tx.get_task(task_id)
         return await ops.task_json(after)
 
@@ -330,7 +332,8 @@ def install_ops(ops: Ops) -> None:
                 code="no_worktree",
             )
         _, after = await service.store.append(
-            task_id, "task.rework_requested", {"message": message, "by": by}, action="request changes to"
+            task_id, EventType.TASK_REWORK_REQUESTED, {"message": message,
+                                                       "by": by}, action="request changes to"
         )
         assert after is not None
         return await ops.task_json(after)

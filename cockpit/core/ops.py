@@ -13,6 +13,7 @@ from typing import Any
 
 from cockpit.core import principals
 from cockpit.core.errors import UsageError
+from cockpit.core.events import EventType
 from cockpit.core.models import JSON, Task
 from cockpit.core.protocol import PROTOCOL_VERSION
 from cockpit.core.service import TaskService
@@ -192,10 +193,10 @@ class Ops:
         rows = await self.service.store.query(
             "SELECT SUM(json_extract(data, '$.input_tokens')), SUM(json_extract(data, '$.output_tokens')),"
             " SUM(json_extract(data, '$.cost_usd')), COUNT(json_extract(data, '$.cost_usd'))"
-            " FROM events AS e WHERE type = 'agent.usage' AND seq = (SELECT MAX(seq) FROM events AS l"
-            "  WHERE l.type = 'agent.usage' AND l.task_id = e.task_id"
+            " FROM events AS e WHERE type = ? AND seq = (SELECT MAX(seq) FROM events AS l"
+            "  WHERE l.type = ? AND l.task_id = e.task_id"
             "  AND json_extract(l.data, '$.run') = json_extract(e.data, '$.run'))",
-            (),
+            (EventType.AGENT_USAGE, EventType.AGENT_USAGE),
         )
         tokens_in, tokens_out, cost, costed = rows[0] if rows else (None, None, None, 0)
         return {"input_tokens": int(tokens_in or 0), "output_tokens": int(tokens_out or 0),

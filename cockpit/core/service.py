@@ -15,6 +15,7 @@ from cockpit.core import classifier, limits, plans, principals
 from cockpit.core.config import Settings, load_settings
 from cockpit.core.dedup import DedupIndex
 from cockpit.core.errors import DuplicateError, RefusedError, UsageError
+from cockpit.core.events import EventType
 from cockpit.core.models import Classification, Task
 from cockpit.core.paths import RepoPaths
 from cockpit.core.states import State
@@ -141,7 +142,7 @@ class TaskService:
                 data["source_task_id"] = source_task_id
             if script is not None:
                 data["script"] = script
-            event = await tx.append(task_id, "task.created", data, key=key)
+            event = await tx.append(task_id, EventType.TASK_CREATED, data, key=key)
             self.dedup.note(task_id, description, event.seq)
         task = await self.store.get_task(task_id)
         if classify:
@@ -193,18 +194,18 @@ class TaskService:
         if task.state is not State.CREATED:
             return task
         c = await self._classify(task, [])
-        return await self._record_classification(task_id, "task.classified", c, {})
+        return await self._record_classification(task_id, EventType.TASK_CLASSIFIED, c, {})
 
     async def _record_classification(self, task_id: int, type_: str, c: Classification,
                                      extra: dict[str, Any]) -> Task:
         async with self.store.tx() as tx:
             task = await tx.get_task(task_id)
-            if type_ == "task.classified" and task.state is not State.CREATED:
+            if type_ == EventType.TASK_CLASSIFIED and task.state is not State.CREATED:
                 return task  # classified meanwhile by another writer
             await tx.append(task_id, type_, {**c.to_json(), **extra, "state": self._next_state(c).value})
             approver = self._auto_approver(task, c)
             if approver is not None:
-                await tx.append(task_id, "task.approved", {"by": approver})
+                await tx.append(task_id, EventType.TASK_APPROVED, {"by": approver})
             task = await tx.get_task(task_id)
         # A file write (with fsync) is blocking: keep it off the daemon's loop.
         await asyncio.to_thread(
@@ -225,7 +226,8 @@ class TaskService:
             raise RefusedError(f"task {task_id} is {task.state.value}; only a task in pending_clarification "
                                "takes answers")
         c = await self._classify(task, [*task.answers, *answers])
-        return await self._record_classification(task_id, "task.clarified", c, {"answers": answers, "by": by})
+        return await self._record_classification(task_id, EventType.TASK_CLARIFIED, c, {"answers": answers,
+                                                                                        "by": by})
 
     # -- the human gate ------------------------------------------------------------------------------------
 
@@ -240,7 +242,7 @@ class TaskService:
                                f"`cockpit task retry {task_id}`")
         if task.state is State.APPROVED:
             return task
-        _, after = await self.store.append(task_id, "task.approved", {"by": by}, action="approve")
+        _, after = await self.store.append(task_id, EventType.TASK_APPROVED, {"by": by}, action="approve")
         assert after is not None
         return after
 
@@ -262,13 +264,15 @@ class TaskService:
         return await self.approve(task_id, by=f"remote:{from_repo}")
 
     async def reject(self, task_id: int, *, reason: str = "", by: str = "person") -> Task:
-        _, task = await self.store.append(task_id, "task.rejected", {"by": by, "reason": reason or None},
+        _, task = await self.store.append(task_id, EventType.TASK_REJECTED, {"by": by,
+                                                                             "reason": reason or None},
                                           action="reject")
         assert task is not None
         return task
 
     async def cancel(self, task_id: int, *, by: str = "person", reason: str = "") -> Task:
-        _, task = await self.store.append(task_id, "task.cancelled", {"by": by, "reason": reason or None},
+        _, task = await self.store.append(task_id, EventType.TASK_CANCELLED, {"by": by,
+                                                                              "reason": reason or None},
                                           action="cancel")
         assert task is not None
         return task
@@ -278,7 +282,7 @@ class TaskService:
         if task.state not in (State.FAILED, State.INTERRUPTED, State.ROLLED_BACK, State.AWAITING_REVIEW):
             raise RefusedError(f"task {task_id} is {task.state.value}; only failed, interrupted, rolled_back "
                                "or awaiting_review tasks can be retried")
-        _, after = await self.store.append(task_id, "task.approved",
+        _, after = await self.store.append(task_id, EventType.TASK_APPROVED,
                                            {"by": by, "retry": True, "fresh": fresh}, action="retry")
         assert after is not None
         return after

@@ -23,6 +23,7 @@ from typing import Any
 import aiosqlite
 
 from cockpit.core.errors import CockpitError, NotFoundError
+from cockpit.core.events import EventType, event_type
 from cockpit.core.models import Event, Task
 from cockpit.core.projection import apply, target_state
 from cockpit.core.states import State, check_transition
@@ -100,14 +101,14 @@ PROJECTION_TABLES: dict[str, str] = {
 Listener = Callable[[Sequence[Event]], None]
 
 # The verb a refused transition is named by, for events whose type does not read as one.
-ACTIONS = {
-    "task.classified": "classify", "task.clarified": "clarify", "task.approved": "approve",
-    "task.rejected": "reject", "task.cancelled": "cancel", "task.executing": "start",
-    "task.interrupted": "interrupt", "task.failed": "fail", "task.gating": "run the gates of",
-    "task.awaiting_review": "send to review", "merge.started": "merge",
-    "merge.finished": "finish the merge of",
-    "merge.refused": "refuse the merge of", "merge.rolled_back": "roll back", "task.done": "finish",
-    "task.clarification_requested": "ask for clarification on",
+ACTIONS: dict[str, str] = {
+    EventType.TASK_CLASSIFIED: "classify", EventType.TASK_CLARIFIED: "clarify",
+    EventType.TASK_APPROVED: "approve", EventType.TASK_REJECTED: "reject", EventType.TASK_CANCELLED: "cancel",
+    EventType.TASK_EXECUTING: "start", EventType.TASK_INTERRUPTED: "interrupt", EventType.TASK_FAILED: "fail",
+    EventType.TASK_GATING: "run the gates of", EventType.TASK_AWAITING_REVIEW: "send to review",
+    EventType.MERGE_STARTED: "merge", EventType.MERGE_FINISHED: "finish the merge of",
+    EventType.MERGE_REFUSED: "refuse the merge of", EventType.MERGE_ROLLED_BACK: "roll back",
+    EventType.TASK_DONE: "finish", EventType.TASK_CLARIFICATION_REQUESTED: "ask for clarification on",
 }
 
 
@@ -187,7 +188,9 @@ class Tx:
         # Fold exactly what a replay will read back from the row, so the two can never disagree.
         data = json.loads(_dumps(dict(data or {})))
         task: Task | None = None
-        if type_ == "task.created" and task_id is not None:
+        if task_id is not None:
+            type_ = event_type(type_)  # an event about a task is one of the vocabulary's (refused otherwise)
+        if type_ == EventType.TASK_CREATED and task_id is not None:
             if await self._exists(task_id):
                 raise CockpitError(f"task {task_id} already exists; a task is created once", code="exists")
             self._rows[task_id] = {}
@@ -405,8 +408,8 @@ class Store:
         """How many tasks `source_repo` created since `since_ts` (read from the newest events only)."""
         rows = await self.query(
             "SELECT COUNT(*) FROM events WHERE seq > (SELECT COALESCE(MAX(seq), 0) - 5000 FROM events) "
-            "AND type = 'task.created' AND ts >= ? AND json_extract(data, '$.source_repo') = ?",
-            (since_ts, source_repo))
+            "AND type = ? AND ts >= ? AND json_extract(data, '$.source_repo') = ?",
+            (EventType.TASK_CREATED, since_ts, source_repo))
         return int(rows[0][0]) if rows else 0
 
     async def counts(self) -> dict[str, int]:

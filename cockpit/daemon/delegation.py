@@ -44,6 +44,7 @@ from cockpit.core.delegation.peers import PeerRef, Sender, open_peer
 from cockpit.core.delegation.sender import Delegation
 from cockpit.core.delegation.wait import wait_peer_task
 from cockpit.core.errors import CockpitError
+from cockpit.core.events import EventType
 from cockpit.core.models import JSON, Event, Link, PlanStep, Task
 from cockpit.core.prompts import render_prompt
 from cockpit.core.states import FINISHED, State
@@ -56,8 +57,9 @@ log = logging.getLogger("cockpit.delegation")
 RUNNING = frozenset({State.EXECUTING, State.GATING})
 DEFERRED = "deferred"
 # A child's finish its parent hears of, from the child's side.
-FINISH_EVENTS = frozenset({"task.failed", "task.rejected", "task.cancelled", "task.interrupted",
-                           "merge.rolled_back", "merge.finished", "task.done"})
+FINISH_EVENTS = frozenset({EventType.TASK_FAILED, EventType.TASK_REJECTED, EventType.TASK_CANCELLED,
+                           EventType.TASK_INTERRUPTED, EventType.MERGE_ROLLED_BACK, EventType.MERGE_FINISHED,
+                           EventType.TASK_DONE})
 NOTIFY_TIMEOUT_S = 15.0
 
 
@@ -78,7 +80,7 @@ class RemoteIntake:
         self.daemon.bus.waiters.discard(self._on_event)
 
     def _on_event(self, event: Event) -> None:
-        if event.type != "task.created" or event.task_id is None:
+        if event.type != EventType.TASK_CREATED or event.task_id is None:
             return
         self._refresh_identity()
         if str(event.data.get("by", "")).startswith("remote:"):
@@ -245,20 +247,20 @@ class StepExecutor:
         task_id = event.task_id
         if task_id is None or self._stopped:
             return
-        if event.type == "task.executing":
+        if event.type == EventType.TASK_EXECUTING:
             held = self._held.pop(task_id, None)
             data = event.data
             first_run = not (data.get("fix") or data.get("continuation") or data.get("gates_only"))
             if first_run:
                 self.daemon.spawn(self._first_run(task_id, held or []), f"delegate-{task_id}")
             return
-        if event.type in ("delegation.sent", "delegation.finished"):
+        if event.type in (EventType.DELEGATION_SENT, EventType.DELEGATION_FINISHED):
             self.daemon.spawn(self._kick(task_id), f"delegate-kick-{task_id}")
             return
-        if event.type in ("task.failed", "task.interrupted", "task.cancelled", "task.rejected",
-                          "task.awaiting_review"):
+        if event.type in (EventType.TASK_FAILED, EventType.TASK_INTERRUPTED, EventType.TASK_CANCELLED,
+                          EventType.TASK_REJECTED, EventType.TASK_AWAITING_REVIEW):
             runner = self.runners.get(task_id)
-            if runner is not None and event.type != "task.awaiting_review":
+            if runner is not None and event.type != EventType.TASK_AWAITING_REVIEW:
                 self._cancel(runner)
 
     async def _kick(self, task_id: int) -> None:
@@ -316,7 +318,8 @@ class StepExecutor:
             return None
         async with self.store.tx() as tx:
             for s in held:
-                await tx.append(task_id, "step.updated", {"n": s.n, "status": "pending", "detail": None})
+                await tx.append(task_id, EventType.STEP_UPDATED, {"n": s.n, "status": "pending",
+                                                                  "detail": None})
         await self._note(task_id, f"delegated work done; running the agent again for step"
                                   f"{'s' if len(held) > 1 else ''} {', '.join(str(s.n) for s in held)}")
         settings = self.service.settings
@@ -352,11 +355,11 @@ class StepExecutor:
             current = await tx.get_task(task_id)
             for step in current.plan:
                 if step.n in held and step.status not in ("done", DEFERRED):
-                    await tx.append(task_id, "step.updated", {
+                    await tx.append(task_id, EventType.STEP_UPDATED, {
                         "n": step.n, "status": DEFERRED, "detail": "waits for delegated work"})
                 elif step.n not in held and step.status == DEFERRED:
                     # Held back in an earlier attempt, in this run's prompt now.
-                    await tx.append(task_id, "step.updated",
+                    await tx.append(task_id, EventType.STEP_UPDATED,
                                     {"n": step.n, "status": "pending", "detail": None})
         self.ensure_runner(task_id)
 
@@ -477,7 +480,7 @@ class StepExecutor:
     async def _fail_for_child(self, task_id: int, child: Link) -> None:
         events = await self.store.task_events(task_id)
         reason = next((str(e.data.get("reason")) for e in reversed(events)
-                       if e.type == "delegation.finished" and (e.data.get("repo"), e.data.get("id"))
+                       if e.type == EventType.DELEGATION_FINISHED and (e.data.get("repo"), e.data.get("id"))
                        == (child.repo, child.id) and e.data.get("reason")),
                       f"{child.repo}#{child.id} {child.state}")
         await self._fail_parent_with(task_id, f"delegated task failed: {reason}", child=child)
@@ -490,12 +493,12 @@ class StepExecutor:
             task = await tx.get_task(task_id)
             if task.state not in RUNNING:
                 return
-            await tx.append(task_id, "task.failed", data)
+            await tx.append(task_id, EventType.TASK_FAILED, data)
         await self._note(task_id, message, progress=False)
 
     async def _times_sent(self, task_id: int, n: int) -> int:
         events = await self.store.task_events(task_id)
-        return sum(1 for e in events if e.type == "delegation.sent" and e.data.get("step") == n)
+        return sum(1 for e in events if e.type == EventType.DELEGATION_SENT and e.data.get("step") == n)
 
     async def _peer_changed(self, task_id: int, n: int, repo: str, peer_task: JSON) -> None:
         line = describe(repo, peer_task)
@@ -504,14 +507,15 @@ class StepExecutor:
             step = next((s for s in task.plan if s.n == n), None)
             if step is None or step.status in ("done", "failed"):
                 return
-            await tx.append(task_id, "step.updated", {
+            await tx.append(task_id, EventType.STEP_UPDATED, {
                 "n": n, "status": "waiting", "peer_task_id": peer_task.get("id"),
                 "peer_state": peer_task.get("state"), "detail": line})
         await self._note(task_id, line)
 
     async def _step_failed(self, task_id: int, n: int, reason: str) -> None:
         with contextlib.suppress(CockpitError):
-            await self.store.append(task_id, "step.updated", {"n": n, "status": "failed", "detail": reason})
+            await self.store.append(task_id, EventType.STEP_UPDATED, {"n": n, "status": "failed",
+                                                                      "detail": reason})
 
     async def _fail_parent(self, task_id: int, step: PlanStep, why: str | None = None) -> None:
         reason = why or step.detail or "the delegated task did not finish"
@@ -520,7 +524,7 @@ class StepExecutor:
             task = await tx.get_task(task_id)
             if task.state not in RUNNING:
                 return
-            await tx.append(task_id, "task.failed",
+            await tx.append(task_id, EventType.TASK_FAILED,
                             {"reason": message, "stage": "delegation", "step": step.n})
         await self._note(task_id, message, progress=False)
 
@@ -541,7 +545,8 @@ class StepExecutor:
             async with self.store.tx() as tx:
                 task = await tx.get_task(task_id)
                 if task.state is State.EXECUTING:
-                    await tx.append(task_id, "agent.progress", {"text": line[:200], "source": "delegation"})
+                    await tx.append(task_id, EventType.AGENT_PROGRESS, {"text": line[:200],
+                                                                        "source": "delegation"})
 
 
 class ParentNotifier:

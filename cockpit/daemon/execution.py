@@ -59,6 +59,7 @@ from typing import Any
 from cockpit.core import filewatch, principals, sandbox, sessions
 from cockpit.core.agents import ADAPTERS, Agent, AgentCommand, Setup, Usage, adapter
 from cockpit.core.errors import CockpitError, ConfigError, RefusedError, TmuxError, UsageError
+from cockpit.core.events import EventType
 from cockpit.core.execution_ops import (
     STOPPABLE,
     clean_output,
@@ -257,7 +258,7 @@ class Executor:
         task_id = event.task_id
         if task_id is None:
             return
-        if event.type == "task.approved":
+        if event.type == EventType.TASK_APPROVED:
             run = self.runs.get(task_id)
             if run is not None:
                 # A fresh run or a retry of a reviewed task: its open session ends first.
@@ -265,17 +266,17 @@ class Executor:
                 self._end_session(run)
             self.kick()
             return
-        if event.type == "agent.done":
+        if event.type == EventType.AGENT_DONE:
             self.daemon.spawn(self._locked(task_id, self._on_done(task_id)), f"done-{task_id}")
             return
-        if event.type == "task.rework_requested":
+        if event.type == EventType.TASK_REWORK_REQUESTED:
             self.active.add(task_id)  # a rework holds a slot like any run (it may exceed max_parallel)
             self.daemon.spawn(
                 self._locked(task_id, self._rework(task_id, str(event.data.get("message", "")))),
                 f"rework-{task_id}",
             )
             return
-        if event.type == "task.stopped":
+        if event.type == EventType.TASK_STOPPED:
             self.active.discard(task_id)
             self.runs.pop(task_id, None)
             self.kick()
@@ -283,7 +284,7 @@ class Executor:
         target = EVENT_STATE.get(event.type)
         if target is not None and target not in HOLDING and (task_id in self.active or task_id in self.runs):
             self._release(task_id, target)
-        if event.type == "agent.input_resolved" and event.data.get("source") != "pattern":
+        if event.type == EventType.AGENT_INPUT_RESOLVED and event.data.get("source") != "pattern":
             run = self.runs.get(task_id)
             if run is not None:
                 run.turn_over.clear()  # a person's answer or the agent's own hook: a turn is running
@@ -374,7 +375,7 @@ class Executor:
 
     async def _run_context(self, task_id: int) -> dict[str, Any]:
         """The data of the task's last task.executing event (fix_round, gates_only, attempt...)."""
-        events = await self._events_of(task_id, ["task.executing"], 1)
+        events = await self._events_of(task_id, [EventType.TASK_EXECUTING], 1)
         return dict(events[0].data) if events else {}
 
     # -- starting a run --------------------------------------------------------------------------------------
@@ -386,7 +387,7 @@ class Executor:
                 self.active.discard(task_id)
                 self.kick()
                 return
-            approvals = await self._events_of(task_id, ["task.approved"], 1)
+            approvals = await self._events_of(task_id, [EventType.TASK_APPROVED], 1)
             if approvals and approvals[0].data.get("gates_only"):
                 if not task.worktree or not await asyncio.to_thread(Path(task.worktree).is_dir):
                     await self._fail_start(
@@ -398,7 +399,7 @@ class Executor:
                     return
                 await self.store.append(
                     task_id,
-                    "task.executing",
+                    EventType.TASK_EXECUTING,
                     {"attempt": task.attempt, "gates_only": True, "agent": task.agent},
                 )
                 await self._gate(task_id, 0, True)
@@ -526,7 +527,7 @@ class Executor:
         await asyncio.to_thread(self._write, prompt_file, text)
         await self.store.append(
             task.id,
-            "task.executing",
+            EventType.TASK_EXECUTING,
             {
                 "branch": plan.branch,
                 "worktree": str(plan.path),
@@ -550,10 +551,10 @@ class Executor:
         async with self.store.tx() as tx:
             task = await tx.get_task(task_id)
             if task.state is State.APPROVED:
-                await tx.append(task_id, "task.executing", {"agent": backend, "attempt": attempt})
+                await tx.append(task_id, EventType.TASK_EXECUTING, {"agent": backend, "attempt": attempt})
                 task = await tx.get_task(task_id)
             if task.state is State.EXECUTING:
-                await tx.append(task_id, "task.failed", {"reason": reason, "stage": "start"})
+                await tx.append(task_id, EventType.TASK_FAILED, {"reason": reason, "stage": "start"})
         self.active.discard(task_id)
         self.kick()
 
@@ -562,10 +563,10 @@ class Executor:
             async with self.store.tx() as tx:
                 task = await tx.get_task(task_id)
                 if task.state is State.APPROVED:
-                    await tx.append(task_id, "task.executing", {"attempt": task.attempt + 1})
+                    await tx.append(task_id, EventType.TASK_EXECUTING, {"attempt": task.attempt + 1})
                     task = await tx.get_task(task_id)
                 if task.state in (State.EXECUTING, State.GATING):
-                    await tx.append(task_id, "task.failed", {"reason": reason})
+                    await tx.append(task_id, EventType.TASK_FAILED, {"reason": reason})
         self.active.discard(task_id)
         self.kick()
 
@@ -624,7 +625,7 @@ class Executor:
             message = exc.message if isinstance(exc, CockpitError) else str(exc)
             await self.store.append(
                 task_id,
-                "task.failed",
+                EventType.TASK_FAILED,
                 {"reason": f"cannot start the agent's tmux pane: {message}", "stage": "pane"},
             )
             return
@@ -642,7 +643,7 @@ class Executor:
         self.runs[task_id] = run
         await self.store.append(
             task_id,
-            "task.pane",
+            EventType.TASK_PANE,
             {
                 "pane": pane.target,
                 "pane_id": pane.pane_id,
@@ -674,7 +675,7 @@ class Executor:
             panes = self.panes()
             pane = await asyncio.to_thread(find_task_pane, panes, task_id)
             pending = await self._pending_request(task_id)
-            reworked = pending is not None and pending.type == "task.rework_requested"
+            reworked = pending is not None and pending.type == EventType.TASK_REWORK_REQUESTED
             if reworked and (pane is None or not await asyncio.to_thread(panes.pane_alive, pane)):
                 # Changes were requested while the daemon was down and the session is gone: a new run.
                 assert pending is not None
@@ -723,7 +724,7 @@ class Executor:
         if alive:
             self._want_capture(run)
             # What was asked while the daemon was down: a done report, or a reviewer's request for changes.
-            if pending is not None and pending.type == "agent.done":
+            if pending is not None and pending.type == EventType.AGENT_DONE:
                 self.daemon.spawn(self._locked(task_id, self._on_done(task_id)), f"done-{task_id}")
             elif pending is not None:
                 message = str(pending.data.get("message", ""))
@@ -744,9 +745,10 @@ class Executor:
     async def _pending_request(self, task_id: int) -> Event | None:
         """A done report or rework request recorded after the current run started and not acted on yet."""
         events = await self._events_of(
-            task_id, ["task.executing", "agent.done", "task.rework_requested", "task.gating"], 1
+            task_id, [EventType.TASK_EXECUTING, EventType.AGENT_DONE, EventType.TASK_REWORK_REQUESTED,
+                      EventType.TASK_GATING], 1
         )
-        if events and events[0].type in ("agent.done", "task.rework_requested"):
+        if events and events[0].type in (EventType.AGENT_DONE, EventType.TASK_REWORK_REQUESTED):
             return events[0]
         return None
 
@@ -775,14 +777,14 @@ class Executor:
 
     async def _pane_is_this_runs(self, task_id: int, pane: PaneRef) -> bool:
         """Whether the pane found is the current run's (not a dead pane of an earlier attempt)."""
-        events = await self._events_of(task_id, ["task.executing", "task.pane"], 50)
+        events = await self._events_of(task_id, [EventType.TASK_EXECUTING, EventType.TASK_PANE], 50)
         after: Event | None = None
         before: Event | None = None
         seen_executing = False
         for event in events:  # newest first
-            if event.type == "task.executing" and event.data.get("in_session"):
+            if event.type == EventType.TASK_EXECUTING and event.data.get("in_session"):
                 continue  # a fix or rework typed into the same session started no pane
-            if event.type == "task.executing":
+            if event.type == EventType.TASK_EXECUTING:
                 if seen_executing:
                     break
                 seen_executing = True
@@ -898,7 +900,7 @@ class Executor:
             event: JSON = {"by": "agent", "attempt": task.attempt, "source": data.get("source", "hook")}
             if data.get("message"):
                 event["message"] = str(data["message"])[:MAX_MESSAGE]
-            await tx.append(task_id, "agent.done", event)
+            await tx.append(task_id, EventType.AGENT_DONE, event)
         # Straight to the gates (the bus's copy of the event finds the task gating and does nothing).
         self.daemon.spawn(self._locked(task_id, self._on_done(task_id)), f"done-{task_id}")
         return True
@@ -923,12 +925,12 @@ class Executor:
             for key in ("message", "event"):
                 if data.get(key):
                     turn[key] = message if key == "message" else data[key]
-            await tx.append(task_id, "agent.turn_ended", turn)
+            await tx.append(task_id, EventType.AGENT_TURN_ENDED, turn)
             if not task.needs_input:
                 reason = message or "the agent ended its turn without reporting done"
                 await tx.append(
                     task_id,
-                    "agent.needs_input",
+                    EventType.AGENT_NEEDS_INPUT,
                     {"source": "turn_ended", "message": reason, "event": data.get("event")},
                 )
 
@@ -942,7 +944,7 @@ class Executor:
             over = task.agent_status in ("exited", "done")
             if task.state is not State.EXECUTING or task.needs_input or over:
                 return False
-            await tx.append(task_id, "agent.needs_input", data)
+            await tx.append(task_id, EventType.AGENT_NEEDS_INPUT, data)
         return True
 
     async def clear_needs_input(self, task_id: int, data: JSON) -> bool:
@@ -953,7 +955,7 @@ class Executor:
                 return False
             if not task.needs_input or task.state is not State.EXECUTING:
                 return False
-            await tx.append(task_id, "agent.input_resolved", data)
+            await tx.append(task_id, EventType.AGENT_INPUT_RESOLVED, data)
         return True
 
     # -- the panes' output -----------------------------------------------------------------------------------
@@ -1073,7 +1075,7 @@ class Executor:
         async with self.store.tx() as tx:
             task = await tx.get_task(run.task_id)
             if task.state is State.EXECUTING and not run.exited:
-                await tx.append(run.task_id, "agent.progress", {"text": text, **extra})
+                await tx.append(run.task_id, EventType.AGENT_PROGRESS, {"text": text, **extra})
 
     # -- exits -----------------------------------------------------------------------------------------------
 
@@ -1108,10 +1110,10 @@ class Executor:
             if task.state is not State.EXECUTING:
                 if task.state in (State.GATING, State.AWAITING_REVIEW):
                     # The agent left after reporting done (on its own, or a person ended it): for the record.
-                    await self.store.append(task_id, "agent.exited", exited)
+                    await self.store.append(task_id, EventType.AGENT_EXITED, exited)
                 return
             pane_gone = code is None and not await asyncio.to_thread(self._pane_exists, run)
-            await self.store.append(task_id, "agent.exited", exited)
+            await self.store.append(task_id, EventType.AGENT_EXITED, exited)
             if code == 0 or task.agent_status == "done":
                 continuation = await self._before_gates(task_id)
                 if continuation is not None:
@@ -1122,7 +1124,7 @@ class Executor:
             if pane_gone:
                 await self.store.append(
                     task_id,
-                    "task.interrupted",
+                    EventType.TASK_INTERRUPTED,
                     {
                         "reason": "the agent's pane was closed before the agent finished; the worktree and "
                         "branch "
@@ -1141,7 +1143,7 @@ class Executor:
                 reason += "\nlast lines of its output:\n" + "\n".join(tail)
             await self.store.append(
                 task_id,
-                "task.failed",
+                EventType.TASK_FAILED,
                 {"reason": reason, "exit_code": code, "log_tail": tail, "stage": "agent"},
             )
         except CockpitError as exc:
@@ -1186,13 +1188,14 @@ class Executor:
             # (Re-)entering gating clears the previous results.
             await self.store.append(
                 task_id,
-                "task.gating",
+                EventType.TASK_GATING,
                 {"attempt": task.attempt, "fix_round": fix_round, "gates_only": gates_only},
             )
             worktree = Path(task.worktree) if task.worktree else None
             if worktree is None:
                 await self.store.append(
-                    task_id, "task.failed", {"reason": "the task has no worktree to check", "stage": "gates"}
+                    task_id, EventType.TASK_FAILED, {"reason": "the task has no worktree to check",
+                                                     "stage": "gates"}
                 )
                 return
             base_sha = task.base_sha
@@ -1203,11 +1206,12 @@ class Executor:
             )
 
             async def started(name: str) -> None:
-                await self.store.append(task_id, "gate.started", {"name": name, "attempt": task.attempt})
+                await self.store.append(task_id, EventType.GATE_STARTED, {"name": name,
+                                                                          "attempt": task.attempt})
 
             async def finished(result: GateResult) -> None:
                 await self.store.append(
-                    task_id, "gate.finished", {**result.to_json(), "attempt": task.attempt}
+                    task_id, EventType.GATE_FINISHED, {**result.to_json(), "attempt": task.attempt}
                 )
 
             # The commit the gates check: a merge takes exactly it (a later commit needs the gates again).
@@ -1226,11 +1230,12 @@ class Executor:
                 reason = await self._review_guards(task_id)
                 if reason is not None:
                     await self.store.append(
-                        task_id, "task.failed", {"reason": reason, "stage": "review_guard"}
+                        task_id, EventType.TASK_FAILED, {"reason": reason, "stage": "review_guard"}
                     )
                 else:
                     await self.store.append(
-                        task_id, "task.awaiting_review", {"attempt": task.attempt, "gated_sha": gated_sha}
+                        task_id, EventType.TASK_AWAITING_REVIEW, {"attempt": task.attempt,
+                                                                  "gated_sha": gated_sha}
                     )
                 return
             if not gates_only and fix_round < settings.fix_attempts:
@@ -1241,7 +1246,7 @@ class Executor:
                 reason += f" (after {fix_round} fix attempt{'s' if fix_round != 1 else ''})"
             await self.store.append(
                 task_id,
-                "task.failed",
+                EventType.TASK_FAILED,
                 {"reason": reason, "stage": "gates", "failed_gates": [r.name for r in failed]},
             )
         except CockpitError as exc:
@@ -1310,7 +1315,7 @@ class Executor:
         except CockpitError as exc:
             await self.store.append(
                 task_id,
-                "task.failed",
+                EventType.TASK_FAILED,
                 {
                     "reason": f"gates failed: {_gate_summary(failed)}; "
                     f"the fix attempt could not start: {exc.message}",
@@ -1319,7 +1324,7 @@ class Executor:
             )
             return
         await asyncio.to_thread(self._write, prompt_file, text)
-        await self.store.append(task_id, "task.executing", fix_data)
+        await self.store.append(task_id, EventType.TASK_EXECUTING, fix_data)
         await self._open_pane(task_id, attempt, backend, command, worktree, fix_round=fix_round, setup=setup)
 
     async def _live_run(self, task_id: int) -> Run | None:
@@ -1338,7 +1343,7 @@ class Executor:
         once the agent's turn is over (at once for agents without turn hooks)."""
         run.done = False
         run.detector = self._detector(run.agent)
-        await self.store.append(run.task_id, "task.executing", {**data, "in_session": True})
+        await self.store.append(run.task_id, EventType.TASK_EXECUTING, {**data, "in_session": True})
         self.daemon.spawn(self._deliver(run, typed), f"type-{run.task_id}")
 
     async def _deliver(self, run: Run, typed: str) -> None:
@@ -1406,14 +1411,14 @@ class Executor:
         except CockpitError as exc:
             await self.store.append(
                 task_id,
-                "task.failed",
+                EventType.TASK_FAILED,
                 {"reason": f"the continuation run could not start: {exc.message}", "stage": "continue"},
             )
             return
         await asyncio.to_thread(self._write, prompt_file, prompt)
         await self.store.append(
             task_id,
-            "task.executing",
+            EventType.TASK_EXECUTING,
             {"agent": backend, "attempt": attempt, "continuation": True, "prompt_file": str(prompt_file)},
         )
         await self._open_pane(task_id, attempt, backend, command, worktree, fix_round=0, setup=setup)
@@ -1451,7 +1456,7 @@ class Executor:
         try:
             task = await self.store.get_task(task_id)
             pending = await self._pending_request(task_id)
-            asked = pending is not None and pending.type == "task.rework_requested"
+            asked = pending is not None and pending.type == EventType.TASK_REWORK_REQUESTED
             if not asked or task.state is not State.EXECUTING:
                 return
             settings = self.service.settings
@@ -1475,11 +1480,11 @@ class Executor:
                 command, setup = await self._command(task, backend, worktree, prompt_file, fix=False)
             except CockpitError as exc:
                 await self.store.append(
-                    task_id, "task.failed",
+                    task_id, EventType.TASK_FAILED,
                     {"reason": f"the requested changes could not start: {exc.message}", "stage": "rework"},
                 )  # fmt: skip
                 return
-            await self.store.append(task_id, "task.executing", data)
+            await self.store.append(task_id, EventType.TASK_EXECUTING, data)
             await self._open_pane(task_id, attempt, backend, command, worktree, fix_round=0, setup=setup)
         except CockpitError as exc:
             log.warning("task %d: rework not started: %s", task_id, exc.message)
@@ -1521,7 +1526,7 @@ class Executor:
             return
         run.usage_sent = seen
         with contextlib.suppress(CockpitError):
-            await self.store.append(run.task_id, "agent.usage", usage.to_json(run.attempt))
+            await self.store.append(run.task_id, EventType.AGENT_USAGE, usage.to_json(run.attempt))
 
     # -- stop and cancel -------------------------------------------------------------------------------------
 
@@ -1598,7 +1603,7 @@ class Executor:
                 code="refused",
             )
         _, after = await self.store.append(
-            task_id, "task.approved", {"by": by, "gates_only": True}, action="re-run the gates of"
+            task_id, EventType.TASK_APPROVED, {"by": by, "gates_only": True}, action="re-run the gates of"
         )
         assert after is not None
         return await self.daemon.ops.task_json(after)

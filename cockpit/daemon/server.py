@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from cockpit.core import daemonfile, filewatch, limits, principals
 from cockpit.core.errors import CockpitError, ConfigError, UsageError
+from cockpit.core.events import EventType
 from cockpit.core.models import JSON, Event
 from cockpit.core.ops import arg_int, arg_states
 from cockpit.core.optable import build_ops
@@ -132,7 +133,7 @@ class Daemon:
             if not adopted:
                 try:
                     reason = "the daemon stopped while the agent ran and no pane is left"
-                    await self.store.append(task.id, "task.interrupted", {"reason": reason})
+                    await self.store.append(task.id, EventType.TASK_INTERRUPTED, {"reason": reason})
                 except CockpitError as exc:
                     log.warning("could not sweep task %d: %s", task.id, exc)
 

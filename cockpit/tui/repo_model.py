@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cockpit.core.events import EventType
 from cockpit.core.models import Event, Task
 from cockpit.core.projection import apply
 from cockpit.core.states import State
@@ -139,7 +140,7 @@ class RepoModel:
             task = apply(self.tasks, event)
             if task is None:
                 continue
-            if event.type == "agent.progress":
+            if event.type == EventType.AGENT_PROGRESS:
                 self.progress[task.id] = dict(event.data)
             if self.trace is not None:
                 self.trace.append((task.id, event.ts))
@@ -155,7 +156,7 @@ class RepoModel:
     def _in_snapshot(task: Task | None, event: Event) -> bool:
         if task is None:
             return False
-        if event.type == "task.created":
+        if event.type == EventType.TASK_CREATED:
             return True
         return task.updated_at >= event.ts
 

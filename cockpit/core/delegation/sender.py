@@ -17,6 +17,7 @@ from cockpit.core.errors import (
     NotFoundError,
     RefusedError,
 )
+from cockpit.core.events import EventType
 from cockpit.core.models import JSON, Task
 from cockpit.core.service import TaskService
 from cockpit.core.states import FINISHED, State
@@ -82,7 +83,7 @@ class Delegation:
                     sent["by"] = by
                 if on_behalf_of is not None:
                     sent["on_behalf_of"] = on_behalf_of
-                await self._record(source_task_id, "delegation.sent", sent,
+                await self._record(source_task_id, EventType.DELEGATION_SENT, sent,
                                    key=f"delegation.sent:{repo}#{task['id']}")
             if via == "daemon" and task.get("state") == State.CREATED.value and (wait_classified_s or 0) > 0:
                 # Classification runs in the peer's daemon: wait for it there, on the same connection.
@@ -165,7 +166,7 @@ class Delegation:
         ok = state == State.DONE.value
         reason = None if ok else f"{repo}#{task.get('id')} {state}" + (
             f": {task['failure']}" if task.get("failure") else "")
-        await self._record(parent_id, "delegation.finished",
+        await self._record(parent_id, EventType.DELEGATION_FINISHED,
                            {"step": step, "repo": repo, "id": task.get("id"), "state": state, "ok": ok,
                             "reason": reason},
                            key=f"delegation.finished:{repo}#{task.get('id')}:{state}:{task.get('updated_at')}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from cockpit.core import git
 from cockpit.core.config import Settings
 from cockpit.core.errors import CockpitError, RefusedError
+from cockpit.core.events import EventType
 from cockpit.core.gates import TddRule, run_gates
 from cockpit.core.models import JSON, GateResult, Task
 from cockpit.core.paths import RepoPaths
@@ -100,10 +101,11 @@ async def run_recorded_gates(ctx: MergeContext, task_id: int, worktree: Path, ba
     attempt = (await ctx.store.get_task(task_id)).attempt
 
     async def started(name: str) -> None:
-        await ctx.store.append(task_id, "gate.started", {"name": name, "attempt": attempt, "phase": phase})
+        await ctx.store.append(task_id, EventType.GATE_STARTED, {"name": name, "attempt": attempt,
+                                                                 "phase": phase})
 
     async def finished(result: GateResult) -> None:
-        await ctx.store.append(task_id, "gate.finished",
+        await ctx.store.append(task_id, EventType.GATE_FINISHED,
                                {**result.to_json(), "attempt": attempt, "phase": phase})
 
     return await run_gates(worktree, base_sha, ctx.settings.gates, tdd=ctx.tdd_rule(),
@@ -146,7 +148,7 @@ async def refuse(ctx: MergeContext, task_id: int, step: str, message: str, *,
     data: dict[str, Any] = {"step": step, "reason": message, **extra}
     if cause is not None:
         data["cause"] = cause
-    await ctx.store.append(task_id, "merge.refused", data)
+    await ctx.store.append(task_id, EventType.MERGE_REFUSED, data)
     raise RefusedError(message, details={"task_id": task_id, "step": step,
                                          **({"reason": cause} if cause else {}), **extra})
 
@@ -201,6 +203,6 @@ async def finish(ctx: MergeContext, task_id: int, target: str, merge_sha: str, r
                             "worktree_kept": kept, "note": note}
     if reconciled:
         data["reconciled"] = True
-    _, after = await ctx.store.append(task_id, "merge.finished", data)
+    _, after = await ctx.store.append(task_id, EventType.MERGE_FINISHED, data)
     assert after is not None
     return after, {k: data[k] for k in ("worktree_removed", "worktree_kept", "note")}

@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cockpit.core.events import EventType
 from cockpit.core.models import JSON, Task
 from cockpit.core.ops import arg_bool, arg_int
 from cockpit.core.states import State
@@ -37,8 +38,8 @@ async def list_merges(ctx: MergeContext, *, include_all: bool = False) -> list[J
     tasks = [t for t in await store.list_tasks() if t.merge is not None
              and (include_all or (t.merge.state in LISTED and t.merge.merge_sha))]
     stamps = {int(r[0]): float(r[1]) for r in await store.query(
-        "SELECT task_id, MAX(ts) FROM events WHERE type IN ('merge.started', 'merge.finished', "
-        "'merge.preflight') GROUP BY task_id") if r[0] is not None}
+        "SELECT task_id, MAX(ts) FROM events WHERE type IN (?, ?, ?) GROUP BY task_id",
+        (EventType.MERGE_STARTED, EventType.MERGE_FINISHED, EventType.MERGE_PREFLIGHT)) if r[0] is not None}
     rows = [_Row(t, stamps.get(t.id, t.updated_at)) for t in tasks]
 
     def methods() -> None:

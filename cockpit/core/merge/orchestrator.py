@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from cockpit.core import git
 from cockpit.core.errors import CockpitError, RefusedError
+from cockpit.core.events import EventType
 from cockpit.core.models import GateResult, Task
 from cockpit.core.states import State
 from cockpit.core.titles import one_line
@@ -106,7 +107,8 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
     pf = await asyncio.to_thread(functools.partial(preflight, ctx.root, branch, target,
                                                    gated=task.gated_sha or ""))
     report = pf.to_json()
-    await store.append(task_id, "merge.preflight", {**report, "strategy": strategy, "dry_run": dry_run})
+    await store.append(task_id, EventType.MERGE_PREFLIGHT, {**report, "strategy": strategy,
+                                                            "dry_run": dry_run})
     if dry_run:
         task = await store.get_task(task_id)
         return MergeOutcome(task, merge_json(task, would_rebase=pf.target_moved), report, dry_run=True)
@@ -141,7 +143,7 @@ async def _merge_locked(ctx: MergeContext, task_id: int, dry_run: bool) -> Merge
         await refuse(ctx, task_id, "build", f"merge of task {task_id} refused: {exc.message}",
                       details=exc.details, undo=undo)
     # The rollback point and the planned merge are on record before anything moves.
-    await store.append(task_id, "merge.started", {**planned.to_json(), "branch": branch})
+    await store.append(task_id, EventType.MERGE_STARTED, {**planned.to_json(), "branch": branch})
 
     # Where the preflight found the target checked out (and clean), unless time passed since: the gates of a
     # rebase or of verify ran, so the move lists the checkouts and checks them again.
@@ -215,7 +217,8 @@ async def _rebase_and_regate(ctx: MergeContext, task: Task, pf: Preflight) -> Br
     head = await asyncio.to_thread(git.head_sha, worktree)
     assert head is not None  # the rebase just succeeded
     undo = BranchRebase(worktree, head, original, task.base_sha)
-    await ctx.store.append(task_id, "merge.rebased", {"onto": onto, "base_sha": onto, "target": target,
+    await ctx.store.append(task_id, EventType.MERGE_REBASED, {"onto": onto, "base_sha": onto,
+                                                              "target": target,
                                                       "from_sha": original, "to_sha": head,
                                                       "previous_base_sha": task.base_sha})
     await pause_point(ctx.paths, "rebased")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cockpit.core import git
+from cockpit.core.events import EventType
 from cockpit.core.models import Task
 from cockpit.core.states import State
 
@@ -51,21 +52,22 @@ def reconcile(repo: Path, target: str, planned_merge_sha: str, rollback_sha: str
 
 
 # Events after a merge.rebased that settle what became of the rebased branch.
-_REBASE_SETTLED = frozenset({"merge.finished", "task.awaiting_review", "task.executing", "task.approved"})
+_REBASE_SETTLED = frozenset({EventType.MERGE_FINISHED, EventType.TASK_AWAITING_REVIEW,
+                             EventType.TASK_EXECUTING, EventType.TASK_APPROVED})
 
 
 async def _dangling_rebase(ctx: MergeContext, task: Task) -> BranchRebase | None:
     """The rebase a merge made of the task branch and never concluded (merged, or put back), if any."""
-    kinds = sorted({*_REBASE_SETTLED, "merge.rebased", "merge.refused"})
+    kinds = sorted({*_REBASE_SETTLED, EventType.MERGE_REBASED, EventType.MERGE_REFUSED})
     rows = await ctx.store.query(
         f"SELECT type, data FROM events WHERE task_id = ? AND type IN ({','.join('?' * len(kinds))}) "
         "ORDER BY seq DESC LIMIT 100", (task.id, *kinds))
     for kind, raw in rows:
         d = json.loads(raw)
-        concluded = kind == "merge.refused" and ("branch_restored" in d or "branch_left" in d)
+        concluded = kind == EventType.MERGE_REFUSED and ("branch_restored" in d or "branch_left" in d)
         if kind in _REBASE_SETTLED or concluded:
             return None
-        if kind == "merge.rebased":
+        if kind == EventType.MERGE_REBASED:
             if not task.worktree or not d.get("from_sha") or not d.get("to_sha"):
                 return None
             return BranchRebase(Path(task.worktree), str(d["to_sha"]), str(d["from_sha"]),
@@ -88,7 +90,7 @@ async def put_back(ctx: MergeContext, task: Task, why: str) -> bool:
     else:
         data["reason"] = f"{why}; the rebased task branch could not be put back: {left}"
         data["branch_left"] = left
-    await ctx.store.append(task.id, "merge.refused", data)
+    await ctx.store.append(task.id, EventType.MERGE_REFUSED, data)
     return True
 
 
@@ -101,7 +103,7 @@ async def settle(ctx: MergeContext, task: Task, why: str) -> Task:
     if task.state is not State.MERGING:
         return task
     if m is None or not m.merge_sha or not m.rollback_sha:
-        await ctx.store.append(task.id, "merge.needs_attention", {
+        await ctx.store.append(task.id, EventType.MERGE_NEEDS_ATTENTION, {
             "reason": f"{why}; task {task.id} is merging but no planned merge is on record: a person must "
                       "look"})
         return await ctx.store.get_task(task.id)
@@ -113,7 +115,7 @@ async def settle(ctx: MergeContext, task: Task, why: str) -> Task:
                                    reconciled=True)
         return settled
     if outcome == "not_merged":
-        await ctx.store.append(task.id, "merge.refused", {
+        await ctx.store.append(task.id, EventType.MERGE_REFUSED, {
             "step": "reconcile", "cause": "interrupted",
             "reason": f"{why}; {m.target} is still at the rollback point {short(m.rollback_sha)}, so "
                       f"nothing was merged: merge it again"})
@@ -123,7 +125,7 @@ async def settle(ctx: MergeContext, task: Task, why: str) -> Task:
               f"merge {short(m.merge_sha)} nor the rollback point {short(m.rollback_sha)}: a person must "
               "look (nothing was changed)")
     if m.state != "needs_attention" or m.detail != reason:
-        await ctx.store.append(task.id, "merge.needs_attention", {
+        await ctx.store.append(task.id, EventType.MERGE_NEEDS_ATTENTION, {
             "reason": reason, "target": m.target, "tip": tip, "merge_sha": m.merge_sha,
             "rollback_sha": m.rollback_sha})
     return await ctx.store.get_task(task.id)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cockpit.core import git, gitobjects
 from cockpit.core.errors import GitError, RefusedError
+from cockpit.core.events import EventType
 from cockpit.core.git import (
     WorktreeInfo,
     branch_ref,
@@ -283,7 +284,7 @@ async def rollback_task(ctx: MergeContext, task_id: int) -> RollbackOutcome:
 
 async def _recorded_rollback(ctx: MergeContext, task_id: int) -> JSON:
     for event in reversed(await ctx.store.task_events(task_id)):
-        if event.type == "merge.rolled_back":
+        if event.type == EventType.MERGE_ROLLED_BACK:
             return {k: event.data.get(k) for k in ("method", "from_sha", "to_sha")}
     return {}
 
@@ -312,6 +313,6 @@ async def _rollback_locked(ctx: MergeContext, task_id: int) -> RollbackOutcome:
                             "rollback_sha": rollback_sha}
     if note:
         data["note"] = note
-    _, after = await ctx.store.append(task_id, "merge.rolled_back", data)
+    _, after = await ctx.store.append(task_id, EventType.MERGE_ROLLED_BACK, data)
     assert after is not None
     return RollbackOutcome(after, result.to_json())
