@@ -124,18 +124,33 @@ def _others(folder: Path, keep: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p != keep) if folder.is_dir() else []
 
 
-def bwrap_argv(spec: SandboxSpec, env: dict[str, str] | None = None) -> list[str]:
-    """bubblewrap's arguments (up to and including `--`) for `spec`. Blocks (reads the git layout)."""
-    env = dict(os.environ) if env is None else env
-    worktree = spec.worktree.resolve()
+def _branch_paths(worktree: Path) -> tuple[Path, Path, Path, Path]:
+    """(admin folder, common git folder, branch ref, branch reflog) of a worktree on a branch. Blocks."""
     admin, common = _git_dirs(worktree)
     head = (admin / "HEAD").read_text().strip()
     if not head.startswith("ref: refs/heads/"):
         raise ConfigError(f"the worktree {worktree} is not on a branch (HEAD is {head[:40]!r})")
     branch = head.removeprefix("ref: refs/heads/")
-    ref = common / "refs" / "heads" / branch
-    reflog = common / "logs" / "refs" / "heads" / branch
+    return admin, common, common / "refs" / "heads" / branch, common / "logs" / "refs" / "heads" / branch
+
+
+def writable_paths(spec: SandboxSpec) -> list[Path]:
+    """What the agent may write inside the sandbox (the worktree first). Blocks (reads the git layout).
+
+    An agent's own sandbox nested inside must name these, not `.git` itself: that one is read-only here."""
+    worktree = spec.worktree.resolve()
+    admin, common, ref, reflog = _branch_paths(worktree)
     reflog.parent.mkdir(parents=True, exist_ok=True)  # git creates it on a commit, and could not inside
+    writable = [worktree, common / "objects", admin, ref.parent, reflog.parent, spec.signals_dir.resolve()]
+    return writable + [home.resolve() for home in spec.homes if home.is_dir()]
+
+
+def bwrap_argv(spec: SandboxSpec, env: dict[str, str] | None = None) -> list[str]:
+    """bubblewrap's arguments (up to and including `--`) for `spec`. Blocks (reads the git layout)."""
+    env = dict(os.environ) if env is None else env
+    worktree = spec.worktree.resolve()
+    writable = writable_paths(spec)
+    _admin, _common, ref, reflog = _branch_paths(worktree)
     argv = [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     hidden_dirs = [Path("/tmp")]
     uid = os.getuid()
@@ -157,8 +172,6 @@ def bwrap_argv(spec: SandboxSpec, env: dict[str, str] | None = None) -> list[str
         if _under(path, hidden_dirs) and path.is_dir() and not _under(path, bound):
             argv += ["--ro-bind", str(path), str(path)]
             bound.append(path)
-    writable = [worktree, common / "objects", admin, ref.parent, reflog.parent, spec.signals_dir.resolve()]
-    writable += [home.resolve() for home in spec.homes if home.is_dir()]
     for path in writable:
         argv += ["--bind", str(path), str(path)]
     for other in [*_others(ref.parent, ref), *_others(reflog.parent, reflog)]:

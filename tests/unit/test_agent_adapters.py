@@ -176,13 +176,22 @@ def test_codex_under_cockpits_sandbox_keeps_its_own_only_where_a_nested_one_work
     from cockpit.core import sandbox
 
     monkeypatch.setattr(sandbox, "nests", lambda: nests)
+    assert setup.git_dir is not None
+    git = setup.git_dir.resolve()
+    (git / "worktrees" / "task-7-x" / "HEAD").write_text("ref: refs/heads/cockpit/task-7-x\n")
     wrapped = dataclasses.replace(setup, sandbox="bwrap")
     command = adapter("codex").launch(wrapped)
     inner = command.argv[2]
     config = tomllib.loads((Path(command.env["CODEX_HOME"]) / "config.toml").read_text())
     if nests:
-        assert "danger-full-access" not in inner and f"--add-dir {setup.git_dir}" in inner
-        assert str(setup.git_dir) in config["sandbox_workspace_write"]["writable_roots"]
+        # Exactly what cockpit's sandbox lets it write: `.git` itself is read-only there, and Codex's own
+        # bubblewrap fails every command when it is named writable.
+        signals = (git.parent / ".cockpit" / "signals").resolve()
+        wanted = [git / "objects", git / "worktrees" / "task-7-x", git / "refs" / "heads" / "cockpit",
+                  git / "logs" / "refs" / "heads" / "cockpit", signals]
+        assert "danger-full-access" not in inner
+        assert [str(p) for p in wanted] == config["sandbox_workspace_write"]["writable_roots"]
+        assert all(f"--add-dir {p}" in inner for p in wanted) and f"--add-dir {git} " not in inner
     else:
         # Codex's sandbox would fail every command: cockpit's alone confines it.
         assert "--sandbox danger-full-access" in inner and "--add-dir" not in inner

@@ -70,7 +70,16 @@ def worktree_git_dir(worktree: Path) -> Path | None:
 def writable_dirs(setup: Setup) -> list[Path]:
     """What Codex's workspace-write sandbox must let the task write besides the worktree: the main repo's
     git directory (objects, refs), the worktree's own git directory (its index: Codex protects it), and the
-    signals folder (`$COCKPIT_HOOK done`)."""
+    signals folder (`$COCKPIT_HOOK done`). Inside cockpit's sandbox, exactly the git folders it lets the
+    task write (objects, the worktree's own, its branch's ref and reflog folders): `.git` itself is read-only
+    there, and Codex's bubblewrap, binding a writable `.git`, would fail every command making its mounts."""
+    if setup.sandbox == "bwrap" and setup.repo_root is not None and setup.signals_dir is not None:
+        from cockpit.core import sandbox
+
+        spec = sandbox.SandboxSpec(worktree=setup.worktree, repo_root=setup.repo_root,
+                                   signals_dir=setup.signals_dir)
+        worktree = setup.worktree.resolve()
+        return [path for path in sandbox.writable_paths(spec) if path != worktree]
     found: list[Path] = []
     for extra in (setup.git_dir, worktree_git_dir(setup.worktree), setup.signals_dir):
         if extra is not None and extra.absolute() not in found:
