@@ -263,10 +263,13 @@ def install_ops(ops: Ops) -> None:
             panes = panes_for(service)
             try:
                 existing = set(await asyncio.to_thread(panes.list_windows))
-                for task_id in over:
-                    name = window_name(task_id)
-                    if name in existing:
+                for task in tasks:
+                    name = window_name(task.id)
+                    if task.id in over and name in existing:
                         if not dry_run:
+                            # Closing the window only hangs up on the agent: one that ignores SIGHUP would
+                            # live on, reparented to init. End it first (TERM, then KILL).
+                            await end_here(task)
                             await asyncio.to_thread(panes.kill_window, name)
                         closed.append(name)
             except TmuxError as exc:
@@ -379,7 +382,19 @@ def install_ops(ops: Ops) -> None:
         stopped = await record_stop(service, task_id, by=by, reason=reason, how=how, cancel=True)
         return await ops.task_json(stopped)
 
+    plain_reject = ops.handlers["reject_task"]
+
+    async def reject_task(args: dict[str, Any]) -> JSON:
+        task = await service.store.get_task(arg_int(args, "id"))
+        rejected = await plain_reject(args)
+        if task.state is State.AWAITING_REVIEW:
+            # Without a daemon nobody else ends the session kept open through review (the daemon's own
+            # reject leaves that to its executor, which ends it gracefully).
+            await end_here(task)
+        return rejected
+
     ops.handlers["send_input"] = send_input
+    ops.handlers["reject_task"] = reject_task
     ops.handlers["done_task"] = done_task
     ops.handlers["rework_task"] = rework_task
     ops.handlers["stop_task"] = stop_task

@@ -1618,4 +1618,6 @@ def install(daemon: Daemon) -> Executor:
     executor._plain_cancel = daemon.ops.handlers["cancel_task"]
     daemon.ops.handlers["stop_task"] = executor.op_stop_task
     daemon.ops.handlers["cancel_task"] = executor.op_cancel_task
+    # The executor ends a rejected task's session itself (its exit first), on the task.rejected event.
+    daemon.ops.handlers["reject_task"] = daemon.ops.reject_task
     return executor

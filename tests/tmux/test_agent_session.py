@@ -6,6 +6,7 @@ server, the script agent in session mode (it stays open like an interactive agen
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,8 @@ from typing import Any
 import pytest
 
 from cockpit.core.tmux import tmux_available
-from tests.support.daemons import cli, cli_json
-from tests.support.gitrepos import git
-from tests.support.waiting import wait_until
-from tests.tmux.exec_support import (
+from cockpit_testkit.daemons import cli, cli_json
+from cockpit_testkit.exec_support import (
     add_gates,
     approve,
     create,
@@ -28,6 +27,8 @@ from tests.tmux.exec_support import (
     wait,
     wait_flag,
 )
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not tmux_available(), reason="tmux is not installed")
 
@@ -216,6 +217,44 @@ def test_cancel_of_an_executing_task_stops_its_agent_first(
     seen = types(repo, task_id)
     assert seen[-2:] == ["task.stopped", "task.cancelled"]
     assert "task.interrupted" not in seen, "no transient interrupted state on the way"
+
+
+HUP_PROOF_AGENT = """trap '' HUP
+echo a > a.txt && git add -A && git commit -qm "add a" && $COCKPIT_HOOK done
+exec sleep 600
+"""
+
+
+def agent_processes(worktree: str) -> list[int]:
+    from cockpit.core import processes
+
+    return processes.with_env("COCKPIT_WORKTREE", worktree)
+
+
+def test_reject_without_a_daemon_ends_an_agent_that_outlives_its_window(
+    repo: Path, tmux_socket: str, daemons: Daemons, tmp_path: Path
+) -> None:
+    script = tmp_path / "hup-proof-agent.sh"
+    script.write_text(HUP_PROOF_AGENT)
+    setup_repo(repo, tmux_socket, **{"agent.backend": "custom", "agent.command": f"sh {script}",
+                                     "agent.stop_grace_s": "0.5", "agent.sandbox": "none"})
+    daemons(repo)
+    task_id = create(repo, "Commit a and keep running through review")
+    approve(repo, task_id)
+    task = wait(repo, task_id, "awaiting_review", "failed")
+    assert task["state"] == "awaiting_review", task["failure"]
+    assert agent_processes(task["worktree"]), "the agent runs on through review"
+    assert cli("daemon", "stop", repo=repo, timeout=30).code == 0
+
+    try:
+        assert cli("task", "reject", str(task_id), repo=repo).code == 0
+        wait_until(lambda: not agent_processes(task["worktree"]), timeout=15,
+                   message="no process of the rejected task's agent is left (it ignores SIGHUP)")
+        assert cli("gc", repo=repo).code == 0
+        assert not pane_alive(repo, tmux_socket, task_id)
+    finally:
+        for pid in agent_processes(task["worktree"]):
+            os.kill(pid, signal.SIGKILL)
 
 
 FAKE_CLAUDE = r'''#!/usr/bin/env python3

@@ -18,8 +18,8 @@ from cockpit.core.signals import read_signals
 from cockpit.core.worktrees import materialize, plan_worktree, slugify
 from cockpit.daemon.execution import pane_command
 from cockpit.hook import locate, record
-from tests.support.gitrepos import git
-from tests.support.waiting import wait_until
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.waiting import wait_until
 
 
 @pytest.mark.parametrize(
