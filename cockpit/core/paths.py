@@ -115,9 +115,6 @@ class RepoPaths:
         digest = hashlib.sha256(os.fsencode(self.root)).hexdigest()[:16]
         return runtime_dir() / f"{digest}.sock"
 
-    def is_initialised(self) -> bool:
-        return self.db.exists() or self.config.exists()
-
 
 def runtime_dir() -> Path:
     """`$XDG_RUNTIME_DIR/cockpit-<uid>` (or under /tmp): created 0700, and refused unless it is a real
