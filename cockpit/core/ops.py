@@ -1,4 +1,4 @@
-"""The request operations of DESIGN section 6, as one dispatch table.
+"""The request operations of the daemon socket (docs/design.md), as one dispatch table.
 
 The daemon serves these over its socket and the CLI runs them in-process when no daemon is up, so both paths
 share argument checking, errors and results. Streaming operations (`subscribe`, `wait_task`) are transport

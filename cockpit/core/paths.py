@@ -1,4 +1,4 @@
-"""Where a repository's cockpit files live (DESIGN section 3)."""
+"""Where a repository's cockpit files live (docs/design.md, Files)."""
 
 from __future__ import annotations
 

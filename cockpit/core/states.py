@@ -1,4 +1,4 @@
-"""The task state machine (DESIGN section 4): every transition is validated here and nowhere else."""
+"""The task state machine (docs/design.md, Task states): every transition is checked here and nowhere else."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ How things are noticed (nothing polls):
   adapter picks the agent's own latest words from the captured screen (not its status bar), at most one event
   per second (the last one always lands).
 
-Finishing and the session's life (DESIGN section 9). The agent is done when it exits 0 or reports done
+Finishing and the session's life (docs/design.md, Agents). The agent is done when it exits 0 or reports done
 (`agent.done`: a `done` signal from `$COCKPIT_HOOK done`, or the `done_task` op); either starts the gates. A
 reported done leaves the session open: a failing gate's fix prompt is typed into it (an exited agent gets a
 new run), and after the gates pass (`awaiting_review`) a reviewer's `rework_task` is typed into it too. An end
