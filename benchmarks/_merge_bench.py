@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import git as gitpython
 
-from tests.support.gitrepos import GIT_ENV, make_repo
-from tests.support.tasks import commit_files
+from cockpit_testkit.gitrepos import GIT_ENV, make_repo
+from cockpit_testkit.tasks import commit_files
 
 
 @contextlib.contextmanager

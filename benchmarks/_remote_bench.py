@@ -22,7 +22,7 @@ from cockpit.core.config import set_value
 from cockpit.core.paths import RepoPaths
 from cockpit.core.remote.daemons import HostedRepo
 from cockpit.core.remote.ssh import CONFIG_ENV
-from tests.support.sshhosts import LabHost, make_lab
+from cockpit_testkit.sshhosts import LabHost, make_lab
 
 assert ROOT.is_dir()
 

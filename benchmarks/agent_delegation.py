@@ -41,9 +41,9 @@ from cockpit.core.errors import CockpitError
 from cockpit.core.mcp_config import HEARTBEAT_ENV, REPO_ENV, task_server_entry
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
-from tests.support.tasks import reviewable_task
-from tests.support.workspaces import build_workspace
-from tests.unit.dedup_pairs import distractor_tasks
+from cockpit_testkit.dedup_pairs import distractor_tasks
+from cockpit_testkit.tasks import reviewable_task
+from cockpit_testkit.workspaces import build_workspace
 
 CREATE_SAMPLES = 100
 WAKE_SAMPLES = 40

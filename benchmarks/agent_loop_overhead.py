@@ -4,7 +4,7 @@ Run from the repo root after `scripts/install-agents`: `.venv/bin/python benchma
 [AGENT ...]` (default: claude codex gemini aider). Prints one JSON object.
 
 Each agent runs ROUNDS tasks through a real daemon on a private tmux server, against the fake model server
-(tests/support/model_server) whose script makes it commit one file and report done with
+(cockpit_testkit/model_server) whose script makes it commit one file and report done with
 `$COCKPIT_HOOK done --message $EPOCHREALTIME`, so the moment the agent's shell ran the done hook is known.
 Permission dialogs are answered as a person would (`cockpit task send`), which counts as the agent's time.
 
@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _exec_bench import summary
 
-from tests.agents.agentkit import AGENTS, Driver, require_cli, seed_home
-from tests.support.gitrepos import GIT_ENV, make_repo
-from tests.support.model_server import Commit, ModelServer, Shell, Step, Write
-from tests.tmux.exec_support import setup_repo
+from cockpit_testkit.agentkit import AGENTS, Driver, require_cli, seed_home
+from cockpit_testkit.exec_support import setup_repo
+from cockpit_testkit.gitrepos import GIT_ENV, make_repo
+from cockpit_testkit.model_server import Commit, ModelServer, Shell, Step, Write
 
 ROUNDS = int(os.environ.get("AGENT_BENCH_ROUNDS", "3"))
 DONE = "$COCKPIT_HOOK done --message $EPOCHREALTIME"

@@ -70,7 +70,7 @@ def main() -> None:
     if args.child:
         child(float(args.child[0]), Path(args.child[1]))
         return
-    from tests.tui.many_repos import build
+    from cockpit_testkit.many_repos import build
 
     workspace = build(args.repos, tasks_per_repo=args.tasks_per_repo)
     try:

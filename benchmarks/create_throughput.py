@@ -31,7 +31,7 @@ from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
 
 sys.path.insert(0, str(ROOT))
-from tests.unit.dedup_pairs import distractor_tasks
+from cockpit_testkit.dedup_pairs import distractor_tasks
 
 SIZES = (1_000, 10_000)
 CREATES = 300

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cockpit.core.dedup import DedupIndex
-from tests.unit.dedup_pairs import distractor_tasks
+from cockpit_testkit.dedup_pairs import distractor_tasks
 
 QUERIES = 500
 WARMUP = 50

@@ -32,8 +32,8 @@ from cockpit.core.backend import open_local
 from cockpit.core.client import DaemonClient
 from cockpit.core.errors import CockpitError
 from cockpit.core.paths import RepoPaths
-from tests.support.workspaces import build_workspace
-from tests.unit.dedup_pairs import distractor_tasks
+from cockpit_testkit.dedup_pairs import distractor_tasks
+from cockpit_testkit.workspaces import build_workspace
 
 SAMPLES = 300
 IN_PROCESS_SAMPLES = 100

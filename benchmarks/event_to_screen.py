@@ -44,7 +44,7 @@ from cockpit.tui.app import AppConfig, CockpitApp, Target, resolve_target
 from cockpit.tui.messages import AgentOutput, TasksChanged
 from cockpit.tui.screens.cockpit import SUMMARY_DELAY_S, CockpitScreen
 from cockpit.tui.widgets.task_table import TaskTable
-from tests.tui.many_repos import build
+from cockpit_testkit.many_repos import build
 
 REPOS = 50
 TASKS_PER_REPO = 500

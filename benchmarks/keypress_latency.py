@@ -29,7 +29,7 @@ import cockpit.tui  # noqa: F401  (first: it sets the frame rate textual reads w
 from textual import events
 
 from cockpit.tui.app import AppConfig, CockpitApp, Target, resolve_target
-from tests.tui.many_repos import build
+from cockpit_testkit.many_repos import build
 
 REPOS = 50
 TASKS_PER_REPO = 500

@@ -48,7 +48,7 @@ from cockpit.core.config import Settings
 from cockpit.core.merge.context import MergeContext
 from cockpit.core.merge.orchestrator import merge_task
 from cockpit.core.store import Store
-from tests.support.tasks import commit_files, init_cockpit, reviewable_task
+from cockpit_testkit.tasks import commit_files, init_cockpit, reviewable_task
 
 BARE_COMMANDS = [
     "git rev-parse refs/heads/main",

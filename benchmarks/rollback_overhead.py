@@ -50,7 +50,7 @@ from cockpit.core.merge.context import MergeContext
 from cockpit.core.merge.orchestrator import merge_task
 from cockpit.core.merge.rollback import rollback_task
 from cockpit.core.store import Store
-from tests.support.tasks import commit_files, init_cockpit, reviewable_task
+from cockpit_testkit.tasks import commit_files, init_cockpit, reviewable_task
 
 BARE_COMMANDS = ["git rev-parse refs/heads/main", "git reset --keep ROLLBACK_POINT"]
 BARE_REVERT_COMMANDS = ["git revert --no-edit -m 1 MERGE"]

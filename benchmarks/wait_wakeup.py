@@ -34,8 +34,8 @@ from cockpit.core.errors import CockpitError
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
-from tests.support.tasks import reviewable_task
-from tests.support.workspaces import build_workspace
+from cockpit_testkit.tasks import reviewable_task
+from cockpit_testkit.workspaces import build_workspace
 
 SAMPLES = 60
 WARMUP = 3

@@ -3,8 +3,8 @@ import os
 import shutil
 import tempfile
 
-pytest_plugins = ["tests.support.gitrepos", "tests.support.tmuxserver", "tests.support.daemons",
-                  "tests.support.sshhosts"]
+pytest_plugins = ["cockpit_testkit.gitrepos", "cockpit_testkit.tmuxserver", "cockpit_testkit.daemons",
+                  "cockpit_testkit.sshhosts"]
 
 # One person token per test process, never the person's own: the CLI, the cockpit and the daemons the tests
 # start (which inherit the environment) all read it from here.

@@ -17,11 +17,7 @@ from cockpit.core.backend import Backend
 from cockpit.core.errors import CockpitError, UsageError
 from cockpit.core.models import JSON
 from cockpit.core.printable import printable
-from cockpit.core.states import State
-
-# States in which a task's agent may still write to its log.
-LIVE_STATES = frozenset({State.APPROVED.value, State.EXECUTING.value, State.GATING.value})
-
+from cockpit.core.states import IN_EXECUTION, State
 
 # -- attach ------------------------------------------------------------------------------------------------
 
@@ -143,7 +139,7 @@ async def _follow(args: argparse.Namespace, b: Backend, log: Path, offset: int) 
 
     async def running() -> bool:
         task = await b.call("get_task", {"id": args.id})
-        return str(task["state"]) in LIVE_STATES
+        return str(task["state"]) in IN_EXECUTION
 
     stop = asyncio.Event()
     watcher = filewatch.awatch(log.parent, b.paths.cockpit, watch_filter=interesting, stop_event=stop,

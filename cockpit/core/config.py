@@ -1,4 +1,4 @@
-"""The repo's settings (`.cockpit/config.toml`, DESIGN section 7).
+"""The repo's settings (`.cockpit/config.toml`, docs/design.md, Settings).
 
 Reading validates every key and type and names the line of a syntax error; writing goes through tomlkit so a
 person's comments survive `cockpit config set`.

@@ -32,9 +32,9 @@ from cockpit.core.events import EventType
 from cockpit.core.models import JSON, Task
 from cockpit.core.ops import Ops, arg_bool, arg_int, arg_opt_str, arg_str
 from cockpit.core.service import TaskService
-from cockpit.core.states import State
+from cockpit.core.states import CLOSED, RUNNING, State
 from cockpit.core.tmux import PaneRef, TmuxPanes
-from cockpit.core.worktrees import COLLECTED_STATES, gc_worktrees
+from cockpit.core.worktrees import gc_worktrees
 
 __all__ = [
     "TAIL_READ_BYTES",
@@ -53,7 +53,6 @@ __all__ = [
 TAIL_READ_BYTES = 512 * 1024
 MAX_TAIL_LINES = 10_000
 MAX_MESSAGE = 20_000
-STOPPABLE = frozenset({State.EXECUTING, State.GATING})
 
 # CSI / OSC / two-character escapes, as a terminal would consume them.
 _ANSI = re.compile(
@@ -156,7 +155,7 @@ async def record_stop(
     )
     async with service.store.tx() as tx:
         task = await tx.get_task(task_id)
-        if task.state in STOPPABLE:
+        if task.state in RUNNING:
             data: JSON = {"by": by, "reason": text, "how": how, "attempt": task.attempt}
             if cancel:
                 data["then"] = "cancel"
@@ -259,7 +258,7 @@ def install_ops(ops: Ops) -> None:
                 await service.store.append(task_id, EventType.WORKTREE_REMOVED, {"by": "gc"})
         # Close the windows of tasks that are over (their panes are kept after exit for reading).
         closed: list[str] = []
-        over = [t.id for t in tasks if t.state in COLLECTED_STATES or t.state is State.DONE]
+        over = [t.id for t in tasks if t.state in CLOSED]
         if over:
             panes = panes_for(service)
             try:
@@ -362,7 +361,7 @@ def install_ops(ops: Ops) -> None:
         by = arg_str(args, "by", "person")
         reason = arg_str(args, "reason", "")
         task = await service.store.get_task(task_id)
-        if task.state not in STOPPABLE:
+        if task.state not in RUNNING:
             raise RefusedError(
                 f"task {task_id} is {task.state.value}; only an executing or gating task can be stopped",
                 code="not_running",
@@ -375,7 +374,7 @@ def install_ops(ops: Ops) -> None:
     async def cancel_task(args: dict[str, Any]) -> JSON:
         task_id = arg_int(args, "id")
         task = await service.store.get_task(task_id)
-        if task.state not in STOPPABLE:
+        if task.state not in RUNNING:
             return await plain_cancel(args)
         by = arg_str(args, "by", "person")
         how = await end_here(task)

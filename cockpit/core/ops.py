@@ -1,4 +1,4 @@
-"""The request operations of DESIGN section 6, as one dispatch table.
+"""The request operations of the daemon socket (docs/design.md), as one dispatch table.
 
 The daemon serves these over its socket and the CLI runs them in-process when no daemon is up, so both paths
 share argument checking, errors and results. Streaming operations (`subscribe`, `wait_task`) are transport
@@ -17,7 +17,7 @@ from cockpit.core.events import EventType
 from cockpit.core.models import JSON, Task
 from cockpit.core.protocol import PROTOCOL_VERSION
 from cockpit.core.service import TaskService
-from cockpit.core.states import State, parse_state
+from cockpit.core.states import CLOSED, State, parse_state
 
 Handler = Callable[[dict[str, Any]], Awaitable[JSON]]
 
@@ -168,7 +168,7 @@ class Ops:
         their text is long; `next_cursor` (the last id, or null at the end) asks for the next page."""
         states = arg_states(args, "states")
         if not states and not arg_bool(args, "all"):
-            states = [s for s in State if s not in (State.DONE, State.REJECTED, State.CANCELLED)]
+            states = [s for s in State if s not in CLOSED]
         limit = args.get("limit", LIST_PAGE)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIST_PAGE:
             raise UsageError(f"limit must be a whole number from 1 to {LIST_PAGE}", code="bad_request")

@@ -1,4 +1,4 @@
-"""Where a repository's cockpit files live (DESIGN section 3)."""
+"""Where a repository's cockpit files live (docs/design.md, Files)."""
 
 from __future__ import annotations
 
@@ -114,9 +114,6 @@ class RepoPaths:
 
         digest = hashlib.sha256(os.fsencode(self.root)).hexdigest()[:16]
         return runtime_dir() / f"{digest}.sock"
-
-    def is_initialised(self) -> bool:
-        return self.db.exists() or self.config.exists()
 
 
 def runtime_dir() -> Path:

@@ -1,4 +1,4 @@
-"""Who is asking: the person, or a peer (DESIGN section 10).
+"""Who is asking: the person, or a peer (docs/design.md, Principals and the sandbox).
 
 A connection speaks for the **person** only when it presents the person's token: a random secret in a per-user
 file (mode 0600) that the CLI and the cockpit read and agents' sandboxes cannot. Everything else (peers'

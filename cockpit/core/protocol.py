@@ -1,4 +1,4 @@
-"""The daemon socket's wire format (DESIGN section 6): JSON lines, with framing kept apart from meaning.
+"""The daemon socket's wire format (docs/design.md): JSON lines, with framing kept apart from meaning.
 
 The framer caps a line at 1 MiB and, past that, discards up to the next newline and resynchronises, so one bad
 client line costs one error reply, never the connection or the daemon.

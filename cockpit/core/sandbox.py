@@ -1,4 +1,4 @@
-"""The agent's sandbox: its pane's command line run under bubblewrap (`[agent] sandbox`, DESIGN section 10).
+"""The agent's sandbox: its pane's command line run under bubblewrap (`[agent] sandbox`, docs/design.md).
 
 Inside, the whole filesystem is read-only and `/tmp` is a fresh tmpfs. Writable, and nothing else:
 

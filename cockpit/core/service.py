@@ -18,16 +18,12 @@ from cockpit.core.errors import DuplicateError, RefusedError, UsageError
 from cockpit.core.events import EventType
 from cockpit.core.models import Classification, Task
 from cockpit.core.paths import RepoPaths
-from cockpit.core.states import State
+from cockpit.core.states import CLOSED, State
 from cockpit.core.store import Store, Tx
 from cockpit.core.titles import check_text
 from cockpit.core.workspace import repo_identity
 
 PEER_CREATES_PER_MINUTE = 60
-
-# Tasks that no longer take part in dedup: their work is finished or abandoned.
-DEDUP_CLOSED = frozenset({State.DONE, State.REJECTED, State.CANCELLED})
-
 
 @dataclass
 class DedupSync:
@@ -43,7 +39,7 @@ class DedupSync:
                 "SELECT id, state, json_extract(doc, '$.description') FROM tasks")
             last = list(await tx.db.execute_fetchall("SELECT COALESCE(MAX(seq), 0) FROM events"))
             for task_id, state, description in rows:
-                if State(state) not in DEDUP_CLOSED:
+                if State(state) not in CLOSED:
                     self.index.add(int(task_id), str(description))
             self.seq = int(last[0][0]) if last else 0
             return
@@ -58,7 +54,7 @@ class DedupSync:
         rows = await tx.db.execute_fetchall(
             f"SELECT id, state, json_extract(doc, '$.description') FROM tasks WHERE id IN ({marks})", ids)
         for task_id, state, description in rows:
-            if State(state) in DEDUP_CLOSED:
+            if State(state) in CLOSED:
                 self.index.remove(int(task_id))
             else:
                 self.index.add(int(task_id), str(description))

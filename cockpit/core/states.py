@@ -1,4 +1,4 @@
-"""The task state machine (DESIGN section 4): every transition is validated here and nowhere else."""
+"""The task state machine (docs/design.md, Task states): every transition is checked here and nowhere else."""
 
 from __future__ import annotations
 
@@ -52,12 +52,16 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 # (rejecting a rejected task, finishing a done one, rolling back a rolled-back merge).
 REENTRANT: frozenset[State] = frozenset({S.PENDING_CLARIFICATION, S.EXECUTING, S.GATING, S.MERGING})
 
-# States in which a task still takes part in dedup and counts as work in progress.
-ACTIVE: frozenset[State] = frozenset(
-    {S.CREATED, S.PENDING, S.PENDING_CLARIFICATION, S.APPROVED, S.EXECUTING, S.GATING,
-     S.AWAITING_REVIEW, S.MERGING}
-)
-TERMINAL: frozenset[State] = frozenset({S.REJECTED, S.CANCELLED})
+# States with no way out (rejected, cancelled): `cockpit gc` collects their worktrees.
+TERMINAL: frozenset[State] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+# States of a task whose work is over, merged or abandoned (done, rejected, cancelled): dedup no longer
+# compares new tasks with it, `task list` leaves it out without --all, and the cockpit stops following it.
+CLOSED: frozenset[State] = frozenset({S.DONE}) | TERMINAL
+# States in which the task's agent or its gates run now: a stop applies, delegation follows the task.
+RUNNING: frozenset[State] = frozenset({S.EXECUTING, S.GATING})
+# States in which the executor holds the task (approved and waiting for a slot, or running); the agent may
+# still write to its log.
+IN_EXECUTION: frozenset[State] = frozenset({S.APPROVED}) | RUNNING
 # What a waiting sender treats as "finished" (remote wait's default).
 FINISHED: frozenset[State] = frozenset(
     {S.DONE, S.FAILED, S.INTERRUPTED, S.REJECTED, S.CANCELLED, S.ROLLED_BACK}

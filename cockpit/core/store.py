@@ -1,4 +1,4 @@
-"""The per-repo event store: an append-only `events` table and the projections folded from it (DESIGN 3, 5).
+"""The per-repo event store: an append-only `events` table and the projections folded from it (docs/design.md)
 
 Every change is one transaction: `BEGIN IMMEDIATE`, read the task, validate the transition, append the event,
 write the projection rows, commit. A daemon, a CLI and a peer writing at once are serialised by SQLite itself

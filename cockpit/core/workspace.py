@@ -1,6 +1,6 @@
 """A workspace: the `cockpit-workspace.toml` that names a set of repos which delegate work to each other.
 
-The file (DESIGN section 3) is found by walking up from the current directory::
+The file (docs/design.md, Files) is found by walking up from the current directory::
 
     [repos.backend]
     path = "backend"          # relative to the workspace file, or absolute

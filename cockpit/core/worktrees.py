@@ -22,13 +22,12 @@ from typing import Any
 from cockpit.core import git
 from cockpit.core.errors import CockpitError, GitError, RefusedError
 from cockpit.core.models import Task
-from cockpit.core.states import State
+from cockpit.core.states import TERMINAL
 
 BRANCH_PREFIX = "cockpit/"
 MAX_SLUG = 40
-# Tasks whose worktrees `cockpit gc` removes (a merged task's worktree is no longer named by its task, so it
-# is collected as an orphan).
-COLLECTED_STATES = frozenset({State.REJECTED, State.CANCELLED})
+# A merged task's worktree is no longer named by its task, so `cockpit gc` collects it as an orphan; the
+# worktrees of tasks in `states.TERMINAL` are collected by their task's state.
 
 
 def slugify(title: str, limit: int = MAX_SLUG) -> str:
@@ -188,7 +187,7 @@ def gc_worktrees(root: Path, worktrees_dir: Path, tasks: Iterable[Task], *, dry_
     for key in sorted(candidates):
         path = candidates[key]
         owner = owners.get(key)
-        if owner is not None and owner.state not in COLLECTED_STATES:
+        if owner is not None and owner.state not in TERMINAL:
             report.kept += 1
             continue
         item: dict[str, Any] = {

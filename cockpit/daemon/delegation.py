@@ -46,7 +46,7 @@ from cockpit.core.errors import CockpitError
 from cockpit.core.events import EventType
 from cockpit.core.models import JSON, Event, Link, PlanStep, Task
 from cockpit.core.prompts import render_prompt
-from cockpit.core.states import FINISHED, State
+from cockpit.core.states import FINISHED, RUNNING, State
 from cockpit.core.workspace import repo_identity
 from cockpit.daemon.execution import Executor
 from cockpit.daemon.plan_shape import (
@@ -63,7 +63,6 @@ from cockpit.daemon.server import Daemon
 
 log = logging.getLogger("cockpit.delegation")
 
-RUNNING = frozenset({State.EXECUTING, State.GATING})
 DEFERRED = "deferred"
 # A child's finish its parent hears of, from the child's side.
 FINISH_EVENTS = frozenset({EventType.TASK_FAILED, EventType.TASK_REJECTED, EventType.TASK_CANCELLED,

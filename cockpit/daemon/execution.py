@@ -20,7 +20,7 @@ How things are noticed (nothing polls):
   adapter picks the agent's own latest words from the captured screen (not its status bar), at most one event
   per second (the last one always lands).
 
-Finishing and the session's life (DESIGN section 9). The agent is done when it exits 0 or reports done
+Finishing and the session's life (docs/design.md, Agents). The agent is done when it exits 0 or reports done
 (`agent.done`: a `done` signal from `$COCKPIT_HOOK done`, or the `done_task` op); either starts the gates. A
 reported done leaves the session open: a failing gate's fix prompt is typed into it (an exited agent gets a
 new run), and after the gates pass (`awaiting_review`) a reviewer's `rework_task` is typed into it too. An end
@@ -61,7 +61,6 @@ from cockpit.core.agents import ADAPTERS, Agent, AgentCommand, Setup, Usage, ada
 from cockpit.core.errors import CockpitError, ConfigError, RefusedError, TmuxError, UsageError
 from cockpit.core.events import EventType
 from cockpit.core.execution_ops import (
-    STOPPABLE,
     clean_output,
     died_signal_path,
     find_task_pane,
@@ -77,7 +76,7 @@ from cockpit.core.ops import arg_int, arg_opt_str, arg_str
 from cockpit.core.projection import EVENT_STATE
 from cockpit.core.prompts import render_fix_prompt, render_prompt, render_rework_prompt, typed_request
 from cockpit.core.signals import Signal, read_signals
-from cockpit.core.states import State
+from cockpit.core.states import IN_EXECUTION, RUNNING, State
 from cockpit.core.tmux import PaneRef, TmuxPanes, read_died_signal
 from cockpit.core.worktrees import materialize, plan_worktree
 from cockpit.daemon.server import Daemon
@@ -95,7 +94,6 @@ PROGRESS_INTERVAL_S = 1.0
 MAX_PROGRESS = 200
 MAX_MESSAGE = 2000
 FAIL_TAIL_LINES = 20
-HOLDING = frozenset({State.APPROVED, State.EXECUTING, State.GATING})
 TERM_GRACE_S = 3.0
 TURN_WAIT_S = 120.0  # typed work waits this long for the agent's running turn to end, then goes anyway
 MAX_TYPED_LINE = 400  # longer requests are written to a file and the agent is told to read it
@@ -282,7 +280,8 @@ class Executor:
             self.kick()
             return
         target = EVENT_STATE.get(event.type)
-        if target is not None and target not in HOLDING and (task_id in self.active or task_id in self.runs):
+        held = task_id in self.active or task_id in self.runs
+        if target is not None and target not in IN_EXECUTION and held:
             self._release(task_id, target)
         if event.type == EventType.AGENT_INPUT_RESOLVED and event.data.get("source") != "pattern":
             run = self.runs.get(task_id)
@@ -572,7 +571,7 @@ class Executor:
                 if task.state is State.APPROVED:
                     await tx.append(task_id, EventType.TASK_EXECUTING, {"attempt": task.attempt + 1})
                     task = await tx.get_task(task_id)
-                if task.state in (State.EXECUTING, State.GATING):
+                if task.state in RUNNING:
                     await tx.append(task_id, EventType.TASK_FAILED, {"reason": reason})
         self.active.discard(task_id)
         self.kick()
@@ -1193,7 +1192,7 @@ class Executor:
         settings = self.service.settings
         try:
             task = await self.store.get_task(task_id)
-            if task.state not in (State.EXECUTING, State.GATING):
+            if task.state not in RUNNING:
                 return
             # (Re-)entering gating clears the previous results.
             await self.store.append(
@@ -1564,7 +1563,7 @@ class Executor:
         by = arg_str(args, "by", "person")
         reason = arg_str(args, "reason", "")
         task = await self.store.get_task(task_id)
-        if task.state not in STOPPABLE:
+        if task.state not in RUNNING:
             raise RefusedError(
                 f"task {task_id} is {task.state.value}; only an executing or gating task can be stopped",
                 code="not_running",
@@ -1577,7 +1576,7 @@ class Executor:
         """`cancel_task` of an executing or gating task stops its agent first, then cancels."""
         task_id = arg_int(args, "id")
         task = await self.store.get_task(task_id)
-        if task.state not in STOPPABLE:
+        if task.state not in RUNNING:
             assert self._plain_cancel is not None
             return await self._plain_cancel(args)
         by = arg_str(args, "by", "person")

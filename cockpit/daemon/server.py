@@ -1,4 +1,4 @@
-"""The per-repo daemon: a Unix socket speaking JSON lines (DESIGN section 6), the bus, and its components.
+"""The per-repo daemon: a Unix socket speaking JSON lines (docs/design.md), the bus, and its components.
 
 Each request runs in its own task, so a blocking `wait_task` never holds up the connection's other requests;
 any exception a request raises becomes an error reply, never a dead connection or daemon.

@@ -19,7 +19,7 @@ from textual.worker import Worker
 from cockpit.core import daemonctl
 from cockpit.core.errors import CockpitError
 from cockpit.core.models import Task
-from cockpit.core.states import State
+from cockpit.core.states import RUNNING, State
 from cockpit.tui.messages import OpFinished, TaskAction
 from cockpit.tui.reports import preflight_report, rollback_plan
 from cockpit.tui.repos import Repos
@@ -201,7 +201,7 @@ class TaskActions:
             self.say(f"{repo}#{task.id} has no log yet: nothing has run", "warning")
 
     def stop(self, repo: str, task: Task) -> None:
-        if task.state not in (State.EXECUTING, State.GATING):
+        if task.state not in RUNNING:
             self.say(f"{repo}#{task.id} is {task.state.value}: only an executing task can be stopped",
                      "warning")
             return
@@ -236,7 +236,7 @@ class TaskActions:
         self.run_op(repo, "done_task", {"id": task.id}, task_id=task.id)
 
     def cancel(self, repo: str, task: Task) -> None:
-        if task.state in (State.EXECUTING, State.GATING):
+        if task.state in RUNNING:
             self.stop(repo, task)
             return
         self.confirm(

@@ -27,7 +27,7 @@ from cockpit.core.config import load_settings
 from cockpit.core.errors import CockpitError
 from cockpit.core.models import Task
 from cockpit.core.remote.daemons import hosted_repo
-from cockpit.core.states import State
+from cockpit.core.states import CLOSED, State
 from cockpit.tui.actions import TaskActions
 from cockpit.tui.commands import CockpitCommands
 from cockpit.tui.link import RepoLink
@@ -291,7 +291,7 @@ class CockpitApp(App[int]):
                 continue
             before = self._watched[key]
             self._watched[key] = task.state
-            if task.state in (State.DONE, State.REJECTED, State.CANCELLED):
+            if task.state in CLOSED:
                 del self._watched[key]
             text, level = transition_note(repo, task, before)
             self.say(text, level)

@@ -15,7 +15,7 @@ from typing import Any
 from cockpit.core.events import EventType
 from cockpit.core.models import Event, Task
 from cockpit.core.projection import apply
-from cockpit.core.states import State
+from cockpit.core.states import CLOSED, State
 from cockpit.tui.usage import Usage
 
 # Link modes, shown in the repo's tab.
@@ -25,7 +25,6 @@ STORE = "store"  # daemon down: following the store's file
 UNINITIALISED = "uninitialised"  # no .cockpit/ store yet
 OFFLINE = "offline"  # neither reachable (retrying)
 
-FINISHED_STATES = frozenset({State.DONE, State.REJECTED, State.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ CHILD_FAILED = frozenset({State.FAILED.value, State.INTERRUPTED.value, State.REJ
 
 def failed_child(task: Task) -> str | None:
     """'frontend#2' when a task this one delegated to failed and the parent is still at work."""
-    if task.state in FINISHED_STATES or task.state is State.FAILED:
+    if task.state in CLOSED or task.state is State.FAILED:
         return None
     if task.child_failure:
         return "a delegated task"
@@ -180,7 +179,7 @@ class RepoModel:
     def _track(self, task: Task) -> None:
         """Bring the summaries up to date with one task's change."""
         task_id = task.id
-        if task.state in FINISHED_STATES:
+        if task.state in CLOSED:
             self._open.discard(task_id)
         else:
             self._open.add(task_id)

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cockpit.core.models import JSON, Task
-from cockpit.core.states import State
+from cockpit.core.states import IN_EXECUTION, State
 
 # How each op's success reads on the flash line.
 DONE_VERBS = {
@@ -44,7 +44,7 @@ def transition_note(repo: str, task: Task, before: State | None) -> tuple[str, s
     if state is State.FAILED:
         failed = [g.name for g in task.gates if g.status != "passed"]
         why = f"gate {', '.join(failed)} failed" if failed else (task.failure or "the agent failed")
-        retried = before in (State.APPROVED, State.EXECUTING, State.GATING) and task.attempt > 1
+        retried = before in IN_EXECUTION and task.attempt > 1
         again = " again" if retried else ""
         return f"{where} failed{again}: {why} · l shows the log, R retries", "warning"
     if state is State.AWAITING_REVIEW:

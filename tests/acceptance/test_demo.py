@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from cockpit.demo import workspace
-from tests.support.daemons import cli, cli_json, kill_daemon
-from tests.support.tmuxserver import reap_tmux_server, tmux_server_running
-from tests.support.waiting import wait_until
+from cockpit_testkit.daemons import cli, cli_json, kill_daemon
+from cockpit_testkit.tmuxserver import reap_tmux_server, tmux_server_running
+from cockpit_testkit.waiting import wait_until
 
 WAIT_S = 120
 SIZE = ("200", "50")

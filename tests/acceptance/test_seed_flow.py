@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from cockpit.core.paths import RepoPaths
-from tests.support.daemons import cli, cli_json
-from tests.support.waiting import wait_until
-from tests.support.workspaces import build_workspace, configure, script_agent
+from cockpit_testkit.daemons import cli, cli_json
+from cockpit_testkit.waiting import wait_until
+from cockpit_testkit.workspaces import build_workspace, configure, script_agent
 
 Daemons = Callable[[Path], dict[str, Any]]
 

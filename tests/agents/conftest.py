@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.agents.agentkit import AGENTS, Driver, require_cli, seed_home
-from tests.support.model_server import ModelServer
-from tests.tmux.exec_support import setup_repo
+from cockpit_testkit.agentkit import AGENTS, Driver, require_cli, seed_home
+from cockpit_testkit.exec_support import setup_repo
+from cockpit_testkit.model_server import ModelServer
 
 
 @pytest.fixture

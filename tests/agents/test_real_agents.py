@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from cockpit.core import processes
-from tests.agents.agentkit import Driver
-from tests.support.gitrepos import git
-from tests.support.model_server import Commit, Done, ModelServer, Shell, Step, Write
-from tests.support.waiting import wait_until
+from cockpit_testkit.agentkit import Driver
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.model_server import Commit, Done, ModelServer, Shell, Step, Write
+from cockpit_testkit.waiting import wait_until
 
 pytestmark = [pytest.mark.agents, pytest.mark.timeout(420)]
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests.agents.agentkit import AGENTS, Driver, require_cli, seed_home
-from tests.support.model_server import ModelServer, Shell, Step, Tool
-from tests.support.waiting import wait_until
-from tests.support.workspaces import build_workspace
+from cockpit_testkit.agentkit import AGENTS, Driver, require_cli, seed_home
+from cockpit_testkit.model_server import ModelServer, Shell, Step, Tool
+from cockpit_testkit.waiting import wait_until
+from cockpit_testkit.workspaces import build_workspace
 
 pytestmark = [pytest.mark.agents, pytest.mark.timeout(420)]
 

@@ -16,8 +16,8 @@ from typing import Any
 from cockpit.core.config import DEFAULT_CONFIG
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
-from tests.support.daemons import cli_json
-from tests.support.tasks import init_cockpit
+from cockpit_testkit.daemons import cli_json
+from cockpit_testkit.tasks import init_cockpit
 
 PROCESSES = 8
 PER_PROCESS = 5

@@ -23,10 +23,10 @@ from cockpit.core.errors import DaemonUnavailable
 from cockpit.core.models import Event
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
-from tests.support.daemons import cli, cli_json, kill_daemon
-from tests.support.gitrepos import make_repo
-from tests.support.tasks import init_cockpit
-from tests.support.waiting import wait_until
+from cockpit_testkit.daemons import cli, cli_json, kill_daemon
+from cockpit_testkit.gitrepos import make_repo
+from cockpit_testkit.tasks import init_cockpit
+from cockpit_testkit.waiting import wait_until
 
 Daemons = Callable[[Path], dict[str, Any]]
 

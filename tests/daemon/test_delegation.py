@@ -11,9 +11,9 @@ from typing import Any
 
 from cockpit.core.models import PlanStep, Task
 from cockpit.daemon.delegation import StepExecutor, continuation_prompt, ready_delegates, waits_on_delegates
-from tests.support.daemons import cli, cli_json
-from tests.support.tasks import make_executing_task, store_executing
-from tests.support.workspaces import build_workspace, script_agent
+from cockpit_testkit.daemons import cli, cli_json
+from cockpit_testkit.tasks import make_executing_task, store_executing
+from cockpit_testkit.workspaces import build_workspace, script_agent
 
 Daemons = Callable[[Path], dict[str, Any]]
 

@@ -15,9 +15,9 @@ from cockpit.core.delegation.peers import PeerRef
 from cockpit.core.delegation.wait import wait_peer_task
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths
-from tests.support.daemons import cli, cli_json
-from tests.support.tasks import make_executing_task
-from tests.support.workspaces import build_workspace
+from cockpit_testkit.daemons import cli, cli_json
+from cockpit_testkit.tasks import make_executing_task
+from cockpit_testkit.workspaces import build_workspace
 
 Daemons = Callable[[Path], dict[str, Any]]
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from cockpit.core.config import DEFAULT_CONFIG
-from tests.support.daemons import cli, cli_json, kill_daemon
-from tests.support.gitrepos import GIT_ENV, make_repo
-from tests.support.tasks import init_cockpit
+from cockpit_testkit.daemons import cli, cli_json, kill_daemon
+from cockpit_testkit.gitrepos import GIT_ENV, make_repo
+from cockpit_testkit.tasks import init_cockpit
 
 TIMEOUT = 20
 

@@ -20,9 +20,9 @@ from mcp_types import CallToolResult
 from cockpit.core.mcp_config import HEARTBEAT_ENV, REPO_ENV, TASK_ENV, TOOL_NAMES, task_server_entry
 from cockpit.core.states import State
 from cockpit.mcp.server import DEFAULT_WAIT_S, STATE_NAMES
-from tests.support.daemons import cli, cli_json
-from tests.support.tasks import make_executing_task
-from tests.support.workspaces import build_workspace
+from cockpit_testkit.daemons import cli, cli_json
+from cockpit_testkit.tasks import make_executing_task
+from cockpit_testkit.workspaces import build_workspace
 
 Daemons = Callable[[Path], dict[str, Any]]
 

@@ -7,10 +7,10 @@ import os
 import stat
 from pathlib import Path
 
-from tests.support.daemons import cli, cli_json
-from tests.support.gitrepos import git
-from tests.support.tasks import make_reviewable_task
-from tests.support.workspaces import build_workspace
+from cockpit_testkit.daemons import cli, cli_json
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.tasks import make_reviewable_task
+from cockpit_testkit.workspaces import build_workspace
 
 
 def test_a_local_install_is_kept_out_of_git_and_the_merge_goes_through(short_tmp: Path) -> None:

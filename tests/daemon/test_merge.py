@@ -24,10 +24,10 @@ from cockpit.core import git as cg
 from cockpit.core.client import DaemonClient
 from cockpit.core.merge.lock import PAUSE_ENV
 from cockpit.core.paths import RepoPaths
-from tests.support.daemons import cli, cli_json, kill_daemon
-from tests.support.gitrepos import git
-from tests.support.tasks import commit_files, init_cockpit, make_reviewable_task
-from tests.support.waiting import wait_until
+from cockpit_testkit.daemons import cli, cli_json, kill_daemon
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.tasks import commit_files, init_cockpit, make_reviewable_task
+from cockpit_testkit.waiting import wait_until
 
 BASE_FILES = {"README.md": "# demo\n", "app.txt": "line 1\nline 2\nline 3\n"}
 HOLD_GATE = """

@@ -23,9 +23,9 @@ from cockpit.core import principals
 from cockpit.core.config import DEFAULT_CONFIG
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
-from tests.support.daemons import cli, kill_daemon
-from tests.support.gitrepos import GIT_ENV, make_repo
-from tests.support.tasks import init_cockpit
+from cockpit_testkit.daemons import cli, kill_daemon
+from cockpit_testkit.gitrepos import GIT_ENV, make_repo
+from cockpit_testkit.tasks import init_cockpit
 
 TIMEOUT = 20
 

@@ -14,10 +14,10 @@ from textual.widgets import Static
 
 from cockpit.tui.app import AppConfig
 from cockpit.tui.repo_model import LIVE, OFFLINE
-from tests.support.daemons import cli, cli_json, kill_daemon
-from tests.support.hostedrepos import spanning_workspace
-from tests.support.sshhosts import LabHost, SshLab
-from tests.support.workspaces import script_agent
+from cockpit_testkit.daemons import cli, cli_json, kill_daemon
+from cockpit_testkit.hostedrepos import spanning_workspace
+from cockpit_testkit.sshhosts import LabHost, SshLab
+from cockpit_testkit.workspaces import script_agent
 from tests.tui.conftest import AttachRecorder, Cockpit, run_cockpit
 
 LARGE = "rewrite the routing and migrate the state store to the new export API client"

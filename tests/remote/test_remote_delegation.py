@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.support.daemons import cli, cli_json
-from tests.support.hostedrepos import spanning_workspace
-from tests.support.sshhosts import SshLab
-from tests.support.tasks import make_executing_task
-from tests.support.workspaces import script_agent
+from cockpit_testkit.daemons import cli, cli_json
+from cockpit_testkit.hostedrepos import spanning_workspace
+from cockpit_testkit.sshhosts import SshLab
+from cockpit_testkit.tasks import make_executing_task
+from cockpit_testkit.workspaces import script_agent
 
 Daemons = Callable[[Path], dict[str, Any]]
 

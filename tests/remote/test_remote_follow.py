@@ -10,9 +10,9 @@ import stat
 from pathlib import Path
 
 from cockpit.core.remote.follow import follow
-from tests.support.hostedrepos import spanning_workspace
-from tests.support.sshhosts import LabHost, SshLab
-from tests.support.waiting import async_wait_until
+from cockpit_testkit.hostedrepos import spanning_workspace
+from cockpit_testkit.sshhosts import LabHost, SshLab
+from cockpit_testkit.waiting import async_wait_until
 
 
 def tcp_listeners_of(pid: int) -> list[int]:

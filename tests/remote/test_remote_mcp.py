@@ -16,9 +16,9 @@ from mcp_types import CallToolResult
 
 from cockpit.core.mcp_config import HEARTBEAT_ENV, task_server_entry
 from cockpit.core.remote.ssh import CONFIG_ENV
-from tests.support.hostedrepos import spanning_workspace
-from tests.support.sshhosts import SshLab
-from tests.support.tasks import make_executing_task
+from cockpit_testkit.hostedrepos import spanning_workspace
+from cockpit_testkit.sshhosts import SshLab
+from cockpit_testkit.tasks import make_executing_task
 
 Daemons = Callable[[Path], dict[str, Any]]
 LARGE = "rewrite the routing and migrate the state store to the new export API client"

@@ -17,9 +17,9 @@ from cockpit.core.errors import CockpitError
 from cockpit.core.remote.daemons import HostedRepo, person_refusal
 from cockpit.core.remote.ssh import SshHost
 from cockpit.core.workspace import Workspace
-from tests.support.daemons import cli
-from tests.support.hostedrepos import spanning_workspace
-from tests.support.sshhosts import LabHost, SshLab
+from cockpit_testkit.daemons import cli
+from cockpit_testkit.hostedrepos import spanning_workspace
+from cockpit_testkit.sshhosts import LabHost, SshLab
 
 Daemons = Callable[[Path], dict[str, Any]]
 LARGE = "rewrite the routing and migrate the state store to the new export API client"

@@ -9,9 +9,9 @@ import pytest
 from cockpit.core import principals
 from cockpit.core.errors import ConfigError, UsageError
 from cockpit.core.workspace import Workspace
-from tests.support.daemons import cli
-from tests.support.gitrepos import make_repo
-from tests.support.sshhosts import SshLab
+from cockpit_testkit.daemons import cli
+from cockpit_testkit.gitrepos import make_repo
+from cockpit_testkit.sshhosts import SshLab
 
 
 def test_hosted_entries_load_with_their_host_and_remote_path(short_tmp: Path) -> None:

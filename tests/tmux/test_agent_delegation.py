@@ -1,6 +1,6 @@
 """Agents that delegate through the MCP tools, end to end: real daemons, real tmux panes, real merges.
 
-The agent is `tests/support/mcp_agent.py` run as the `custom` backend: it starts `cockpit mcp` from its
+The agent is `cockpit_testkit/mcp_agent.py` run as the `custom` backend: it starts `cockpit mcp` from its
 worktree the way an adapter's per-task MCP config does and calls the tools over the SDK's stdio client.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from cockpit.core.tmux import tmux_available
-from tests.support import mcp_agent
-from tests.support.daemons import cli, cli_json
-from tests.support.waiting import wait_until
-from tests.support.workspaces import build_workspace
+from cockpit_testkit import mcp_agent
+from cockpit_testkit.daemons import cli, cli_json
+from cockpit_testkit.waiting import wait_until
+from cockpit_testkit.workspaces import build_workspace
 
 pytestmark = [pytest.mark.skipif(not tmux_available(), reason="tmux is not installed"),
               pytest.mark.timeout(400)]

@@ -14,10 +14,8 @@ from typing import Any
 import pytest
 
 from cockpit.core.tmux import tmux_available
-from tests.support.daemons import cli, cli_json
-from tests.support.gitrepos import git
-from tests.support.waiting import wait_until
-from tests.tmux.exec_support import (
+from cockpit_testkit.daemons import cli, cli_json
+from cockpit_testkit.exec_support import (
     add_gates,
     approve,
     create,
@@ -29,6 +27,8 @@ from tests.tmux.exec_support import (
     wait,
     wait_flag,
 )
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not tmux_available(), reason="tmux is not installed")
 

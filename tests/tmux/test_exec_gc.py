@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from cockpit.core.tmux import tmux_available
-from tests.support.daemons import cli, cli_json
-from tests.support.gitrepos import git
-from tests.tmux.exec_support import approve, commit_script, create, setup_repo, show, wait
+from cockpit_testkit.daemons import cli, cli_json
+from cockpit_testkit.exec_support import approve, commit_script, create, setup_repo, show, wait
+from cockpit_testkit.gitrepos import git
 
 pytestmark = pytest.mark.skipif(not tmux_available(), reason="tmux is not installed")
 

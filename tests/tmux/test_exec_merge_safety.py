@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from cockpit.core.tmux import tmux_available
-from tests.support.daemons import cli
-from tests.support.gitrepos import git
-from tests.support.tasks import commit_files
-from tests.tmux.exec_support import add_gates, approve, commit_script, create, setup_repo, show, wait
+from cockpit_testkit.daemons import cli
+from cockpit_testkit.exec_support import add_gates, approve, commit_script, create, setup_repo, show, wait
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.tasks import commit_files
 
 pytestmark = pytest.mark.skipif(not tmux_available(), reason="tmux is not installed")
 

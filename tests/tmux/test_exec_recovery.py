@@ -10,10 +10,8 @@ from typing import Any
 import pytest
 
 from cockpit.core.tmux import tmux_available
-from tests.support.daemons import cli, cli_json, kill_daemon
-from tests.support.gitrepos import git
-from tests.support.waiting import wait_until
-from tests.tmux.exec_support import (
+from cockpit_testkit.daemons import cli, cli_json, kill_daemon
+from cockpit_testkit.exec_support import (
     ASK_SCRIPT,
     approve,
     create,
@@ -24,6 +22,8 @@ from tests.tmux.exec_support import (
     wait,
     wait_flag,
 )
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not tmux_available(), reason="tmux is not installed")
 

@@ -19,9 +19,9 @@ import pytest
 
 from cockpit.core import principals, sandbox
 from cockpit.core.tmux import tmux_available
-from tests.support.daemons import cli_json
-from tests.support.gitrepos import git
-from tests.tmux.exec_support import approve, commit_script, create, events, setup_repo, wait
+from cockpit_testkit.daemons import cli_json
+from cockpit_testkit.exec_support import approve, commit_script, create, events, setup_repo, wait
+from cockpit_testkit.gitrepos import git
 
 pytestmark = [
     pytest.mark.skipif(not tmux_available(), reason="tmux is not installed"),

@@ -12,8 +12,8 @@ import pytest
 
 from cockpit.core.errors import TmuxError
 from cockpit.core.tmux import PaneRef, TmuxPanes, read_died_signal, session_name_for, tmux_available
-from tests.support.tmuxserver import private_tmux_socket, tmux_server_running
-from tests.support.waiting import wait_until
+from cockpit_testkit.tmuxserver import private_tmux_socket, tmux_server_running
+from cockpit_testkit.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not tmux_available(), reason="tmux is not installed")
 

@@ -18,8 +18,8 @@ from textual.screen import Screen
 from cockpit.core.models import Task
 from cockpit.tui.app import AppConfig, CockpitApp, Flash, make_app
 from cockpit.tui.repo_model import OFFLINE, UNINITIALISED
-from tests.support.daemons import cli, kill_daemon
-from tests.support.workspaces import build_workspace, script_agent
+from cockpit_testkit.daemons import cli, kill_daemon
+from cockpit_testkit.workspaces import build_workspace, script_agent
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Screen[Any])
@@ -50,7 +50,7 @@ class Cockpit:
     async def wait(
         self,
         predicate: Callable[[], Any],
-        timeout: float = WAIT_S,  # noqa: ASYNC109 - a deadline for the condition, as in support/waiting.py
+        timeout: float = WAIT_S,  # noqa: ASYNC109 - a deadline for the condition, as in cockpit_testkit/waiting.py
         message: str = "",
     ) -> Any:
         """Let the app run until `predicate()` is truthy; fail after `timeout` seconds.

@@ -25,9 +25,9 @@ from cockpit.tui.screens.forms import AnswerScreen, ClarifyScreen, ConfirmScreen
 from cockpit.tui.screens.keys import KeysScreen
 from cockpit.tui.screens.merges import MergesScreen
 from cockpit.tui.widgets.task_detail import TaskDetail
-from tests.support.daemons import cli, cli_json, kill_daemon
-from tests.support.gitrepos import git
-from tests.support.tasks import make_reviewable_task
+from cockpit_testkit.daemons import cli, cli_json, kill_daemon
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.tasks import make_reviewable_task
 from tests.tui.conftest import AttachRecorder, Cockpit, Workspace, run_cockpit
 
 Build = Callable[..., Workspace]

@@ -15,7 +15,7 @@ from cockpit.core.paths import RepoPaths
 from cockpit.tui.commands import CockpitCommands
 from cockpit.tui.screens.forms import ConfirmScreen
 from cockpit.tui.screens.log import LogScreen
-from tests.support.daemons import cli, cli_json
+from cockpit_testkit.daemons import cli, cli_json
 from tests.tui.conftest import Cockpit, Workspace, run_cockpit
 
 Build = Callable[..., Workspace]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemons import cli_json
+from cockpit_testkit.daemons import cli_json
 from tests.tui.conftest import Workspace
 
 Build = Callable[..., Workspace]

@@ -21,7 +21,7 @@ from cockpit.tui.app import AppConfig, CockpitApp, make_app
 from cockpit.tui.repo_model import OFFLINE, UNINITIALISED
 from cockpit.tui.screens.keys import KeysScreen
 from cockpit.tui.screens.merges import MergesScreen
-from tests.support.daemons import cli_json
+from cockpit_testkit.daemons import cli_json
 from tests.tui.conftest import Workspace
 
 SIZE = (160, 48)

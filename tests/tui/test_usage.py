@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from cockpit.tui.usage import Usage, tokens_text
 from cockpit.tui.widgets.bars import StatusBar
-from tests.support.daemons import cli_json
+from cockpit_testkit.daemons import cli_json
 from tests.tui.conftest import Cockpit, Workspace, run_cockpit
 
 Build = Callable[..., Workspace]

@@ -15,7 +15,7 @@ from cockpit.core.agents import BACKENDS, AgentCommand, agent_command
 from cockpit.core.errors import CockpitError, ConfigError
 from cockpit.core.models import GateResult, GateSpec, PlanStep, Task
 from cockpit.core.prompts import render_fix_prompt, render_prompt
-from tests.support.gitrepos import git
+from cockpit_testkit.gitrepos import git
 
 FAKE_AGENT = """#!/usr/bin/env python3
 import json, os, sys

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from cockpit.core.config import DEFAULT_CONFIG
-from tests.support.daemons import CliResult, cli, cli_json
-from tests.support.gitrepos import git
+from cockpit_testkit.daemons import CliResult, cli, cli_json
+from cockpit_testkit.gitrepos import git
 
 TASK_KEYS = {"id", "title", "description", "state", "scope", "classifier", "reason", "plan", "questions",
              "needs_input", "source_repo", "source_task_id", "created_at", "updated_at"}

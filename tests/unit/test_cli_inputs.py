@@ -12,7 +12,7 @@ import pytest
 
 from cockpit.core.limits import MAX_TEXT_BYTES
 from cockpit.core.store import Store
-from tests.support.daemons import cli, cli_json
+from cockpit_testkit.daemons import cli, cli_json
 
 
 @pytest.fixture

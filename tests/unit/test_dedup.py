@@ -9,7 +9,15 @@ from dataclasses import dataclass
 import pytest
 
 from cockpit.core.dedup import LAYERS, DedupIndex, DedupMatch, normalise
-from tests.unit.dedup_pairs import DUPLICATES, FRESH, HELD_OUT, NON_DUPLICATES, PAIRS, Pair, distractor_tasks
+from cockpit_testkit.dedup_pairs import (
+    DUPLICATES,
+    FRESH,
+    HELD_OUT,
+    NON_DUPLICATES,
+    PAIRS,
+    Pair,
+    distractor_tasks,
+)
 
 DISTRACTOR_BASE = 100_000
 ALL_PAIRS = PAIRS + HELD_OUT + FRESH

@@ -12,7 +12,7 @@ import pytest
 from cockpit.core import gates as gates_mod
 from cockpit.core.gates import BUILTIN_GATES, TddRule, run_gates
 from cockpit.core.models import GateResult, GateSpec
-from tests.support.gitrepos import git
+from cockpit_testkit.gitrepos import git
 
 AUTO = TddRule()
 OFF = TddRule(enabled=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cockpit.core import git
 from cockpit.core.worktrees import gc_worktrees
-from tests.support.gitrepos import make_repo
+from cockpit_testkit.gitrepos import make_repo
 
 
 def _orphan_with_ignored_file(tmp_path: Path) -> tuple[Path, Path, Path]:

@@ -12,7 +12,7 @@ import pytest
 from cockpit.core import git as cg
 from cockpit.core.errors import GitError, RefusedError
 from cockpit.core.merge import engine, guards, plumbing, rebase, rollback
-from tests.support.gitrepos import git
+from cockpit_testkit.gitrepos import git
 
 
 def commit_files(repo: Path, files: dict[str, str], message: str = "change") -> str:

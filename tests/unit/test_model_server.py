@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.model_server import Commit, Done, ModelServer, Shell, Step, Tool, Write
+from cockpit_testkit.model_server import Commit, Done, ModelServer, Shell, Step, Tool, Write
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from cockpit.core.errors import UsageError
 from cockpit.core.script_agent import Action, parse_script
 from cockpit.core.signals import read_signals
-from tests.support.gitrepos import git
+from cockpit_testkit.gitrepos import git
 
 # --------------------------------------------------------------------------------------------------- parsing
 

@@ -19,7 +19,7 @@ from cockpit.core.models import Event
 from cockpit.core.projection import EVENT_STATE
 from cockpit.core.states import REENTRANT, TRANSITIONS, State
 from cockpit.core.store import PROJECTION_TABLES, SCHEMA_VERSION, Store
-from tests.support.waiting import async_wait_until
+from cockpit_testkit.waiting import async_wait_until
 
 
 @pytest.fixture

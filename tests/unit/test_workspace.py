@@ -12,8 +12,8 @@ from cockpit.cli.remote import install_mcp_json
 from cockpit.core.delegation.peers import Sender, main_repo_of
 from cockpit.core.errors import CockpitError, ConfigError, NotFoundError, RefusedError, UsageError
 from cockpit.core.workspace import WORKSPACE_FILE, Workspace, repo_identity
-from tests.support.daemons import cli
-from tests.support.gitrepos import make_repo
+from cockpit_testkit.daemons import cli
+from cockpit_testkit.gitrepos import make_repo
 
 
 def test_init_creates_the_file_once(short_tmp: Path) -> None:

@@ -39,7 +39,7 @@ def _summary(ref: PeerRef, task: JSON, via: str) -> JSON:
 
 @dataclass
 class Delegation:
-    """The remote ops of DESIGN section 1 on behalf of one sender repo, recording the links in its store."""
+    """The remote ops (docs/delegation.md) on behalf of one sender repo, recording the links in its store."""
 
     service: TaskService
 

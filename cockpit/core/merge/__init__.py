@@ -1,4 +1,4 @@
-"""Verified merges with a recorded rollback point, and rollback (DESIGN.md section 8).
+"""Verified merges with a recorded rollback point, and rollback (docs/design.md, Merge and rollback).
 
 The git engine's contract: the rollback point is read from the target ref itself; the merge commit is built
 with plumbing (`merge-tree --write-tree` + `commit-tree`) without moving any ref; it can be verified in a

@@ -20,7 +20,7 @@ from cockpit.core.merge.plumbing import list_files
 
 # ---------------------------------------------------------------------------------------- what a merge writes
 
-# cockpit's own state: never tracked, so never written, changed or removed by a merge (DESIGN section 3).
+# cockpit's own state: never tracked, so never written, changed or removed by a merge (docs/design.md, Files).
 COCKPIT_DIR = ".cockpit"
 
 

@@ -23,7 +23,7 @@ from cockpit.core.classifier import (
 )
 from tests.unit.classifier.cases import DESCRIPTION, PEERS
 
-FAKE = Path(__file__).resolve().parents[2] / "support" / "fakes" / "fake_classifier.py"
+FAKE = Path(__file__).resolve().parents[3] / "cockpit_testkit" / "fakes" / "fake_classifier.py"
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 from cockpit.core.config import Settings
 from cockpit.core.store import Store
-from tests.support.tasks import init_cockpit
+from cockpit_testkit.tasks import init_cockpit
 from tests.unit.merge.envs import Env
 from tests.unit.merge.setups import BASE_FILES, Setup
 

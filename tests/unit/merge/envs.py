@@ -17,8 +17,8 @@ from cockpit.core.merge.rollback import rollback_task
 from cockpit.core.models import Task
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
-from tests.support.gitrepos import git
-from tests.support.tasks import reviewable_task
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.tasks import reviewable_task
 
 
 @dataclass

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from cockpit.core import git as cg
 from cockpit.core.merge.engine import PlannedMerge, build_merge_commit, move_target
-from tests.support.gitrepos import git
-from tests.support.tasks import commit_files
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.tasks import commit_files
 
 BRANCH = "cockpit/task-1-demo"
 BASE_FILES = {"README.md": "# demo\n", "app.txt": "line 1\nline 2\nline 3\n"}

@@ -17,7 +17,7 @@ from cockpit.core.merge.engine import PlannedMerge, build_merge_commit, move_tar
 from cockpit.core.merge.guards import TreeChange, overwritten_paths
 from cockpit.core.merge.preflight import preflight
 from cockpit.core.merge.rollback import rollback
-from tests.support.gitrepos import git
+from cockpit_testkit.gitrepos import git
 from tests.unit.merge.setups import BRANCH, Setup, merged, parents, tree_of, worktree_count
 from tests.unit.test_git import GitCalls
 

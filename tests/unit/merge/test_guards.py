@@ -29,9 +29,9 @@ from cockpit.core.models import GateSpec, Task
 from cockpit.core.paths import RepoPaths
 from cockpit.core.states import State
 from cockpit.core.store import Store
-from tests.support.gitrepos import git
-from tests.support.tasks import commit_files, init_cockpit, reviewable_task
-from tests.support.waiting import async_wait_until
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.tasks import commit_files, init_cockpit, reviewable_task
+from cockpit_testkit.waiting import async_wait_until
 
 BASE_FILES = {"README.md": "# demo\n", "app.txt": "line 1\nline 2\nline 3\n", ".gitignore": "*.env\nbuild/\n"}
 

@@ -10,7 +10,7 @@ import pytest
 
 from cockpit.core.merge.lock import LOCK_NAME, LockBusy, merge_lock
 from cockpit.core.states import State
-from tests.support.waiting import async_wait_until
+from cockpit_testkit.waiting import async_wait_until
 from tests.unit.merge.envs import Env, hold_lock
 
 

@@ -9,7 +9,7 @@ from cockpit.core.merge.ops import list_merges
 from cockpit.core.optable import build_ops
 from cockpit.core.principals import PERSON_CONTEXT
 from cockpit.core.service import TaskService
-from tests.support.tasks import commit_files
+from cockpit_testkit.tasks import commit_files
 from tests.unit.merge.envs import Env
 
 # --------------------------------------------------------------------------------------------------- list

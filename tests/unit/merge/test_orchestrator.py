@@ -14,8 +14,8 @@ from cockpit.core.merge import orchestrator, plumbing
 from cockpit.core.merge.engine import PlannedMerge, move_target, verify_in_scratch
 from cockpit.core.models import GateSpec
 from cockpit.core.states import State
-from tests.support.gitrepos import git
-from tests.support.tasks import commit_files
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.tasks import commit_files
 from tests.unit.merge.envs import Env, present, scratch_left, tree
 from tests.unit.merge.setups import parents
 from tests.unit.test_git import GitCalls

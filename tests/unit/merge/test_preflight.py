@@ -6,7 +6,7 @@ import json
 
 from cockpit.core.merge.plumbing import merge_tree
 from cockpit.core.merge.preflight import preflight
-from tests.support.gitrepos import git
+from cockpit_testkit.gitrepos import git
 from tests.unit.merge.setups import BRANCH, Setup
 
 # ------------------------------------------------------------------------------------------- preflight

@@ -10,7 +10,7 @@ from cockpit.core import git as cg
 from cockpit.core.errors import RefusedError
 from cockpit.core.merge.preflight import preflight
 from cockpit.core.merge.rebase import rebase_branch
-from tests.support.gitrepos import git
+from cockpit_testkit.gitrepos import git
 from tests.unit.merge.setups import BRANCH, Setup, parents
 
 # ---------------------------------------------------------------------------------------------- rebase

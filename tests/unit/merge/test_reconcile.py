@@ -15,9 +15,9 @@ from cockpit.core.merge.lock import PAUSE_ENV
 from cockpit.core.merge.reconcile import reconcile, reconcile_merging
 from cockpit.core.models import GateSpec, Task
 from cockpit.core.states import State
-from tests.support.gitrepos import git
-from tests.support.tasks import commit_files
-from tests.support.waiting import async_wait_until
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.tasks import commit_files
+from cockpit_testkit.waiting import async_wait_until
 from tests.unit.merge.envs import Env, present, scratch_left
 from tests.unit.merge.setups import BRANCH, Setup
 

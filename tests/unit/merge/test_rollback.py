@@ -17,8 +17,8 @@ from cockpit.core.merge.plumbing import revert_tree
 from cockpit.core.merge.rollback import RollbackResult, rollback, rollback_method
 from cockpit.core.service import TaskService
 from cockpit.core.states import State
-from tests.support.gitrepos import git
-from tests.support.tasks import commit_files
+from cockpit_testkit.gitrepos import git
+from cockpit_testkit.tasks import commit_files
 from tests.unit.merge.envs import Env, expected_tree, tree
 from tests.unit.merge.setups import (
     BASE_FILES,

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.support.model_server import protocols as p
-from tests.support.model_server.script import IDLE, Scripts, Step
+from cockpit_testkit.model_server import protocols as p
+from cockpit_testkit.model_server.script import IDLE, Scripts, Step
 
 
 @dataclass

@@ -22,7 +22,7 @@ from cockpit.core import daemonctl
 from cockpit.core.errors import CockpitError
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
-from tests.support.workspaces import build_workspace
+from cockpit_testkit.workspaces import build_workspace
 
 WORDS = ("export", "pagination", "rate limit", "CSV output", "currency", "login page", "search index",
          "cache", "retry policy", "audit log", "dark mode", "webhooks", "report totals", "API docs")

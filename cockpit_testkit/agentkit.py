@@ -1,6 +1,6 @@
 """Running the real agent CLIs through cockpit against the fake model server.
 
-Each test gets a person's home of its own (the autouse HOME of tests/support/gitrepos.py) set up the way a
+Each test gets a person's home of its own (the autouse HOME of cockpit_testkit/gitrepos.py) set up the way a
 person who already uses the agent has it: the model endpoint pointed at the fake server, onboarding done, the
 repo root trusted. Cockpit does the rest per task (hooks, trust of the worktree, per-task homes), which is
 what these tests check. The daemon is started with that environment, so its tmux server and every pane have
@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 
 from cockpit.core.paths import RepoPaths
-from tests.support.daemons import cli, cli_json
-from tests.support.model_server import ModelServer
-from tests.support.waiting import wait_until
+from cockpit_testkit.daemons import cli, cli_json
+from cockpit_testkit.model_server import ModelServer
+from cockpit_testkit.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TOOL_DIRS = (ROOT / ".tools" / "npm" / "node_modules" / ".bin", ROOT / ".tools" / "aider-venv" / "bin")
 API_KEY = "sk-ant-cockpit-test-0123456789abcdef"
 DIALOG_DRAW_S = 5  # how long after a hook flagged a question its dialog may take to show

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from cockpit.core.remote.ssh import CONFIG_ENV, SshHost
-from tests.support.waiting import wait_until
+from cockpit_testkit.waiting import wait_until
 
 SSHD = "/usr/sbin/sshd"
 SUBNET = "10.213.0"

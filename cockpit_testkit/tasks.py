@@ -20,7 +20,7 @@ from cockpit.core.config import write_default
 from cockpit.core.models import Task
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
-from tests.support.gitrepos import git
+from cockpit_testkit.gitrepos import git
 
 
 def init_cockpit(root: Path, *, config: str | None = None, backend: str = "claude") -> RepoPaths:

@@ -9,8 +9,8 @@ from pathlib import Path
 from cockpit.core import config as cfg
 from cockpit.core.store import Store
 from cockpit.core.workspace import Workspace
-from tests.support.gitrepos import make_repo
-from tests.support.tasks import init_cockpit
+from cockpit_testkit.gitrepos import make_repo
+from cockpit_testkit.tasks import init_cockpit
 
 Settings = dict[str, str]
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from cockpit.core.remote.daemons import HostedRepo, hosted_repo
 from cockpit.core.workspace import Workspace
-from tests.support.gitrepos import make_repo
-from tests.support.sshhosts import LabHost, SshLab
-from tests.support.tasks import init_cockpit
-from tests.support.workspaces import Settings, build_workspace, configure, create_store
+from cockpit_testkit.gitrepos import make_repo
+from cockpit_testkit.sshhosts import LabHost, SshLab
+from cockpit_testkit.tasks import init_cockpit
+from cockpit_testkit.workspaces import Settings, build_workspace, configure, create_store
 
 
 @dataclass

@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tests.support.model_server.script import Shell, Step, Write, step_command, text_of, tool_calls
+from cockpit_testkit.model_server.script import Shell, Step, Write, step_command, text_of, tool_calls
 
 CLASSIFIER_ALLOW = "<block>no</block>"
 COMMIT_MESSAGE_ASK = "Git commit messages"

@@ -10,8 +10,8 @@ from cockpit.cli.repo import init_repo
 from cockpit.core.config import set_value
 from cockpit.core.paths import RepoPaths
 from cockpit.core.tmux import TmuxPanes
-from tests.support.daemons import cli, cli_json
-from tests.support.waiting import wait_until
+from cockpit_testkit.daemons import cli, cli_json
+from cockpit_testkit.waiting import wait_until
 
 WAIT_S = 60
 
