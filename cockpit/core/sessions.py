@@ -121,8 +121,12 @@ async def submit(
     return False
 
 
-def _members(sid: int | None, marker: tuple[str, str] | None) -> list[int]:
-    found = set(processes.session_members(sid)) if sid else set()
+def _members(sid: int | None, marker: tuple[str, str] | None, *, live: bool) -> list[int]:
+    found: set[int] = set()
+    # A dead pane's session may still hold what its program left running. The kernel reuses no pid that is
+    # still some live process's session id, so a live process of that pid now leads someone else's session.
+    if sid and (live or not processes.alive(sid)):
+        found.update(processes.session_members(sid))
     if marker is not None:
         found.update(processes.with_env(*marker))
     return sorted(found)
@@ -146,7 +150,7 @@ async def end_agent(
         live = await asyncio.to_thread(panes.pane_alive, pane)
     except TmuxError:
         sid, live = None, False
-    pids = await asyncio.to_thread(_members, sid if live else None, marker)
+    pids = await asyncio.to_thread(_members, sid, marker, live=live)
     if not pids:
         return "gone"
     if graceful and live:
@@ -159,12 +163,12 @@ async def end_agent(
             pass
         if not await processes.wait_gone(pids, grace_s):
             return "exit"
-    pids = await asyncio.to_thread(_members, sid if live else None, marker) or pids
+    pids = await asyncio.to_thread(_members, sid, marker, live=live) or pids
     processes.send(pids, signal.SIGTERM)
     left = await processes.wait_gone(pids, term_s)
     if not left:
         return "term"
-    left = sorted(set(left) | set(await asyncio.to_thread(_members, sid if live else None, marker)))
+    left = sorted(set(left) | set(await asyncio.to_thread(_members, sid, marker, live=live)))
     processes.send(left, signal.SIGKILL)
     await processes.wait_gone(left, KILL_WAIT_S)
     return "kill"

@@ -338,6 +338,13 @@ class Executor:
             log.warning("ending the agent of task %d: %s", run.task_id, exc)
             return "gone"
 
+    async def _sweep(self, run: Run) -> None:
+        try:
+            await sessions.end_agent(run.panes, run.pane, exit_text=None, graceful=False,
+                                     term_s=min(TERM_GRACE_S, max(self.service.settings.stop_grace_s, 0.5)))
+        except (TmuxError, OSError) as exc:
+            log.warning("ending what the agent of task %d left running: %s", run.task_id, exc)
+
     def kick(self) -> None:
         """Start approved tasks while slots are free (coalesced: one scheduling pass at a time)."""
         if not self._started or self._stopped or self._kick_pending:
@@ -1101,6 +1108,9 @@ class Executor:
         run.cancel_timers()
         self.runs.pop(run.task_id, None)
         died_signal_path(self.paths.signals, run.task_id).unlink(missing_ok=True)
+        # What the agent left running in its pane's session ends with it (TERM, then KILL); the window stays
+        # for reading. Off the exit-to-gates path.
+        self.daemon.spawn(self._sweep(run), f"sweep-{run.task_id}")
         task_id = run.task_id
         await self._record_usage(run, {})
         try:

@@ -257,6 +257,27 @@ def test_reject_without_a_daemon_ends_an_agent_that_outlives_its_window(
             os.kill(pid, signal.SIGKILL)
 
 
+def test_an_agent_that_fails_ends_what_it_left_running(
+    repo: Path, tmux_socket: str, daemons: Daemons, tmp_path: Path
+) -> None:
+    script = tmp_path / "leaving-agent.sh"
+    script.write_text("trap '' HUP\nsleep 600 &\nexit 3\n")
+    setup_repo(repo, tmux_socket, **{"agent.backend": "custom", "agent.command": f"sh {script}",
+                                     "agent.stop_grace_s": "0.5", "agent.sandbox": "none"})
+    daemons(repo)
+    task_id = create(repo, "Leave a process behind and fail")
+    approve(repo, task_id)
+    task = wait(repo, task_id, "failed", "awaiting_review")
+    assert task["state"] == "failed"
+    try:
+        wait_until(lambda: not agent_processes(task["worktree"]), timeout=15,
+                   message="nothing the failed agent started in its pane lives on")
+        assert "exited with code 3" in task["failure"]
+    finally:
+        for pid in agent_processes(task["worktree"]):
+            os.kill(pid, signal.SIGKILL)
+
+
 FAKE_CLAUDE = r'''#!/usr/bin/env python3
 """A stand-in for Claude Code: reads --settings, writes a transcript, runs the hooks it was given."""
 import json, os, subprocess, sys
