@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from cockpit.core.git import porcelain_entries
 from cockpit.core.models import GateResult, GateSpec
 
 BUILTIN_GATES: tuple[str, ...] = ("has-commits", "clean-tree", "tdd")
@@ -230,18 +231,7 @@ def _write_artefacts(worktree: Path, paths: set[str]) -> None:
 async def _status(worktree: Path) -> tuple[int, list[tuple[str, str]], str]:
     """(exit code, [(XY, path)] of `git status` with every untracked file listed, error text)."""
     code, out, err = await _git(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all")
-    entries: list[tuple[str, str]] = []
-    parts = out.split("\0")
-    i = 0
-    while i < len(parts):
-        entry = parts[i]
-        i += 1
-        if len(entry) < 4:
-            continue
-        entries.append((entry[:2], entry[3:]))
-        if "R" in entry[:2] or "C" in entry[:2]:
-            i += 1  # the rename/copy source follows as its own field
-    return code, entries, err or out
+    return code, porcelain_entries(out), err or out
 
 
 def _untracked(entries: list[tuple[str, str]]) -> set[str]:
