@@ -16,6 +16,12 @@ from cockpit.core.store import Store
 from cockpit_testkit.tasks import init_cockpit
 
 
+def duplicate_of(err: DuplicateError) -> object:
+    duplicate = err.details["duplicate"]
+    assert isinstance(duplicate, dict)
+    return duplicate["task_id"]
+
+
 @pytest.fixture
 async def service(repo: Path) -> AsyncIterator[TaskService]:
     paths = init_cockpit(repo)
@@ -36,7 +42,7 @@ async def test_a_duplicate_is_refused_unless_forced(service: TaskService) -> Non
 
     with pytest.raises(DuplicateError) as err:
         await service.create_task("add a health endpoint to the api server", classify=False)
-    assert err.value.details["duplicate"]["task_id"] == first.id
+    assert duplicate_of(err.value) == first.id
 
     forced = await service.create_task("add a health endpoint to the api server", force=True, classify=False)
     assert forced.id == first.id + 1
@@ -51,7 +57,7 @@ async def test_dedup_sees_a_task_another_writer_recorded(service: TaskService, r
 
     with pytest.raises(DuplicateError) as err:
         await service.create_task("rotate the signing keys every week", classify=False)
-    assert err.value.details["duplicate"]["task_id"] == theirs.id
+    assert duplicate_of(err.value) == theirs.id
 
 
 async def test_the_same_key_returns_the_same_task_once(service: TaskService) -> None:
