@@ -40,6 +40,7 @@ from typing import BinaryIO
 
 from cockpit.core.git import porcelain_entries
 from cockpit.core.models import GateResult, GateSpec
+from cockpit.core.processes import kill_group
 
 BUILTIN_GATES: tuple[str, ...] = ("has-commits", "clean-tree", "tdd")
 TAIL_LINES = 50
@@ -303,11 +304,6 @@ _NOT_FOUND = re.compile(
 )
 
 
-def _kill_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
 def _open_output(log: _Log) -> tuple[BinaryIO, int, bool]:
     """Where a command writes: the log (appending, from an offset), or a scratch file if the log is broken."""
     if log.error is None:
@@ -352,15 +348,15 @@ async def _run_command(worktree: Path, spec: GateSpec, log: _Log) -> GateResult:
                 await asyncio.wait_for(proc.wait(), timeout=spec.timeout_s)
             except TimeoutError:
                 timed_out = True
-                _kill_group(pgid, signal.SIGTERM)
+                kill_group(pgid, signal.SIGTERM)
                 try:
                     await asyncio.wait_for(proc.wait(), timeout=KILL_GRACE_S)
                 except TimeoutError:
-                    _kill_group(pgid, signal.SIGKILL)
+                    kill_group(pgid, signal.SIGKILL)
                     await proc.wait()
         finally:
             # Leftovers of the gate (background jobs) die with it, whatever happened.
-            _kill_group(pgid, signal.SIGKILL)
+            kill_group(pgid, signal.SIGKILL)
             if proc.returncode is None:
                 await proc.wait()
         output = await asyncio.to_thread(_read_output_tail, out, log.path, offset, in_log)
