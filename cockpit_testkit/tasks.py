@@ -14,9 +14,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from cockpit.cli.repo import ensure_excluded
 from cockpit.core import git as cg
 from cockpit.core.config import write_default
+from cockpit.core.excludes import ensure_excluded
 from cockpit.core.models import Task
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store

@@ -1,4 +1,8 @@
-"""A private tmux server per test, on its own `-L` socket, reaped at teardown so no tmux process is left."""
+"""A private tmux server per test, on its own `-L` socket, reaped at teardown so no tmux process is left.
+
+The server comes from libtmux's pytest plugin (its `server` fixture: a fresh socket name, killed at
+teardown); `tmux_socket` hands its name to cockpit and also waits for the process to be gone, which
+libtmux's teardown does not."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from libtmux.server import Server
 
 from cockpit.core.tmux import TmuxPanes, tmux_available
 
@@ -79,12 +84,16 @@ def private_tmux_socket() -> Iterator[str]:
 
 
 @pytest.fixture
-def tmux_socket() -> Iterator[str]:
-    """A unique private `-L` socket name; its tmux server is killed at teardown."""
+def tmux_socket(server: Server) -> Iterator[str]:
+    """The `-L` socket name of libtmux's private test server; killed and waited for at teardown."""
     if not tmux_available():
         pytest.skip("tmux is not installed")
-    with private_tmux_socket() as name:
+    name = server.socket_name
+    assert name is not None
+    try:
         yield name
+    finally:
+        reap_tmux_server(name)
 
 
 @pytest.fixture

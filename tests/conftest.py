@@ -4,7 +4,7 @@ import shutil
 import tempfile
 
 pytest_plugins = ["cockpit_testkit.gitrepos", "cockpit_testkit.tmuxserver", "cockpit_testkit.daemons",
-                  "cockpit_testkit.sshhosts"]
+                  "cockpit_testkit.sshhosts", "cockpit_testkit.markers"]
 
 # One person token per test process, never the person's own: the CLI, the cockpit and the daemons the tests
 # start (which inherit the environment) all read it from here.

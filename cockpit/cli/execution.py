@@ -23,7 +23,6 @@ from cockpit.core.states import IN_EXECUTION, State
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-
     async def body(b: Backend) -> JSON:
         info: JSON = await b.call("attach_info", {"id": args.id})
         return info
@@ -71,7 +70,6 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-
     async def body(b: Backend) -> int:
         result = await b.call("tail", {"id": args.id, "lines": args.lines})
         if args.json and not args.follow:
@@ -162,7 +160,6 @@ async def _follow(args: argparse.Namespace, b: Backend, log: Path, offset: int) 
 
 
 def cmd_gates(args: argparse.Namespace) -> int:
-
     async def body(b: Backend) -> int:
         if b.via != "daemon":
             raise CockpitError(
@@ -206,7 +203,6 @@ def _print_gates(task: JSON) -> None:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-
     async def body(b: Backend) -> int:
         task = await b.call("stop_task", {"id": args.id, "reason": args.reason or ""})
         out(args, task, lambda: say(args, f"task {args.id} is {task['state']}"))
@@ -227,7 +223,6 @@ def cmd_rework(args: argparse.Namespace) -> int:
 
 
 def cmd_done(args: argparse.Namespace) -> int:
-
     async def body(b: Backend) -> int:
         call: JSON = {"id": args.id}
         if args.message is not None:
@@ -243,7 +238,6 @@ def cmd_done(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-
     async def body(b: Backend) -> int:
         report = await b.call("gc", {"dry_run": args.dry_run, "force": args.force})
 

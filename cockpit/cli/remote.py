@@ -24,13 +24,14 @@ from typing import Any
 
 from cockpit.cli.args import ArgParser, read_text_arg, seconds_arg, state_arg, task_id
 from cockpit.cli.output import out, say
-from cockpit.cli.repo import ensure_excluded, init_repo
+from cockpit.cli.repo import init_repo
 from cockpit.cli.running import repo_paths, run_async, with_backend
 from cockpit.core import daemonfile, git
 from cockpit.core.backend import Backend, backend_for
 from cockpit.core.delegation.peers import repo_status
 from cockpit.core.delegation.sender import DEFAULT_WAIT_CLASSIFIED_S
 from cockpit.core.errors import CockpitError, ConfigError, DaemonUnavailable, RefusedError, UsageError
+from cockpit.core.excludes import ensure_excluded
 from cockpit.core.mcp_config import SERVER_NAME, shared_server_entry
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths

@@ -15,25 +15,10 @@ from cockpit.cli.running import repo_paths, run_async
 from cockpit.core import config as cfg
 from cockpit.core import daemonfile
 from cockpit.core.errors import CockpitError, UsageError
+from cockpit.core.excludes import common_git_dir, ensure_excluded
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store, private_dir
-
-
-def ensure_excluded(root: Path, entry: str = ".cockpit/") -> bool:
-    """List `entry` (default `.cockpit/`) in `.git/info/exclude`, never in a tracked file. True if added."""
-    exclude = _git_dir(root) / "info" / "exclude"
-    exclude.parent.mkdir(parents=True, exist_ok=True)
-    existing = exclude.read_text() if exclude.exists() else ""
-    bare = entry.strip("/")
-    if any(line.strip() in (bare, f"{bare}/", f"/{bare}", f"/{bare}/") for line in existing.splitlines()):
-        return False
-    with exclude.open("a") as fh:
-        if existing and not existing.endswith("\n"):
-            fh.write("\n")
-        fh.write(f"{entry}\n")
-    return True
-
 
 # Agent CLIs `init` looks for, in order of preference.
 AGENT_CLIS = ("claude", "codex", "aider", "gemini")
@@ -53,19 +38,6 @@ def first_installed_agent() -> str | None:
     return next((name for name in AGENT_CLIS if shutil.which(name) is not None), None)
 
 
-def _git_dir(root: Path) -> Path:
-    """The repo's own git directory (the common one, for a linked worktree or submodule)."""
-    git_dir = root / ".git"
-    if git_dir.is_file():  # .git names the real dir
-        text = git_dir.read_text().strip()
-        if text.startswith("gitdir:"):
-            git_dir = (root / text.split(":", 1)[1].strip()).resolve()
-            common = git_dir / "commondir"
-            if common.exists():
-                git_dir = (git_dir / common.read_text().strip()).resolve()
-    return git_dir
-
-
 def init_repo(paths: RepoPaths) -> dict[str, Any]:
     private_dir(paths.cockpit)
     for d in (paths.plans, paths.worktrees, paths.logs, paths.signals):
@@ -77,7 +49,7 @@ def init_repo(paths: RepoPaths) -> dict[str, Any]:
     # aider's chat history files (.aider*) stay untracked and out of `git status` (the clean-tree gate).
     from cockpit.core.agents.aider import exclude_aider_files
 
-    exclude_aider_files(_git_dir(paths.root))
+    exclude_aider_files(common_git_dir(paths.root))
 
     async def create_store() -> None:
         store = await Store.open(paths.db)

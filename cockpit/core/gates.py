@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from cockpit.core.git import porcelain_entries
 from cockpit.core.models import GateResult, GateSpec
+from cockpit.core.processes import kill_group
 
 BUILTIN_GATES: tuple[str, ...] = ("has-commits", "clean-tree", "tdd")
 TAIL_LINES = 50
@@ -230,18 +232,7 @@ def _write_artefacts(worktree: Path, paths: set[str]) -> None:
 async def _status(worktree: Path) -> tuple[int, list[tuple[str, str]], str]:
     """(exit code, [(XY, path)] of `git status` with every untracked file listed, error text)."""
     code, out, err = await _git(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all")
-    entries: list[tuple[str, str]] = []
-    parts = out.split("\0")
-    i = 0
-    while i < len(parts):
-        entry = parts[i]
-        i += 1
-        if len(entry) < 4:
-            continue
-        entries.append((entry[:2], entry[3:]))
-        if "R" in entry[:2] or "C" in entry[:2]:
-            i += 1  # the rename/copy source follows as its own field
-    return code, entries, err or out
+    return code, porcelain_entries(out), err or out
 
 
 def _untracked(entries: list[tuple[str, str]]) -> set[str]:
@@ -313,11 +304,6 @@ _NOT_FOUND = re.compile(
 )
 
 
-def _kill_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
 def _open_output(log: _Log) -> tuple[BinaryIO, int, bool]:
     """Where a command writes: the log (appending, from an offset), or a scratch file if the log is broken."""
     if log.error is None:
@@ -362,15 +348,15 @@ async def _run_command(worktree: Path, spec: GateSpec, log: _Log) -> GateResult:
                 await asyncio.wait_for(proc.wait(), timeout=spec.timeout_s)
             except TimeoutError:
                 timed_out = True
-                _kill_group(pgid, signal.SIGTERM)
+                kill_group(pgid, signal.SIGTERM)
                 try:
                     await asyncio.wait_for(proc.wait(), timeout=KILL_GRACE_S)
                 except TimeoutError:
-                    _kill_group(pgid, signal.SIGKILL)
+                    kill_group(pgid, signal.SIGKILL)
                     await proc.wait()
         finally:
             # Leftovers of the gate (background jobs) die with it, whatever happened.
-            _kill_group(pgid, signal.SIGKILL)
+            kill_group(pgid, signal.SIGKILL)
             if proc.returncode is None:
                 await proc.wait()
         output = await asyncio.to_thread(_read_output_tail, out, log.path, offset, in_log)

@@ -407,7 +407,13 @@ def dirty_files(path: Path, *, untracked: bool = True) -> list[str]:
         "--ignore-submodules=none",
         strip=False,
     ).stdout
-    files: list[str] = []
+    return [name for _, name in porcelain_entries(out)]
+
+
+def porcelain_entries(out: str) -> list[tuple[str, str]]:
+    """`git status --porcelain=v1 -z` output as (XY, path) pairs: a rename's or copy's source, which follows
+    as its own field, is skipped."""
+    entries: list[tuple[str, str]] = []
     parts = out.split("\0")
     i = 0
     while i < len(parts):
@@ -415,11 +421,10 @@ def dirty_files(path: Path, *, untracked: bool = True) -> list[str]:
         i += 1
         if len(entry) < 4:
             continue
-        status, name = entry[:2], entry[3:]
-        files.append(name)
-        if "R" in status or "C" in status:
-            i += 1  # the rename/copy source follows as its own field
-    return files
+        entries.append((entry[:2], entry[3:]))
+        if "R" in entry[:2] or "C" in entry[:2]:
+            i += 1
+    return entries
 
 
 def is_clean(path: Path) -> bool:

@@ -78,6 +78,12 @@ def send(pids: Iterable[int], sig: signal.Signals) -> int:
     return sent
 
 
+def kill_group(pgid: int, sig: signal.Signals) -> None:
+    """Send `sig` to the process group `pgid`; a group already gone (or no longer ours) is left alone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
 def alive(pid: int) -> bool:
     fields = _stat_fields(pid)
     return fields is not None and fields[0] != "Z"

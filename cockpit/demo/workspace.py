@@ -22,6 +22,7 @@ from pathlib import Path
 from cockpit.core import config as cfg
 from cockpit.core import daemonctl, daemonfile
 from cockpit.core.errors import CockpitError, UsageError
+from cockpit.core.excludes import ensure_excluded
 from cockpit.core.models import JSON
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
@@ -88,15 +89,6 @@ def write_config(path: Path, agent: str, tmux_socket: str) -> None:
     with path.open("a") as fh:
         fh.write(f"\n[[gates]]\nname = \"tests\"\ncommand = {json.dumps(TEST_GATE)}\ntimeout_s = 120\n")
     cfg.load_settings(path)  # the demo never leaves a config its daemon would refuse
-
-
-def _exclude_cockpit(repo: Path) -> None:
-    exclude = repo / ".git" / "info" / "exclude"
-    exclude.parent.mkdir(parents=True, exist_ok=True)
-    existing = exclude.read_text() if exclude.exists() else ""
-    if ".cockpit/" not in existing.splitlines():
-        separator = "" if not existing or existing.endswith("\n") else "\n"
-        exclude.write_text(f"{existing}{separator}.cockpit/\n")
 
 
 def _create_store(paths: RepoPaths) -> None:
@@ -188,7 +180,7 @@ def build(root: Path, *, tmux_socket: str, agent: str = "script",
         path = root / name
         say(f"creating the {name} repo ({len(REPO_FILES[name])} files, tests, a unittest gate)")
         make_repo(path, REPO_FILES[name])
-        _exclude_cockpit(path)
+        ensure_excluded(path)
         paths = RepoPaths(path)
         for folder in (paths.cockpit, paths.plans, paths.worktrees, paths.logs, paths.signals):
             folder.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from cockpit.core.agents.base import Agent, Setup, Usage
+from cockpit.core.excludes import exclude
 
 EXCLUDE = ".aider*"
 # No question that is about aider itself rather than the task (release notes, model warnings, updates).
@@ -58,19 +59,7 @@ def log_usage(text: str) -> Usage | None:
 
 def exclude_aider_files(git_dir: Path) -> bool:
     """List `.aider*` in the repo's `.git/info/exclude` (shared by its worktrees); True if it was added."""
-    exclude = git_dir / "info" / "exclude"
-    try:
-        text = exclude.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = ""
-    if any(line.strip() == EXCLUDE for line in text.splitlines()):
-        return False
-    exclude.parent.mkdir(parents=True, exist_ok=True)
-    with open(exclude, "a", encoding="utf-8") as fh:
-        if text and not text.endswith("\n"):
-            fh.write("\n")
-        fh.write(f"{EXCLUDE}\n")
-    return True
+    return exclude(git_dir, EXCLUDE)
 
 
 class Aider(Agent):

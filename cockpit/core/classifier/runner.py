@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cockpit.core.classifier.schema import Unusable
+from cockpit.core.processes import kill_group
 
 MAX_OUTPUT_BYTES = 1024 * 1024
 _STDERR_TAIL = 8192
@@ -19,8 +20,7 @@ _STRAGGLER_GRACE_S = 0.5
 def _kill_group(pid: int) -> None:
     # SIGKILL at once: a classifier holds no state worth a graceful exit. The group is killed before its
     # leader is reaped, or while a member of it still holds the output open, so the id is still the group's.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    kill_group(pid, signal.SIGKILL)
 
 
 async def _read_capped(stream: asyncio.StreamReader, buffer: bytearray, limit: int) -> None:
