@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from cockpit.core import daemonfile
 from cockpit.core.paths import RepoPaths
+from cockpit_testkit.tmuxserver import reap_tmux_server
 
 
 @dataclass
@@ -78,3 +80,16 @@ def daemons() -> Iterator[Callable[[Path], dict[str, Any]]]:
         if cli("daemon", "stop", repo=root, timeout=30).code != 0:
             kill_daemon(root)
         kill_daemon(root)
+        reap_configured_tmux(root)
+
+
+def reap_configured_tmux(root: Path) -> None:
+    """Reap the tmux server a test's config named (`ck-…`): a daemon that ran a task started it, and stopping
+    the daemon leaves it (tmux outlives its clients by design)."""
+    try:
+        config = tomllib.loads(RepoPaths(root).config.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return
+    name = str(config.get("tmux", {}).get("socket_name", ""))
+    if name.startswith("ck-"):
+        reap_tmux_server(name)

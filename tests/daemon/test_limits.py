@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from cockpit.core.config import DEFAULT_CONFIG
-from cockpit_testkit.daemons import cli, cli_json, kill_daemon
+from cockpit_testkit.daemons import cli, cli_json, kill_daemon, reap_configured_tmux
 from cockpit_testkit.gitrepos import GIT_ENV, make_repo
 from cockpit_testkit.tasks import init_cockpit
 
@@ -40,6 +40,7 @@ def served() -> Iterator[tuple[Path, str]]:
     finally:
         if cli("daemon", "stop", repo=repo, env=env, timeout=30).code != 0:
             kill_daemon(repo)
+        reap_configured_tmux(repo)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -23,7 +23,7 @@ from cockpit.core import principals
 from cockpit.core.config import DEFAULT_CONFIG
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
-from cockpit_testkit.daemons import cli, kill_daemon
+from cockpit_testkit.daemons import cli, kill_daemon, reap_configured_tmux
 from cockpit_testkit.gitrepos import GIT_ENV, make_repo
 from cockpit_testkit.tasks import init_cockpit
 
@@ -55,6 +55,7 @@ def served() -> Iterator[Served]:
     finally:
         if cli("daemon", "stop", repo=repo, env=env, timeout=30).code != 0:
             kill_daemon(repo)
+        reap_configured_tmux(repo)
         shutil.rmtree(base, ignore_errors=True)
 
 
