@@ -76,6 +76,16 @@ def _task_section(task: Task) -> list[str]:
     return lines
 
 
+def _where_you_are(repo_name: str, worktree: Path, target_branch: str, branch: str | None) -> list[str]:
+    lines = [
+        "## Where you are",
+        "",
+        f"Repository `{repo_name}`, worktree `{worktree}`; the target branch is `{target_branch}`.",
+        "",
+    ]
+    return lines + _rules(worktree, target_branch, branch)
+
+
 def _rules(worktree: Path, target_branch: str, branch: str | None) -> list[str]:
     on_branch = f" on branch `{branch}`" if branch else ""
     return [
@@ -134,13 +144,7 @@ def render_rework_prompt(
         "",
     ]
     lines += [("#" + line) if line.startswith("#") else line for line in _task_section(task)]
-    lines += [
-        "## Where you are",
-        "",
-        f"Repository `{repo_name}`, worktree `{worktree}`; the target branch is `{target_branch}`.",
-        "",
-    ]
-    lines += _rules(worktree, target_branch, task.branch)
+    lines += _where_you_are(repo_name, worktree, target_branch, task.branch)
     return "\n".join(lines)
 
 
@@ -205,11 +209,5 @@ def render_fix_prompt(
     original = _task_section(task)
     # Demote the original task's headings one level so they sit under "The original task".
     lines += [("#" + line) if line.startswith("#") else line for line in original]
-    lines += [
-        "## Where you are",
-        "",
-        f"Repository `{repo_name}`, worktree `{worktree}`; the target branch is `{target_branch}`.",
-        "",
-    ]
-    lines += _rules(worktree, target_branch, task.branch)
+    lines += _where_you_are(repo_name, worktree, target_branch, task.branch)
     return "\n".join(lines)

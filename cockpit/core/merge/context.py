@@ -10,21 +10,18 @@ import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from cockpit.core import git
 from cockpit.core.config import Settings
 from cockpit.core.errors import CockpitError, RefusedError
 from cockpit.core.events import EventType
 from cockpit.core.gates import TddRule, run_gates
+from cockpit.core.merge.plumbing import short
+from cockpit.core.merge.rebase import restore_branch
 from cockpit.core.models import JSON, GateResult, Task
 from cockpit.core.paths import RepoPaths
 from cockpit.core.store import Store
-
-if TYPE_CHECKING:
-    pass
-from cockpit.core.merge.plumbing import short
-from cockpit.core.merge.rebase import restore_branch
 
 log = logging.getLogger("cockpit.merge")
 

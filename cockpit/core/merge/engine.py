@@ -7,7 +7,6 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cockpit.core.errors import GitError, RefusedError, UsageError
 from cockpit.core.git import (
@@ -21,9 +20,6 @@ from cockpit.core.git import (
     run_git,
     short_branch,
 )
-
-if TYPE_CHECKING:
-    pass
 from cockpit.core.merge.guards import (
     TreeChange,
     cockpit_paths,

@@ -7,15 +7,11 @@ import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cockpit.core.errors import RefusedError
 from cockpit.core.git import (
     run_git,
 )
-
-if TYPE_CHECKING:
-    pass
 from cockpit.core.merge.plumbing import list_files
 
 # ---------------------------------------------------------------------------------------- what a merge writes

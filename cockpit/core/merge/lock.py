@@ -14,13 +14,10 @@ import fcntl
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cockpit.core.errors import CockpitError
 from cockpit.core.paths import RepoPaths
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("cockpit.merge")
 

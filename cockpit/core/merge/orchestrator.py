@@ -23,17 +23,10 @@ import contextlib
 import functools
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cockpit.core import git
 from cockpit.core.errors import CockpitError, RefusedError
 from cockpit.core.events import EventType
-from cockpit.core.models import GateResult, Task
-from cockpit.core.states import State
-from cockpit.core.titles import one_line
-
-if TYPE_CHECKING:
-    pass
 from cockpit.core.merge.context import (
     BranchRebase,
     MergeContext,
@@ -54,6 +47,9 @@ from cockpit.core.merge.plumbing import list_files, short
 from cockpit.core.merge.preflight import Preflight, preflight
 from cockpit.core.merge.rebase import rebase_branch
 from cockpit.core.merge.reconcile import put_back, settle
+from cockpit.core.models import GateResult, Task
+from cockpit.core.states import State
+from cockpit.core.titles import one_line
 
 log = logging.getLogger("cockpit.merge")
 

@@ -6,7 +6,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cockpit.core import gitobjects
 from cockpit.core.errors import GitError
@@ -16,10 +15,6 @@ from cockpit.core.git import (
     run_git,
     run_git_with_identity,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 STRATEGIES = ("merge", "squash")
 

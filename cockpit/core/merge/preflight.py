@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cockpit.core.errors import GitError
 from cockpit.core.git import (
@@ -14,9 +13,6 @@ from cockpit.core.git import (
     merge_base,
     short_branch,
 )
-
-if TYPE_CHECKING:
-    pass
 from cockpit.core.merge.guards import (
     COCKPIT_DIR,
     TreeChange,

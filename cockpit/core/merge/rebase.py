@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cockpit.core.errors import GitError, RefusedError
 from cockpit.core.git import (
@@ -14,9 +13,6 @@ from cockpit.core.git import (
     run_git,
     short_branch,
 )
-
-if TYPE_CHECKING:
-    pass
 from cockpit.core.merge.guards import overwritten_paths, tree_changes
 from cockpit.core.merge.plumbing import list_files, short
 

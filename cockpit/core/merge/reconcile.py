@@ -14,20 +14,17 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cockpit.core import git
 from cockpit.core.events import EventType
-from cockpit.core.models import Task
-from cockpit.core.states import State
-
-if TYPE_CHECKING:
-    pass
 from cockpit.core.merge.context import BranchRebase, MergeContext, clean_scratch, finish, in_thread
 from cockpit.core.merge.lock import merge_lock
 from cockpit.core.merge.plumbing import short
 from cockpit.core.merge.rebase import restore_branch
 from cockpit.core.merge.rollback import rollback_plan
+from cockpit.core.models import Task
+from cockpit.core.states import State
 
 log = logging.getLogger("cockpit.merge")
 

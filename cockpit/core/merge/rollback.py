@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cockpit.core import git, gitobjects
 from cockpit.core.errors import GitError, RefusedError
@@ -21,16 +21,13 @@ from cockpit.core.git import (
     run_git,
     short_branch,
 )
-from cockpit.core.models import JSON
-from cockpit.core.states import State
-from cockpit.core.titles import one_line
-
-if TYPE_CHECKING:
-    pass
 from cockpit.core.merge.context import MergeContext, RollbackOutcome, in_thread
 from cockpit.core.merge.engine import cas_update_ref, ff_checkout, moved_refusal, sole
 from cockpit.core.merge.lock import merge_lock, pause_point
 from cockpit.core.merge.plumbing import SHA_RE, commit_tree, list_files, rev_parse, revert_tree, short
+from cockpit.core.models import JSON
+from cockpit.core.states import State
+from cockpit.core.titles import one_line
 
 # --------------------------------------------------------------------------------------------- rollback
 
